@@ -1,0 +1,13 @@
+"""Training configuration of CloudTran core.
+
+  MODEL_SIZE=128 python run.py --config ./configs/cloudtran_core_train.py --mode=train --logdir $LOGDIR
+
+Append `:tiny` to the config path for the small CPU variant used by the tests
+and `make demo` (`--config ./configs/cloudtran_core_train.py:tiny`).
+"""
+
+from configs import common
+
+
+def get_config(variant=''):
+  return common.build('cloudtran_core', 'trainset', variant)

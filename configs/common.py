@@ -1,0 +1,254 @@
+"""Shared pieces of the experiment configs.
+
+The four upstream config files (`cloudtran_core_{train,test}.py`,
+`upsampler_{train,test}.py`) are thin wrappers around these builders, so every
+key is declared once. Sizes come from the upstream environment variables
+`MODEL_SIZE`, `DOWNSAMPLE_SIZE` and `NUM_CHANNELS`, read when `get_config` runs.
+
+Keys that must stay equal across sections (`n_channels`, `hidden_size`,
+`downsample_res`) are `FieldReference`s: overriding one of them on the command
+line (`--config.model.hidden_size=64`) changes every section that shares it.
+"""
+
+import os
+
+import ml_collections
+from ml_collections import config_dict
+
+# Where the synthetic demo dataset is written by `make data`.
+DEMO_DATA = './runs/demo/data'
+
+
+def _env_int(name, default):
+  value = os.environ.get(name, str(default))
+  try:
+    return int(value)
+  except ValueError:
+    raise ValueError(
+        f'Environment variable {name}={value!r} must be an integer.') from None
+
+
+def sizes(default_model_size):
+  """Returns (model_size, downsample_size, num_channels) from the env."""
+  return (_env_int('MODEL_SIZE', default_model_size),
+          _env_int('DOWNSAMPLE_SIZE', 64),
+          _env_int('NUM_CHANNELS', 3))
+
+
+def data_config(config, split, downsample_res, n_channels):
+  """Data keys; `split` is 'trainset' or 'testset'."""
+  config.dataset = 'custom'
+  config.downsample = True
+  config.random_channel = split == 'trainset'
+  config.downsample_res = downsample_res
+  config.resolution = (224, 224)
+  config.n_channels = n_channels
+  # Number of slots: T-1 input dates plus the target.
+  config.timeline = 6
+  # Date index of the clear target (train/valid) or the cloudy image (test).
+  config.ref_index = 55
+  # JSON file for per-tile reference indices; when set, ref_index is ignored.
+  config.jsonf = config_dict.placeholder(str)
+  config.max_coverage = 30
+  config.mask_dir = f'./Datasets/Timeseries_cropped_512/masks_final_{split}'
+  config.data_dir = f'./Datasets/Timeseries_cropped_512/videos_final_{split}'
+  # When set, the input cubes are also written as PNGs here for inspection.
+  config.targets_dir = config_dict.placeholder(str)
+  config.flip_masks = False
+  config.use_discriminator = split == 'trainset'
+  config.use_augmentation = False
+  # New: shuffle buffer of the training input pipeline (examples).
+  config.shuffle_buffer = 128
+  # New: seed of the training run (random crops, synthetic clouds, channels).
+  config.seed = 0
+  return config
+
+
+def training_config(config, eval_num_examples, eval_batch_size):
+  """Training, evaluation and loss keys shared by every config."""
+  config.batch_size = 1
+  config.max_train_steps = 50000
+  config.save_checkpoint_secs = 900
+  config.num_epochs = -1
+  config.polyak_decay = 0.999
+  config.eval_num_examples = eval_num_examples
+  config.eval_batch_size = eval_batch_size
+  config.eval_checkpoint_wait_secs = -1
+
+  config.loss_factor = 0.99
+  config.encoder_loss_factor = 0.01
+  config.generator_loss_factor = 0.01
+  # New: how the generator's output reaches the discriminator. 'soft' = the
+  # expected value under the softmax (differentiable); 'argmax' = upstream
+  # behaviour, which gives the generator no adversarial gradient.
+  config.gan_relaxation = 'soft'
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.type = 'rmsprop'
+  config.optimizer.learning_rate = 3e-4
+  return config
+
+
+def core_model_config(hidden_size, downsample_res, n_channels):
+  """The `model` section of the CloudTran core."""
+  model = ml_collections.ConfigDict()
+  model.n_channels = n_channels
+  model.hidden_size = hidden_size
+  model.stage = 'encoder_decoder'
+  model.resolution = (downsample_res.get(), downsample_res.get())
+  model.name = 'cloudtran_core'
+
+  enc = model.encoder = ml_collections.ConfigDict()
+  enc.n_channels = n_channels
+  enc.ff_size = hidden_size.get()
+  enc.hidden_size = hidden_size
+  enc.num_heads = 4
+  enc.num_encoder_layers = 4
+  enc.num_temp_layers = 2
+  enc.dropout = 0.0
+  enc.posemb = 'learnable'
+  enc.aggregation = 'conv'
+
+  dec = model.decoder = ml_collections.ConfigDict()
+  dec.n_channels = n_channels
+  dec.ff_size = hidden_size.get()
+  dec.hidden_size = hidden_size
+  dec.resolution = (downsample_res.get(), downsample_res.get())
+  dec.num_heads = 4
+  dec.num_inner_layers = 2
+  dec.num_outer_layers = 2
+  dec.dropout = 0.0
+  dec.skip = True
+  dec.cond_mlp = 'affine'
+  dec.cond_mlp_act = 'identity'
+  dec.cond_ln_act = 'identity'
+  dec.cond_ln = True
+  dec.cond_ln_seq = 'sc'
+  dec.cond_ln_sp_ave = 'learnable'
+  dec.cond_ln_init = 'glorot_uniform'
+  dec.cond_att_init = 'glorot_uniform'
+  dec.cond_att_v = True
+  dec.cond_att_q = True
+  dec.cond_att_k = True
+  dec.cond_att_scale = True
+  dec.cond_att_act = 'identity'
+  return model
+
+
+def upsampler_model_config(hidden_size, downsample_res, n_channels):
+  """The `model` section of the upsampler."""
+  model = ml_collections.ConfigDict()
+  model.n_channels = n_channels
+  model.hidden_size = hidden_size
+  model.ff_size = hidden_size.get()
+  model.num_heads = 4
+  model.num_encoder_layers = 3
+  model.resolution = (downsample_res.get(), downsample_res.get())
+  model.name = 'upsampler'
+  return model
+
+
+def sample_config(n_channels, **overrides):
+  """The `sample` section of the test configs."""
+  sample = ml_collections.ConfigDict()
+  sample.n_channels = n_channels
+  sample.log_dir = 'samples'
+  sample.im_outputs = True
+  sample.batch_size = 25
+  sample.mode = 'argmax'
+  sample.num_samples = 1
+  sample.num_outputs = 100
+  sample.skip_batches = 0
+  sample.gen_file = 'gen0'
+  sample.only_parallel = False
+  sample.upsample_factor = 4
+  # Core TFRecords the upsampler reads; unset = use the low-resolution truth.
+  sample.gen_data_dir = config_dict.placeholder(str)
+  # New: seed of `mode='sample'` draws.
+  sample.seed = 0
+  # New: brightness/contrast enhancement of RGB PNGs (1.0 = as is).
+  sample.png_brightness = 1.0
+  sample.png_contrast = 1.0
+  sample.update(overrides)
+  return sample
+
+
+def build(kind, split, variant=''):
+  """Builds a full experiment config.
+
+  Args:
+    kind: 'cloudtran_core' or 'upsampler'.
+    split: 'trainset' or 'testset'; test configs get a `sample` section.
+    variant: '' for the upstream defaults, 'tiny' for the small CPU config
+      used by the tests and `make demo`.
+  """
+  model_size, downsample_size, num_channels = sizes(
+      128 if kind == 'cloudtran_core' else 512)
+  if variant == 'tiny':
+    model_size, downsample_size = 16, 8
+  elif variant:
+    raise ValueError(f'Unknown config variant {variant!r}; use "" or "tiny".')
+  hidden_size = config_dict.FieldReference(model_size)
+  downsample_res = config_dict.FieldReference(downsample_size)
+  n_channels = config_dict.FieldReference(num_channels)
+
+  config = ml_collections.ConfigDict()
+  data_config(config, split, downsample_res, n_channels)
+  is_train = split == 'trainset'
+  if kind == 'cloudtran_core':
+    training_config(config, 20000 if is_train else 100, 16)
+    config.model = core_model_config(hidden_size, downsample_res, n_channels)
+  elif kind == 'upsampler':
+    training_config(config, 20000 if is_train else 100, 1)
+    config.use_discriminator = False
+    config.model = upsampler_model_config(hidden_size, downsample_res,
+                                          n_channels)
+  else:
+    raise ValueError(f'Unknown model kind {kind!r}.')
+
+  if not is_train:
+    if kind == 'cloudtran_core':
+      config.sample = sample_config(n_channels, log_dir='samples_core_valid')
+    else:
+      config.sample = sample_config(
+          n_channels, log_dir='samples_sup_valid', batch_size=5,
+          gen_file='gen0_sup_valid', upsample_factor=1)
+
+  if variant == 'tiny':
+    tiny(config, split)
+  return config
+
+
+def tiny(config, split):
+  """Shrinks a config for CPU tests and the demo (the synthetic dataset)."""
+  config.resolution = (32, 32)
+  config.timeline = 4
+  config.ref_index = 3
+  config.jsonf = f'{DEMO_DATA}/{split}.json'
+  config.max_coverage = 50
+  config.mask_dir = f'{DEMO_DATA}/masks_final_{split}'
+  config.data_dir = f'{DEMO_DATA}/videos_final_{split}'
+  config.shuffle_buffer = 16
+  config.batch_size = 2
+  config.max_train_steps = 200
+  config.save_checkpoint_secs = 60
+  config.eval_num_examples = 8
+  config.eval_batch_size = 4
+  config.polyak_decay = 0.9
+  config.optimizer.learning_rate = 1e-3
+  model = config.model
+  if model.name == 'cloudtran_core':
+    model.resolution = model.decoder.resolution = (8, 8)
+    model.encoder.ff_size = model.decoder.ff_size = 16
+    model.encoder.num_heads = model.decoder.num_heads = 2
+    model.encoder.num_encoder_layers = 1
+    model.encoder.num_temp_layers = 1
+    model.decoder.num_inner_layers = model.decoder.num_outer_layers = 1
+  else:
+    model.resolution = (8, 8)
+    model.ff_size = 16
+    model.num_heads = 2
+    model.num_encoder_layers = 1
+  if 'sample' in config:
+    config.sample.batch_size = 4
+    config.sample.num_outputs = 8
