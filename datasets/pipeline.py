@@ -1,0 +1,217 @@
+"""`get_dataset`: the tf.data input pipeline of SPEC §1.3.
+
+Start-up (Python, once): list and check the split, apply the keep/drop rules
+(`selection.select`). Hot path (tf.data, parallel): read and decode the
+dates, build the clear-masks with synthetic clouds, crop, resize, mask,
+slice a channel, downsample. Train randomness is stateless, seeded by
+`config.seed`, the input pipeline and the example's position in the stream,
+so a run's inputs are reproducible.
+"""
+
+from absl import logging
+import tensorflow as tf
+
+from datasets import export
+from datasets import selection as selection_lib
+from datasets import transforms
+from datasets.ondisk import DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+N_CHANNELS = (1, 3, 4)
+# Uses of the stateless seeds split from an example's train seed.
+SEED_USES = ('pool', 'brighten', 'crop', 'channel')
+
+
+def check_config(config):
+  """Clear errors for data keys the pipeline cannot work with."""
+  if config.n_channels not in N_CHANNELS:
+    raise DataError(f'config.n_channels must be one of {N_CHANNELS}, got '
+                    f'{config.n_channels}.')
+  height, width = config.resolution
+  if height != width:
+    raise DataError(f'config.resolution must be square, got {height}x{width}.')
+  if config.timeline < 2:
+    raise DataError(f'config.timeline must be >= 2 (a target and at least '
+                    f'one input), got {config.timeline}.')
+  if config.targets_dir and not config.downsample:
+    raise DataError('config.targets_dir exports the downsampled cubes; set '
+                    'config.downsample=True or unset config.targets_dir.')
+
+
+def _records(examples, augment):
+  """Dataset of the examples' file names: {'tile', 'images', 'masks',
+  'synthetic', 'augment'}; `images` and `masks` are (T-1,) strings."""
+  return tf.data.Dataset.from_tensor_slices({
+      'tile': tf.constant([e.tile for e in examples], tf.int32),
+      'images': [[d.image for d in e.dates] for e in examples],
+      'masks': [[d.mask for d in e.dates] for e in examples],
+      'synthetic': [e.synthetic for e in examples],
+      'augment': tf.fill([len(examples)], augment),
+  })
+
+
+def _read_masks(paths, flip):
+  """(N,) string paths -> list of N (H, W) bool clear-masks."""
+  return [transforms.decode_clear_mask(tf.io.read_file(p), flip)
+          for p in tf.unstack(paths)]
+
+
+class Loader:
+  """The per-example functions of one subset, for tf.data.map."""
+
+  def __init__(self, config, subset, pool):
+    self.config = config
+    self.subset = subset
+    self.train = subset == 'train'
+    self.pool = tf.constant(pool) if self.train else None
+
+  @staticmethod
+  def seeds(seed):
+    """{use: (2,) seed} for each of SEED_USES, from an example's seed."""
+    split = tf.random.experimental.stateless_split(seed, len(SEED_USES))
+    return dict(zip(SEED_USES, tf.unstack(split)))
+
+  def add_clouds(self, record, own, seed):
+    """The T-1 (H, W) bool clear-masks of slots 1..T-1, oldest first.
+
+    `own` (the dates' own masks) times synthetic clouds: train draws a
+    random pool mask for every date (slots 1..T-2 augmentation, the
+    reference's slot T-1 synthetic cloud); valid/eval_train use the tile's
+    fixed mask on the reference; test adds nothing.
+    """
+    flip = self.config.flip_masks
+    if self.train:
+      draws = tf.random.stateless_uniform(
+          [len(own)], self.seeds(seed)['pool'], 0, tf.size(self.pool),
+          tf.int32)
+      extra = _read_masks(tf.gather(self.pool, draws), flip)
+      return [m & e for m, e in zip(own, extra)]
+    if self.subset == 'test':
+      return own
+    synthetic = _read_masks(record['synthetic'][tf.newaxis], flip)[0]
+    return own[:-1] + [own[-1] & synthetic]
+
+  def load(self, record, seed=None):
+    """Decodes one example at full resolution.
+
+    Returns:
+      {'tile': () int32, 'image': (H, W, T·C) uint8 slot cube,
+       'clear': (H, W, T) bool slot clear-masks} (+ 'seed' for train).
+    """
+    n_channels = self.config.n_channels
+    image = transforms.to_slots([
+        transforms.decode_image(tf.io.read_file(p), n_channels)
+        for p in tf.unstack(record['images'])])
+    if self.train and self.config.use_augmentation:
+      image = tf.cond(
+          record['augment'],
+          lambda: transforms.brighten(image, self.seeds(seed)['brighten']),
+          lambda: image)
+    own = _read_masks(record['masks'], self.config.flip_masks)
+    inputs = self.add_clouds(record, own, seed)
+    out = {'tile': record['tile'], 'image': image,
+           'clear': tf.stack([own[-1]] + inputs, axis=-1)}
+    if seed is not None:
+      out['seed'] = seed
+    return out
+
+  def preprocess(self, example):
+    """Crop, resize, mask and downsample one loaded example (SPEC §1.3)."""
+    config = self.config
+    n_channels, size = config.n_channels, config.resolution[0]
+    seeds = self.seeds(example['seed']) if self.train else None
+    window = transforms.crop_window(
+        tf.shape(example['clear']), size,
+        None if seeds is None else seeds['crop'])
+    image = transforms.resize_values(
+        transforms.crop(example['image'], window), size)
+    mask = transforms.resize_mask(
+        transforms.crop(example['clear'], window), size)
+    out = {'image': image,
+           'targets': transforms.mask_targets(image, mask, n_channels),
+           'mask': mask,
+           'tile': example['tile'],
+           'coverage': transforms.cloud_coverage(mask[..., -1])}
+    keys = ['targets', 'mask', 'image']
+    if self.train and config.random_channel:
+      channel = tf.random.stateless_uniform(
+          [], seeds['channel'], 0, n_channels, tf.int32)
+      out['targets_slice'] = transforms.channel_slice(out['targets'], channel,
+                                                      n_channels)
+      out['channel_index'] = channel
+      keys.append('targets_slice')
+    if config.downsample:
+      transforms.add_downsampled(out, keys, config.downsample_res, size)
+    return out
+
+  def examples(self, records, pipeline_id=0):
+    """Records -> unbatched example dicts.
+
+    Train seeds each example from (config.seed, pipeline_id) and its
+    position in the stream, so every epoch draws new clouds and crops.
+    """
+    if self.train:
+      base = tf.constant([self.config.seed, pipeline_id], tf.int64)
+      ds = records.enumerate().map(
+          lambda i, r: self.load(
+              r, tf.random.experimental.stateless_fold_in(base, i)),
+          num_parallel_calls=AUTOTUNE)
+    else:
+      ds = records.map(self.load, num_parallel_calls=AUTOTUNE)
+    return ds.map(self.preprocess, num_parallel_calls=AUTOTUNE)
+
+
+def get_dataset(name, config, batch_size, subset, input_context=None):
+  """The batched input pipeline of a subset.
+
+  Args:
+    name: must be 'custom' (the upstream on-disk layout).
+    config: the experiment config (data keys of configs/common.py).
+    batch_size: examples per batch of this input pipeline (per replica).
+    subset: 'train' (shuffled, repeated `config.num_epochs` times, -1 =
+      forever, last partial batch dropped), or 'eval_train', 'valid', 'test'
+      (fixed order, one pass, last partial batch kept). train and eval_train
+      read the train split of config.data_dir with the JSON key `index`.
+    input_context: optional tf.distribute.InputContext; each input pipeline
+      reads its own shard of the tiles.
+
+  Returns:
+    tf.data.Dataset of dicts, with h = downsample_res, T = timeline:
+      image, targets (B, H, W, T·C) int32 (targets: clouds = 40),
+      mask (B, H, W, T) int32 1 = clear, tile (B,) int32,
+      coverage (B,) float32 (cloud % of slot T-1's final mask);
+      with config.downsample: <key>_h and <key>_h_up_back of each;
+      train with config.random_channel: targets_slice (B, H, W, T)
+      (+ _h, _h_up_back) and channel_index (B,) int32.
+  """
+  if name != 'custom':
+    raise ValueError(f"Dataset name must be 'custom' (the on-disk layout of "
+                     f'config.data_dir), got {name!r}.')
+  check_config(config)
+  chosen = selection_lib.select(config, subset)
+  train = subset == 'train'
+  records = _records(chosen.examples, False)
+  if train and config.use_augmentation:
+    records = records.concatenate(_records(chosen.examples, True))
+  pipeline_id = 0
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    pipelines = input_context.num_input_pipelines
+    pipeline_id = input_context.input_pipeline_id
+    if len(chosen.examples) < pipelines:
+      raise DataError(f'{len(chosen.examples)} {subset} examples cannot feed '
+                      f'{pipelines} input pipelines; use fewer workers.')
+    records = records.shard(pipelines, pipeline_id)
+  loader = Loader(config, subset, chosen.pool)
+  if config.targets_dir:
+    export.export_examples(loader.examples(records, pipeline_id), config,
+                           subset)
+  if train:
+    records = records.shuffle(config.shuffle_buffer, seed=config.seed,
+                              reshuffle_each_iteration=True)
+    records = records.repeat(None if config.num_epochs < 0
+                             else config.num_epochs)
+  ds = loader.examples(records, pipeline_id).batch(
+      batch_size, drop_remainder=train)
+  logging.info('%s pipeline: %d examples, batch %d.', subset,
+               len(chosen.examples), batch_size)
+  return ds.prefetch(AUTOTUNE)

@@ -1,0 +1,149 @@
+"""Which tiles of a split make examples (SPEC §1.2-1.3 keep/drop rules).
+
+Rules, applied in this order and logged with the number of tiles each drops:
+  1. reference category: train, eval_train and valid keep a tile only if its
+     reference mask is clear; test keeps it only if it is not clear.
+  2. nothing to recover from: a tile is dropped when some pixel is cloudy in
+     all of slots 1..T-1 (own masks, and for valid/eval_train the tile's
+     deterministic synthetic cloud).
+
+Both rules are decided here, once, per tile. Train's random clouds (drawn
+anew each epoch) are augmentation of the kept tiles and are not re-checked:
+upstream re-applied rule 2 to every draw, which on the synthetic data drops
+60-100 % of the training examples (and all of them on tiny splits).
+"""
+
+import dataclasses
+import random
+
+from absl import logging
+
+from datasets import indexing
+from datasets import ondisk
+from datasets import scan
+from datasets.ondisk import DataError
+
+SUBSETS = ('train', 'eval_train', 'valid', 'test')
+RULE_CATEGORY = 'reference category'
+RULE_UNCOVERED = 'a pixel cloudy in every input slot'
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One tile's example before decoding.
+
+  tile: the folder number. dates: the T-1 distinct dates, oldest first,
+  reference last. synthetic: the mask multiplied into slot T-1 for valid and
+  eval_train ('' for train, which draws it at random, and test).
+  """
+  tile: int
+  dates: tuple
+  synthetic: str = ''
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """The examples of a subset, the moderate-mask pool and the drop counts."""
+  examples: list
+  pool: list
+  dropped: dict
+
+
+def uses_pool(subset):
+  """Train, eval_train and valid add synthetic clouds to slot T-1."""
+  return subset != 'test'
+
+
+def _keep_category(subset, name):
+  return name != 'clear' if subset == 'test' else name == 'clear'
+
+
+def _moderate_pool(tiles, stats, config):
+  """Sorted paths of every moderate mask of the split, all of one size."""
+  masks = sorted(d.mask for t in tiles for d in t.dates)
+  shapes = {stats[m][1] for m in masks}
+  if len(shapes) > 1:
+    raise DataError(
+        f'Masks of {config.mask_dir} have different sizes {sorted(shapes)}; '
+        'synthetic clouds are drawn from every mask of the split, so all '
+        'images and masks of a split must share one size: resize them.')
+  pool = [m for m in masks
+          if scan.category(stats[m][0], config.max_coverage) == 'moderate']
+  if not pool:
+    raise DataError(
+        f'No moderate mask (5 < coverage <= config.max_coverage='
+        f'{config.max_coverage}) in {config.mask_dir} to draw synthetic clouds '
+        'from; raise config.max_coverage or add partly cloudy dates.')
+  return pool
+
+
+def _check_tile(example, resolution, flip):
+  """Checks the images of an example; True if rule 2 drops it."""
+  clear = [scan.read_clear_mask(d.mask, flip) for d in example.dates]
+  for date, mask in zip(example.dates, clear):
+    scan.check_image(date.image, mask.shape)
+  height, width = clear[0].shape
+  if height == width < resolution:
+    raise DataError(
+        f'Tile {example.tile:05d} is {height}x{width}, smaller than '
+        f'config.resolution={resolution}; lower config.resolution.')
+  if example.synthetic:
+    clear[-1] = clear[-1] & scan.read_clear_mask(example.synthetic, flip)
+  return scan.cloudy_everywhere(clear)
+
+
+def _log_and_check(subset, config, total, kept, dropped):
+  counts = ', '.join(f'{n} by {rule!r}' for rule, n in dropped.items())
+  logging.info('%s (%s): %d tiles, dropped %s; %d examples.', subset,
+               config.data_dir, total, counts, kept)
+  if not kept:
+    want = 'not clear' if subset == 'test' else 'clear'
+    raise DataError(
+        f'Subset {subset!r} of {config.data_dir} is empty: of {total} tiles, '
+        f'{counts}. Each tile needs a {want} reference mask (coverage <= 5 % '
+        f'inside the central config.resolution crop) and, in every pixel, a '
+        'clear input slot; check config.ref_index / config.jsonf, '
+        'config.flip_masks and config.max_coverage.')
+
+
+def select(config, subset):
+  """Lists the tiles of a split and applies the keep/drop rules.
+
+  Args:
+    config: reads data_dir, mask_dir, jsonf, ref_index, timeline, resolution,
+      max_coverage, flip_masks.
+    subset: one of SUBSETS; train and eval_train read the train split's
+      `index`, valid `val_index` and test `test_index` of `config.jsonf`.
+
+  Returns:
+    A `Selection`.
+  """
+  if subset not in SUBSETS:
+    raise ValueError(f'subset must be one of {SUBSETS}, got {subset!r}.')
+  tiles = ondisk.list_tiles(config.data_dir, config.mask_dir)
+  table = indexing.load_table(config.jsonf) if config.jsonf else None
+  examples = [
+      Example(t.number, indexing.slot_dates(
+          t, indexing.reference_index(t, subset, config.ref_index, table,
+                                      config.jsonf), config.timeline))
+      for t in tiles]
+  size, flip = config.resolution[0], config.flip_masks
+  if uses_pool(subset):
+    masks = sorted(d.mask for t in tiles for d in t.dates)
+  else:
+    masks = [e.dates[-1].mask for e in examples]
+  stats = dict(zip(masks, scan.parallel_map(
+      lambda m: scan.mask_stats(m, flip, size), masks)))
+  pool = _moderate_pool(tiles, stats, config) if uses_pool(subset) else []
+
+  kept = [e for e in examples if _keep_category(
+      subset, scan.category(stats[e.dates[-1].mask][0], config.max_coverage))]
+  if subset in ('valid', 'eval_train'):
+    kept = [dataclasses.replace(e, synthetic=random.Random(e.tile).choice(pool))
+            for e in kept]
+  uncovered = scan.parallel_map(lambda e: _check_tile(e, size, flip), kept)
+  final = [e for e, drop in zip(kept, uncovered) if not drop]
+  dropped = {RULE_CATEGORY: len(examples) - len(kept),
+             RULE_UNCOVERED: len(kept) - len(final)}
+  _log_and_check(subset, config, len(tiles), len(final), dropped)
+  return Selection(final, pool, dropped)

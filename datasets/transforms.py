@@ -1,0 +1,147 @@
+"""Graph-safe transforms of one example (SPEC §1.3), used inside tf.data.map.
+
+Cubes are (H, W, T·K): the K values of slot 0 first, then slot 1, and so on.
+Masks are 1 = clear, 0 = cloud.
+"""
+
+import tensorflow as tf
+
+# Value of every channel of a cloudy pixel in the `targets` cubes.
+MASK_VALUE = 40
+# ITU-R BT.601 luma weights, for n_channels = 1.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+# Augmentation of dark scenes (config.use_augmentation).
+CONTRAST_FACTOR, CONTRAST_PROB = 1.5, 0.5
+GAIN_FACTOR, GAIN_PROB = 3.0, 0.7
+
+
+def decode_image(contents, n_channels):
+  """PNG/JPEG bytes -> (H, W, n_channels) uint8: RGB, luma for 1, RGBA for 4
+  (PNG only)."""
+  if n_channels != 1:
+    return tf.io.decode_image(contents, channels=n_channels,
+                              expand_animations=False)
+  rgb = tf.io.decode_image(contents, channels=3, expand_animations=False)
+  luma = tf.tensordot(tf.cast(rgb, tf.float32), tf.constant(GRAY_WEIGHTS), 1)
+  return tf.cast(tf.round(luma), tf.uint8)[..., tf.newaxis]
+
+
+def decode_clear_mask(contents, flip):
+  """Mask PNG bytes -> (H, W) bool, True = clear (0 after `255 - m` if flip)."""
+  mask = tf.io.decode_image(contents, channels=1, expand_animations=False)
+  if flip:
+    mask = 255 - mask
+  return tf.equal(mask[..., 0], 0)
+
+
+def to_slots(dates):
+  """T-1 per-date (H, W, K) tensors, oldest first -> (H, W, T·K) slot cube.
+
+  Slot 0 is the last date (the reference), slots 1..T-1 are the dates in
+  order, so the reference appears first and last.
+  """
+  return tf.concat([dates[-1]] + list(dates), axis=-1)
+
+
+def brighten(cube, seed):
+  """The augmentation of SPEC §1.3 on a (H, W, N) uint8 cube, one draw.
+
+  Contrast x1.5 (around each channel's mean) with probability 0.5, then
+  values x3 with probability 0.7, clipped to 0..255 and rounded.
+  """
+  draws = tf.random.stateless_uniform([2], seed)
+  x = tf.cast(cube, tf.float32) / 255.0
+  x = tf.cond(draws[0] < CONTRAST_PROB,
+              lambda: tf.image.adjust_contrast(x, CONTRAST_FACTOR), lambda: x)
+  x = tf.clip_by_value(x, 0.0, 1.0) * 255.0
+  x = tf.cond(draws[1] < GAIN_PROB, lambda: x * GAIN_FACTOR, lambda: x)
+  return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
+
+
+def crop_window(shape, resolution, seed=None):
+  """(top, left, side) of the square crop of an image of `shape` (H, W, ...).
+
+  The side is `resolution`, or min(H, W) if the image is not square; the
+  offset is random with a stateless `seed` (shape (2,)), central without.
+  """
+  height, width = shape[0], shape[1]
+  side = tf.where(tf.equal(height, width), resolution,
+                  tf.minimum(height, width))
+  if seed is None:
+    return (height - side) // 2, (width - side) // 2, side
+  room = tf.cast(tf.stack([height, width]) - side + 1, tf.float32)
+  top_left = tf.cast(tf.random.stateless_uniform([2], seed) * room, tf.int32)
+  return top_left[0], top_left[1], side
+
+
+def crop(image, window):
+  """Crops (H, W, N) to the (top, left, side) `window`."""
+  top, left, side = window
+  return tf.image.crop_to_bounding_box(image, top, left, side, side)
+
+
+def area_resize(cube, size):
+  """Area resize (antialiased) of (..., H, W, N) to (size, size), float32.
+
+  An input already of that size is returned as is (the resize would copy it).
+  """
+  x = tf.cast(cube, tf.float32)
+  same = tf.reduce_all(tf.equal(tf.shape(x)[-3:-1], size))
+  out = tf.cond(same, lambda: x, lambda: tf.image.resize(
+      x, (size, size), method='area', antialias=True))
+  out.set_shape(x.shape[:-3].concatenate([size, size]).concatenate(
+      x.shape[-1:]))
+  return out
+
+
+def resize_values(cube, size):
+  """Area resize of (..., H, W, N) values to `size`, rounded, int32."""
+  return tf.cast(tf.round(area_resize(cube, size)), tf.int32)
+
+
+def resize_mask(mask, size):
+  """Area resize of a (..., H, W, N) 0/1 mask, kept binary.
+
+  A pixel is clear (1) only if more than half of its area is clear; an exact
+  half counts as cloud, the safe side for a clear-mask.
+  """
+  return tf.cast(area_resize(mask, size) > 0.5, tf.int32)
+
+
+def split_slots(cube, n_channels):
+  """(..., T·C) -> (..., T, C)."""
+  shape = tf.shape(cube)
+  return tf.reshape(cube, tf.concat([shape[:-1], [-1, n_channels]], axis=0))
+
+
+def mask_targets(image, mask, n_channels):
+  """(H, W, T·C) image, (H, W, T) mask -> targets with cloudy pixels = 40."""
+  clear = tf.cast(mask, tf.bool)[..., tf.newaxis]
+  targets = tf.where(clear, split_slots(image, n_channels),
+                     tf.cast(MASK_VALUE, image.dtype))
+  return tf.reshape(targets, tf.shape(image))
+
+
+def channel_slice(cube, channel, n_channels):
+  """(..., T·C) cube -> (..., T): channel `channel` of every slot."""
+  return tf.gather(split_slots(cube, n_channels), channel, axis=-1)
+
+
+def cloud_coverage(mask):
+  """Percentage (float32) of cloudy pixels of a (H, W) 0/1 clear-mask."""
+  return 100.0 * (1.0 - tf.reduce_mean(tf.cast(mask, tf.float32)))
+
+
+def add_downsampled(example, keys, low, high):
+  """Adds `<key>_<low>` and `<key>_<low>_up_back` for each key.
+
+  `<key>_<low>` is the (high, high) cube area-resized to (low, low);
+  `_up_back` is that resized back to (high, high). Keys starting with 'mask'
+  stay binary (see `resize_mask`), the others are rounded values.
+  """
+  for key in keys:
+    resize = resize_mask if key.startswith('mask') else resize_values
+    down = resize(example[key], low)
+    example[f'{key}_{low}'] = down
+    example[f'{key}_{low}_up_back'] = resize(down, high)
+  return example
