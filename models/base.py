@@ -53,6 +53,12 @@ class CloudTranModel(tf.keras.Model):
   `get_logits`, `loss`, `gan_inputs` and `sample`.
   """
 
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    # keras.Model.__init__ sets an instance attribute `loss = None` (the
+    # `compile` loss), which would hide the `loss` method of the protocol.
+    del self.loss
+
   @property
   def metric_keys(self):
     """Names of the extra losses `loss` returns besides 'loss'."""
@@ -75,5 +81,8 @@ class CloudTranModel(tf.keras.Model):
     raise NotImplementedError
 
   def sample(self, inputs, mode='argmax', **kwargs):
-    """Returns a dict of generated uint8-valued images, see each model."""
+    """Generated images with values 0..255; see each model.
+
+    The core returns a dict of them, the upsampler the full resolution image.
+    """
     raise NotImplementedError

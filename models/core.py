@@ -1,0 +1,511 @@
+"""The CloudTran core (SPEC §2): time-series encoder, parallel head, decoder.
+
+Runs at the downsampled resolution `h × w`. In training (`training=True`)
+the inputs are one random channel per example (`targets_slice_{h}`,
+`channel_index`, `C_out = 1`); otherwise every channel (`targets_{h}`,
+`C_out = C`). Channels are folded into the batch axis, so each channel goes
+through the same layers independently, with its own symbols `v + 256·c`.
+
+Sampling: `CloudTranCore.sample` runs the fast compiled sampler of
+`models/sampler.py`; `CloudTranCore.sample_reference` is the straightforward
+decode (whole decoders re-run for every pixel), kept as the oracle of the
+tests and the baseline of `bench/sampler.py`. Both return the same outputs
+and draw the same pixels from the same seed (`choose_pixels`).
+"""
+
+import tensorflow as tf
+
+from models import base
+from models import layers
+
+NUM_SYMBOLS = base.NUM_SYMBOLS
+STAGES = ('decoder', 'encoder_decoder')
+AGGREGATIONS = ('conv', 'attention', 'sum')
+
+
+def check_config(config):
+  """Raises ValueError naming the keys of an inconsistent core config."""
+  model = config.model
+  enc, dec = model.encoder, model.decoder
+  size = config.downsample_res
+  if not config.downsample:
+    raise ValueError('The core runs on the downsampled cubes: config.downsample'
+                     ' must be True.')
+  for key, value in (('model.resolution', model.resolution),
+                     ('model.decoder.resolution', dec.resolution)):
+    if tuple(value) != (size, size):
+      raise ValueError(f'config.{key}={tuple(value)} must equal '
+                       f'(downsample_res, downsample_res)=({size}, {size}).')
+  for key, value in (('model.n_channels', model.n_channels),
+                     ('model.encoder.n_channels', enc.n_channels),
+                     ('model.decoder.n_channels', dec.n_channels)):
+    if value != config.n_channels:
+      raise ValueError(f'config.{key}={value} must equal '
+                       f'config.n_channels={config.n_channels}.')
+  for key, value in (('model.encoder.hidden_size', enc.hidden_size),
+                     ('model.decoder.hidden_size', dec.hidden_size)):
+    if value != model.hidden_size:
+      raise ValueError(f'config.{key}={value} must equal '
+                       f'config.model.hidden_size={model.hidden_size}.')
+  for key, section in (('model.encoder', enc), ('model.decoder', dec)):
+    if section.hidden_size % section.num_heads:
+      raise ValueError(
+          f'config.{key}.hidden_size={section.hidden_size} must be divisible '
+          f'by config.{key}.num_heads={section.num_heads}.')
+  if model.stage not in STAGES:
+    raise ValueError(f'config.model.stage={model.stage!r} must be one of '
+                     f'{STAGES}.')
+  if enc.aggregation not in AGGREGATIONS:
+    raise ValueError(f'config.model.encoder.aggregation={enc.aggregation!r} '
+                     f'must be one of {AGGREGATIONS}.')
+  choices = [(key, (*layers.ACTIVATIONS,)) for key in (
+      'cond_mlp_act', 'cond_ln_act', 'cond_att_act')]
+  choices += [('cond_mlp', ('shift', 'affine')), ('cond_ln_seq', ('sc', 'cs')),
+              ('cond_ln_sp_ave', ('mean', 'learnable'))]
+  for key, allowed in choices:
+    if dec[key] not in allowed:
+      raise ValueError(f'config.model.decoder.{key}={dec[key]!r} must be one '
+                       f'of {allowed}.')
+  if enc.posemb != 'learnable':
+    raise ValueError(f'config.model.encoder.posemb={enc.posemb!r}: only '
+                     "'learnable' is implemented.")
+
+
+def channel_offsets(channel_index, num_channels):
+  """Flat-vocabulary offsets `256·c`, `(B, 1)` or `(1, C)` int32.
+
+  With `channel_index` (B,) (training), one channel per example; without
+  (None), every channel 0..C-1.
+  """
+  if channel_index is None:
+    return NUM_SYMBOLS * tf.range(num_channels, dtype=tf.int32)[None]
+  return NUM_SYMBOLS * tf.reshape(tf.cast(channel_index, tf.int32), [-1, 1])
+
+
+def seed_pair(seed):
+  """The `(2,)` int32 seed of the stateless draws of `mode='sample'`.
+
+  `seed` is an int, a pair of ints (e.g. `[sample.seed, batch index]`) or
+  None (a pair drawn from the global generator: not reproducible).
+  """
+  if seed is None:
+    return tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+  seed = tf.cast(seed, tf.int32)
+  if seed.shape.rank == 0:
+    seed = tf.stack([seed, 0])
+  return tf.ensure_shape(seed, [2])
+
+
+def choose_pixels(logits, mode, seed, position):
+  """Pixel values `(N,)` int32 from their logits `(N, 256)`.
+
+  `'argmax'`: the most likely value; `'sample'`: a stateless draw from the
+  softmax seeded by the `(2,)` `seed` folded with the raster `position`
+  (row · w + column) of the pixel, so a draw depends only on the seed, the
+  position and the logits.
+  """
+  if mode == 'argmax':
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+  pixel_seed = tf.random.experimental.stateless_fold_in(seed, position)
+  return tf.random.stateless_categorical(
+      logits, 1, seed=pixel_seed, dtype=tf.int32)[:, 0]
+
+
+def fold_channels(x):
+  """`(B, H, W, C, ...)` -> `(B·C, H, W, ...)`, channel-major per example."""
+  rank = len(x.shape)
+  x = tf.transpose(x, [0, 3, 1, 2] + list(range(4, rank)))
+  return tf.reshape(x, [-1] + x.shape[2:].as_list())
+
+
+def unfold_channels(x, num_channels):
+  """Inverse of fold_channels: `(B·C, H, W, ...)` -> `(B, H, W, C, ...)`."""
+  rank = len(x.shape)
+  x = tf.reshape(x, [-1, num_channels] + x.shape[1:].as_list())
+  return tf.transpose(x, [0, 2, 3, 1] + list(range(4, rank + 1)))
+
+
+class TimeSeriesEncoder(layers.Layer):
+  """Encodes the T-1 conditioning slots into one context map per channel.
+
+  1. Each slot-channel symbol (value + 256·c) is embedded (one-hot, dense to
+     D with bias) and every `(h, w)` slot-channel map goes through one shared
+     axial encoder stack.
+  2. Per channel the T-1 outputs are stacked on a time axis and a learned
+     temporal embedding is added.
+  3. Aggregation over time: `conv` = per pixel and feature, an MLP over the
+     time axis (T-1 -> D with ReLU, -> 1; the two 1×1×1 Conv3D of upstream);
+     `attention` = temporal self-attention layers (each with feed-forward and
+     post layer norms) and a dense contraction of (T-1, D) to D; `sum` = sum
+     over time.
+
+  Input `(B, h, w, T-1, C_out)` int32 symbols (offsets already added);
+  output z `(B, h, w, C_out, D)` float32.
+  """
+
+  def __init__(self, config, num_slots, num_channels, resolution, **kwargs):
+    super().__init__(**kwargs)
+    hidden_size = config.hidden_size
+    self.aggregation = config.aggregation
+    self.dropout = config.dropout
+    self.embedding = layers.OneHotEmbedding(
+        NUM_SYMBOLS * num_channels, hidden_size, use_bias=True)
+    self.encoder = layers.AxialEncoder(
+        hidden_size, config.ff_size, config.num_heads,
+        config.num_encoder_layers, resolution, config.dropout)
+    self.temporal_position = layers.PositionEmbedding(
+        (num_slots,), hidden_size)
+    if self.aggregation == 'conv':
+      self.time_hidden = layers.dense(
+          hidden_size, num_slots, activation_name='relu')
+      self.time_output = layers.dense(1, hidden_size)
+    elif self.aggregation == 'attention':
+      # (attention over time, norm, feed-forward, norm) per temporal layer.
+      self.temporal_blocks = [
+          (layers.AxialAttention(hidden_size, config.num_heads, num_slots,
+                                 'row'),
+           layers.layer_norm(hidden_size),
+           layers.FeedForward(hidden_size, config.ff_size),
+           layers.layer_norm(hidden_size))
+          for _ in range(config.num_temp_layers)]
+      self.contraction = self.add_weight(
+          name='contraction', shape=(num_slots, hidden_size, hidden_size),
+          initializer='glorot_uniform')
+
+  def call(self, symbols, training=False):
+    height, width, num_slots, num_channels = symbols.shape[1:]
+    # (B, h, w, S, C) -> (B·S·C, h, w): every slot-channel map is one image.
+    maps = tf.reshape(tf.transpose(symbols, [0, 3, 4, 1, 2]),
+                      [-1, height, width])
+    encoded = self.encoder(self.embedding(maps[..., None]), training=training)
+    hidden_size = encoded.shape[-1]
+    encoded = tf.reshape(
+        encoded, [-1, num_slots, num_channels, height, width, hidden_size])
+    # (B, h, w, C, S, D)
+    series = self.temporal_position(
+        tf.transpose(encoded, [0, 3, 4, 2, 1, 5]))
+    if self.aggregation == 'sum':
+      return tf.reduce_sum(series, axis=4)
+    if self.aggregation == 'conv':
+      per_feature = tf.linalg.matrix_transpose(series)  # (B, h, w, C, D, S)
+      return self.time_output(self.time_hidden(per_feature))[..., 0]
+    x = tf.reshape(series, [-1, height * width * num_channels, num_slots,
+                            hidden_size])
+    for attention, attention_norm, feed_forward, ff_norm in (
+        self.temporal_blocks):
+      x = attention_norm(
+          layers.residual(x, attention(x), self.dropout, training))
+      x = ff_norm(layers.residual(x, feed_forward(x), self.dropout, training))
+    z = tf.einsum('bnsd,sde->bne', x, self.contraction)
+    return tf.reshape(z, [-1, height, width, num_channels, hidden_size])
+
+
+def _decoder_norm(config, resolution):
+  """The norm of a decoder sub-layer: conditional on z or plain."""
+  if config.cond_ln:
+    return layers.ConditionalLayerNorm(
+        config.hidden_size, config.hidden_size, resolution,
+        spatial_average=config.cond_ln_sp_ave, sequence=config.cond_ln_seq,
+        kernel_initializer=config.cond_ln_init, act=config.cond_ln_act)
+  return layers.LayerNorm(config.hidden_size)
+
+
+def _decoder_block(config, resolution, axis, causal, context_size):
+  """(attention, attention norm, feed-forward, conditional MLP, ff norm)."""
+  height, width = resolution
+  attention = layers.AxialAttention(
+      config.hidden_size, config.num_heads,
+      width if axis == 'row' else height, axis, causal=causal,
+      context_size=context_size, cond_q=config.cond_att_q,
+      cond_k=config.cond_att_k, cond_v=config.cond_att_v,
+      cond_scale=config.cond_att_scale, cond_act=config.cond_att_act,
+      cond_init=config.cond_att_init)
+  cond_mlp = layers.ConditionalMLP(
+      config.hidden_size, context_size, mode=config.cond_mlp,
+      act=config.cond_mlp_act)
+  return (attention, _decoder_norm(config, resolution),
+          layers.FeedForward(config.hidden_size, config.ff_size), cond_mlp,
+          _decoder_norm(config, resolution))
+
+
+def apply_decoder_block(block, x, context, z, dropout, training):
+  """One decoder layer step: conditional attention then conditional MLP.
+
+  The attention and the MLP are conditioned on `context`, the norms on z;
+  each sub-layer is residual and followed by its norm.
+  """
+  attention, attention_norm, feed_forward, cond_mlp, ff_norm = block
+  x = attention_norm(
+      layers.residual(x, attention(x, context), dropout, training), z)
+  update = cond_mlp(feed_forward(x), context)
+  return ff_norm(layers.residual(x, update, dropout, training), z)
+
+
+class OuterDecoder(layers.Layer):
+  """Context of the rows above each pixel, conditioned on z.
+
+  1. Positional embeddings, plus z when `skip`.
+  2. Per layer: unmasked row attention, feed-forward, causal column
+     attention, feed-forward — attention and MLP conditioned on z, norms
+     conditional on z (`cond_ln`) or plain.
+  3. Shift down one row: row i then depends on rows < i only.
+
+  Inputs: pixel embeddings and z, `(B, h, w, D)`; output `(B, h, w, D)`.
+  """
+
+  def __init__(self, config, resolution, **kwargs):
+    super().__init__(**kwargs)
+    hidden_size = config.hidden_size
+    self.skip = config.skip
+    self.dropout = config.dropout
+    self.position = layers.PositionEmbedding(resolution, hidden_size)
+    self.blocks = []
+    for _ in range(config.num_outer_layers):
+      self.blocks.append(_decoder_block(
+          config, resolution, 'row', False, hidden_size))
+      self.blocks.append(_decoder_block(
+          config, resolution, 'column', True, hidden_size))
+
+  def call(self, embeddings, z, training=False):
+    x = self.position(embeddings)
+    if self.skip:
+      x += z
+    for block in self.blocks:
+      x = apply_decoder_block(block, x, z, z, self.dropout, training)
+    return layers.shift_down(x)
+
+
+class InnerDecoder(layers.Layer):
+  """Per-pixel context from the pixels to the left, the rows above and z.
+
+  1. Pixel embeddings shifted right one pixel, plus positional embeddings,
+     plus z and the outer context when `skip`.
+  2. Per layer: causal row attention and feed-forward, both conditioned on
+     the concatenation of z and the outer context; norms conditional on z
+     (`cond_ln`) or plain.
+
+  Inputs: pixel embeddings, outer context and z, `(B, h, w, D)`; output
+  `(B, h, w, D)`.
+  """
+
+  def __init__(self, config, resolution, **kwargs):
+    super().__init__(**kwargs)
+    self.skip = config.skip
+    self.dropout = config.dropout
+    self.position = layers.PositionEmbedding(resolution, config.hidden_size)
+    self.blocks = [
+        _decoder_block(config, resolution, 'row', True,
+                       2 * config.hidden_size)
+        for _ in range(config.num_inner_layers)]
+
+  def call(self, embeddings, upper, z, training=False):
+    x = self.position(layers.shift_right(embeddings))
+    if self.skip:
+      x += z + upper
+    context = tf.concat([z, upper], axis=-1)
+    for block in self.blocks:
+      x = apply_decoder_block(block, x, context, z, self.dropout, training)
+    return x
+
+
+class CloudTranCore(base.CloudTranModel):
+  """The CloudTran core: encoder, parallel head, outer and inner decoders.
+
+  `get_logits` returns the autoregressive logits `(B, h, w, C_out, 256)` and,
+  for stage `encoder_decoder`, `{'encoder_logits': (B, h, w, C_out, 256)}`
+  from the parallel head (stage `decoder` has no parallel head).
+  """
+
+  def __init__(self, config, **kwargs):
+    super().__init__(**kwargs)
+    check_config(config)
+    self.config = config
+    model = config.model
+    self.num_channels = config.n_channels
+    self.resolution = tuple(model.resolution)
+    self.stage = model.stage
+    hidden_size = model.hidden_size
+    self.encoder = TimeSeriesEncoder(
+        model.encoder, config.timeline - 1, self.num_channels,
+        self.resolution)
+    self.parallel_head = None
+    if self.stage == 'encoder_decoder':
+      self.parallel_head = layers.dense(NUM_SYMBOLS, hidden_size,
+                                        use_bias=False)
+    self.pixel_embedding = layers.OneHotEmbedding(
+        NUM_SYMBOLS * self.num_channels, hidden_size)
+    self.outer_decoder = OuterDecoder(model.decoder, self.resolution)
+    self.inner_decoder = InnerDecoder(model.decoder, self.resolution)
+    self.final_norm = layers.layer_norm(hidden_size)
+    self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size)
+    # The fast sampler (models/sampler.py), made at the first `sample`.
+    self._sampler = None
+    # Every weight exists once the constructor returns.
+    self.built = True
+
+  @property
+  def metric_keys(self):
+    return ['encoder'] if self.parallel_head is not None else []
+
+  def _cube_key(self, training):
+    size = self.config.downsample_res
+    return f'targets_slice_{size}' if training else f'targets_{size}'
+
+  def split_inputs(self, inputs, training):
+    """(decoder target, encoder slots, offsets) of the inputs.
+
+    Target `(B, h, w, C_out)` (slot 0), slots `(B, h, w, T-1, C_out)`
+    (slots 1..T-1), offsets `(B|1, C_out)`, all int32.
+    """
+    cube = tf.cast(inputs[self._cube_key(training)], tf.int32)
+    if training:
+      offsets = channel_offsets(inputs['channel_index'], 1)
+      return cube[..., :1], cube[..., 1:, None], offsets
+    num_channels = self.num_channels
+    slots = tf.reshape(cube[..., num_channels:],
+                       [-1] + list(self.resolution) +
+                       [self.config.timeline - 1, num_channels])
+    return (cube[..., :num_channels], slots,
+            channel_offsets(None, num_channels))
+
+  def encode(self, slots, offsets, training=False):
+    """z `(B, h, w, C_out, D)` from the slots `(B, h, w, T-1, C_out)`."""
+    return self.encoder(slots + offsets[:, None, None, None],
+                        training=training)
+
+  def embed(self, target, offsets):
+    """Folded pixel embeddings `(B·C_out, h, w, D)` of `(B, h, w, C_out)`."""
+    return self.pixel_embedding(
+        fold_channels(target + offsets[:, None, None])[..., None])
+
+  def logits_from_activations(self, activations):
+    """Final layer norm and dense: `(..., D)` -> `(..., 256)`."""
+    return self.final_dense(self.final_norm(activations))
+
+  def decode(self, target, z, offsets, training=False):
+    """Autoregressive logits `(B, h, w, C_out, 256)` (teacher forcing)."""
+    embeddings = self.embed(target, offsets)
+    z = fold_channels(z)
+    upper = self.outer_decoder(embeddings, z, training=training)
+    activations = self.inner_decoder(embeddings, upper, z, training=training)
+    return unfold_channels(self.logits_from_activations(activations),
+                           target.shape[-1])
+
+  def get_logits(self, inputs, training):
+    target, slots, offsets = self.split_inputs(inputs, training)
+    z = self.encode(slots, offsets, training=training)
+    aux = {}
+    if self.parallel_head is not None:
+      aux['encoder_logits'] = self.parallel_head(z)
+    return self.decode(target, z, offsets, training=training), aux
+
+  def call(self, inputs, training=False):
+    return self.get_logits(inputs, training)
+
+  def loss(self, inputs, logits, aux, training):
+    labels = self.split_inputs(inputs, training)[0]
+    losses = {'loss': base.bits_per_dim(logits, labels)}
+    total = self.config.loss_factor * losses['loss']
+    if self.parallel_head is not None:
+      losses['encoder'] = base.bits_per_dim(aux['encoder_logits'], labels)
+      total += self.config.encoder_loss_factor * losses['encoder']
+    return total, losses
+
+  def gan_inputs(self, inputs, logits, relaxation):
+    if logits.shape[3] != 1:
+      raise ValueError('gan_inputs takes the one-channel logits of training '
+                       f'(random channel); got {logits.shape[3]} channels.')
+    cube = tf.cast(inputs[self._cube_key(True)], tf.float32)
+    fake = base.relax(logits[..., 0, :], relaxation)[..., None]
+    return cube[..., -1:], cube[..., :1], fake, inputs['channel_index']
+
+  def sample(self, inputs, mode='argmax', only_parallel=False, seed=None):
+    """Generates every channel of slot 0 from slots 1..T-1 of `targets_{h}`.
+
+    Runs `sampler.Sampler` (made once per model, XLA-compiled): the whole
+    decode of a batch is one graph with per-layer caches, and the result
+    equals `sample_reference` up to float rounding.
+
+    Args:
+      inputs: batched example dict with `targets_{h}` (slot 0 is ignored).
+      mode: 'argmax' or 'sample' (a draw from the softmax).
+      only_parallel: return the parallel head's output only.
+      seed: the seed of the `'sample'` draws: an int or a pair of ints
+        (stateless, reproducible), or None for a random one (see
+        `seed_pair`); ignored by `'argmax'`.
+
+    Returns:
+      dict: `auto_<mode>` `(B, h, w, C)` int32, `proba` `(B, h, w, C, 256)`
+      float32 (the softmax of every generated pixel) and, with a parallel
+      head (stage `encoder_decoder`), `parallel` `(B, h, w, C)` int32.
+    """
+    if self._sampler is None:
+      # models.sampler builds on this module: imported when first needed.
+      from models import sampler  # pylint: disable=g-import-not-at-top
+      self._sampler = sampler.Sampler(self)
+    return self._sampler(inputs, mode, only_parallel, seed)
+
+  def sample_reference(self, inputs, mode='argmax', only_parallel=False,
+                       seed=None):
+    """`sample` by the straightforward decode: the oracle of the tests.
+
+    For every pixel in raster order the outer decoder (once per row) and the
+    inner decoder run on the whole canvas generated so far; causality makes
+    this equal to pixel-by-pixel generation. Eager (or in the caller's
+    graph); arguments and outputs as `sample`.
+    """
+    _, slots, offsets = self.split_inputs(inputs, training=False)
+    seed = seed_pair(seed) if mode == 'sample' else None
+    return self.generate(slots, offsets, self._reference_decode, mode,
+                         only_parallel, seed)
+
+  def generate(self, slots, offsets, decode, mode, only_parallel, seed):
+    """Encoder, parallel head and `decode`: the body of both samplers.
+
+    slots `(B, h, w, T-1, C)` and offsets `(1, C)` as `split_inputs` gives
+    them. `decode(z, offsets, mode, seed)` generates the folded channels: z
+    `(N, h, w, D)` and their offsets `(N,)` int32 (N = B·C) in, the pixel
+    values `(N, h, w)` int32 and their softmax `(N, h, w, 256)` out. `seed`
+    is the `(2,)` seed of `'sample'` (see `seed_pair`). Outputs as `sample`.
+    """
+    if mode not in ('argmax', 'sample'):
+      raise ValueError(f"mode must be 'argmax' or 'sample', got {mode!r}.")
+    if only_parallel and self.parallel_head is None:
+      raise ValueError("only_parallel needs a parallel head: set "
+                       "config.model.stage='encoder_decoder'.")
+    z = self.encode(slots, offsets)
+    output = {}
+    if self.parallel_head is not None:
+      output['parallel'] = tf.argmax(self.parallel_head(z), axis=-1,
+                                     output_type=tf.int32)
+    if only_parallel:
+      return output
+    num_channels = z.shape[3]
+    folded_offsets = tf.reshape(
+        tf.broadcast_to(offsets, [tf.shape(z)[0], num_channels]), [-1])
+    image, proba = decode(fold_channels(z), folded_offsets, mode, seed)
+    output[f'auto_{mode}'] = unfold_channels(image, num_channels)
+    output['proba'] = unfold_channels(proba, num_channels)
+    return output
+
+  def _reference_decode(self, z, offsets, mode, seed):
+    """`decode` of `generate` re-running the full decoders for every pixel."""
+    height, width = self.resolution
+    offsets = offsets[:, None, None]
+    canvas = tf.zeros(tf.shape(z)[:3], tf.int32)
+    proba = tf.zeros(tf.concat([tf.shape(canvas), [NUM_SYMBOLS]], 0))
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    for row in tf.range(height):
+      embeddings = self.pixel_embedding((canvas + offsets)[..., None])
+      upper = self.outer_decoder(embeddings, z)
+      for col in tf.range(width):
+        embeddings = self.pixel_embedding((canvas + offsets)[..., None])
+        activations = self.inner_decoder(embeddings, upper, z)
+        logits = self.logits_from_activations(activations[:, row, col])
+        pixel = choose_pixels(logits, mode, seed, row * width + col)
+        here = (rows == row) & (cols == col)
+        canvas = tf.where(here, pixel[:, None, None], canvas)
+        proba = tf.where(here[..., None],
+                         tf.nn.softmax(logits)[:, None, None], proba)
+    return canvas, proba

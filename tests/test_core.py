@@ -1,0 +1,261 @@
+"""Behaviour of the CloudTran core (models/core.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models
+from models import base
+from models import core
+import model_helpers
+
+SIZE = model_helpers.SIZE
+
+
+@pytest.fixture(scope='module')
+def model():
+  return models.build(model_helpers.core_config())
+
+
+@pytest.fixture(scope='module')
+def inputs():
+  return model_helpers.random_inputs(model_helpers.core_config())
+
+
+@pytest.mark.parametrize('channels,timeline', [(1, 3), (3, 4), (4, 5)])
+def test_output_shapes(channels, timeline):
+  config = model_helpers.core_config(channels, timeline)
+  model = models.build(config)
+  inputs = model_helpers.random_inputs(config)
+  for training, out in ((True, 1), (False, channels)):
+    logits, aux = model.get_logits(inputs, training=training)
+    assert logits.shape == (2, SIZE, SIZE, out, 256)
+    assert aux['encoder_logits'].shape == (2, SIZE, SIZE, out, 256)
+    total, losses = model.loss(inputs, logits, aux, training=training)
+    assert sorted(losses) == ['encoder', 'loss'] and total.shape == ()
+  assert model.metric_keys == ['encoder']
+
+
+def _with_target_pixel(inputs, key, row, col, channel, value):
+  cube = inputs[key].numpy().copy()
+  cube[:, row, col, channel] = value
+  return dict(inputs, **{key: tf.constant(cube)})
+
+
+@pytest.mark.parametrize('row,col', [(0, 0), (3, 5), (4, 7), (7, 0)])
+def test_decoder_is_causal(model, inputs, row, col):
+  """Changing target pixel p changes no logit at positions <= p."""
+  key = f'targets_{SIZE}'
+  before, _ = model.get_logits(inputs, training=False)
+  value = (inputs[key][0, row, col, 1] + 128) % 256
+  changed = _with_target_pixel(inputs, key, row, col, 1, value)
+  after, _ = model.get_logits(changed, training=False)
+  delta = np.abs(after - before).max(axis=(0, 4))  # (h, w, C)
+  raster = delta.reshape(SIZE * SIZE, -1)
+  position = row * SIZE + col
+  np.testing.assert_array_equal(raster[:position + 1], 0)
+  # Channels are decoded independently: only channel 1 moves.
+  np.testing.assert_array_equal(raster[:, [0, 2]], 0)
+  assert raster[position + 1:, 1].max() > 1e-4
+
+
+def test_first_pixel_has_no_context_from_the_target(model, inputs):
+  key = f'targets_slice_{SIZE}'
+  before, _ = model.get_logits(inputs, training=True)
+  cube = inputs[key].numpy()
+  cube[..., 0] = 255 - cube[..., 0]
+  after, _ = model.get_logits(dict(inputs, **{key: tf.constant(cube)}),
+                              training=True)
+  np.testing.assert_array_equal(after[:, 0, 0], before[:, 0, 0])
+  assert not np.allclose(after[:, 1:], before[:, 1:])
+
+
+def test_parallel_head_ignores_the_target(model, inputs):
+  for key, training in ((f'targets_{SIZE}', False),
+                        (f'targets_slice_{SIZE}', True)):
+    cube = inputs[key].numpy().copy()
+    channels = 1 if training else 3
+    cube[..., :channels] = 255 - cube[..., :channels]
+    changed = dict(inputs, **{key: tf.constant(cube)})
+    _, before = model.get_logits(inputs, training=training)
+    _, after = model.get_logits(changed, training=training)
+    np.testing.assert_array_equal(after['encoder_logits'],
+                                  before['encoder_logits'])
+
+
+def test_training_uses_the_channel_index(model, inputs):
+  logits, _ = model.get_logits(inputs, training=True)
+  index = (inputs['channel_index'] + 1) % 3
+  other, _ = model.get_logits(dict(inputs, channel_index=index),
+                              training=True)
+  assert not np.allclose(logits, other)
+
+
+def test_uniform_logits_cost_8_bits(model, inputs):
+  config = model.config
+  for training, channels in ((True, 1), (False, 3)):
+    uniform = tf.zeros([2, SIZE, SIZE, channels, 256])
+    total, losses = model.loss(inputs, uniform, {'encoder_logits': uniform},
+                               training=training)
+    assert float(losses['loss']) == pytest.approx(8.0, abs=1e-5)
+    assert float(losses['encoder']) == pytest.approx(8.0, abs=1e-5)
+    assert float(total) == pytest.approx(
+        8.0 * (config.loss_factor + config.encoder_loss_factor), abs=1e-5)
+
+
+def _set(config, key, value):
+  section = config.model
+  *path, name = key.split('.')
+  for part in path:
+    section = section[part]
+  section[name] = value
+
+
+TOGGLES = [
+    {'encoder.aggregation': 'conv'},
+    {'encoder.aggregation': 'attention'},
+    {'encoder.aggregation': 'sum'},
+    {'decoder.cond_ln': False},
+    {'decoder.cond_ln_seq': 'cs', 'decoder.cond_ln_sp_ave': 'mean',
+     'decoder.cond_ln_act': 'tanh'},
+    {'decoder.cond_att_q': False, 'decoder.cond_att_k': False,
+     'decoder.cond_att_v': False},
+    {'decoder.cond_att_scale': False, 'decoder.cond_att_act': 'sigmoid'},
+    {'decoder.cond_mlp': 'shift'},
+    {'decoder.cond_mlp': 'affine', 'decoder.cond_mlp_act': 'relu'},
+    {'decoder.skip': False},
+    {'stage': 'decoder'},
+    {'encoder.dropout': 0.1, 'decoder.dropout': 0.1},
+]
+
+
+@pytest.mark.parametrize('toggle', TOGGLES, ids=lambda t: ','.join(
+    f'{k}={v}' for k, v in t.items()))
+def test_toggles_build_run_and_train_every_variable(toggle):
+  config = model_helpers.core_config(channels=3, timeline=4)
+  for key, value in toggle.items():
+    _set(config, key, value)
+  model = models.build(config)
+  inputs = model_helpers.random_inputs(config)
+  total, grads = model_helpers.gradients(model, inputs, training=True)
+  assert np.isfinite(total)
+  # In every setting each trainable variable receives a gradient, and a
+  # non-zero one: no layer is dead. Stage 'decoder' simply has no parallel
+  # head (and no 'encoder' loss), rather than an untrained one.
+  missing = [v.path for v, g in grads if g is None]
+  assert not missing
+  zero = [v.path for v, g in grads
+          if not np.any(tf.convert_to_tensor(g).numpy())]
+  assert not zero
+  if toggle.get('stage') == 'decoder':
+    assert model.parallel_head is None and model.metric_keys == []
+    logits, aux = model.get_logits(inputs, training=False)
+    assert aux == {}
+    assert list(model.loss(inputs, logits, aux, False)[1]) == ['loss']
+
+
+def test_every_variable_gets_a_gradient_in_evaluation_mode(model, inputs):
+  _, grads = model_helpers.gradients(model, inputs, training=False)
+  assert all(g is not None for _, g in grads)
+  assert len(grads) == len(model.trainable_variables) > 0
+
+
+def test_checkpoint_round_trip(tmp_path, inputs):
+  config = model_helpers.core_config()
+  model = models.build(config)
+  path = tf.train.Checkpoint(model=model).save(str(tmp_path / 'ckpt'))
+  saved = [n for n, _ in tf.train.list_variables(path)
+           if n.startswith('model/')]
+  assert len(saved) == len(model.variables)
+  restored = models.build(config)
+  before, _ = restored.get_logits(inputs, training=False)
+  tf.train.Checkpoint(model=restored).restore(path).assert_consumed()
+  expected, expected_aux = model.get_logits(inputs, training=False)
+  after, aux = restored.get_logits(inputs, training=False)
+  assert not np.allclose(before, expected)
+  np.testing.assert_array_equal(after, expected)
+  np.testing.assert_array_equal(aux['encoder_logits'],
+                                expected_aux['encoder_logits'])
+
+
+def test_gan_inputs(model, inputs):
+  logits, _ = model.get_logits(inputs, training=True)
+  cloudy, real, fake, channel_index = model.gan_inputs(inputs, logits, 'soft')
+  for image in (cloudy, real, fake):
+    assert image.shape == (2, SIZE, SIZE, 1) and image.dtype == tf.float32
+  cube = inputs[f'targets_slice_{SIZE}']
+  np.testing.assert_array_equal(cloudy[..., 0], cube[..., -1])
+  np.testing.assert_array_equal(real[..., 0], cube[..., 0])
+  np.testing.assert_allclose(fake, base.relax(logits[..., :1, :], 'soft'),
+                             rtol=1e-5)
+  np.testing.assert_array_equal(channel_index, inputs['channel_index'])
+  with tf.GradientTape() as tape:
+    logits, _ = model.get_logits(inputs, training=True)
+    fake = model.gan_inputs(inputs, logits, 'soft')[2]
+  assert tape.gradient(fake, model.final_dense.kernel) is not None
+  eval_logits, _ = model.get_logits(inputs, training=False)
+  with pytest.raises(ValueError, match='one-channel'):
+    model.gan_inputs(inputs, eval_logits, 'soft')
+
+
+def test_sample_reference_decoder(model, inputs):
+  output = model.sample(inputs, mode='argmax')
+  assert sorted(output) == ['auto_argmax', 'parallel', 'proba']
+  image = output['auto_argmax']
+  assert image.shape == output['parallel'].shape == (2, SIZE, SIZE, 3)
+  assert image.dtype == output['parallel'].dtype == tf.int32
+  assert output['proba'].shape == (2, SIZE, SIZE, 3, 256)
+  np.testing.assert_allclose(tf.reduce_sum(output['proba'], -1), 1, atol=1e-5)
+  # Teacher forcing on the generated image gives back the same choices.
+  key = f'targets_{SIZE}'
+  cube = tf.concat([image, inputs[key][..., 3:]], axis=-1)
+  logits, aux = model.get_logits(dict(inputs, **{key: cube}), training=False)
+  np.testing.assert_array_equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                image)
+  np.testing.assert_allclose(tf.nn.softmax(logits), output['proba'],
+                             atol=1e-5)
+  np.testing.assert_array_equal(
+      tf.argmax(aux['encoder_logits'], -1, output_type=tf.int32),
+      output['parallel'])
+  only = model.sample(inputs, only_parallel=True)
+  assert list(only) == ['parallel']
+
+
+def test_sample_draws_are_seeded_and_compile(model, inputs):
+  small = {k: v[:1] for k, v in inputs.items()}
+  first = model.sample(small, mode='sample', seed=3)['auto_sample']
+  compiled = tf.function(lambda x: model.sample(x, mode='sample', seed=3))
+  again = compiled(small)['auto_sample']
+  np.testing.assert_array_equal(first, again)
+  assert first.shape == (1, SIZE, SIZE, 3)
+
+
+def test_config_errors_name_the_keys():
+  config = model_helpers.core_config()
+  config.model.resolution = (4, 4)
+  with pytest.raises(ValueError, match='model.resolution'):
+    models.build(config)
+  config = model_helpers.core_config()
+  config.model.decoder.num_heads = 3
+  with pytest.raises(ValueError, match='decoder.num_heads'):
+    models.build(config)
+  config = model_helpers.core_config()
+  config.model.encoder.aggregation = 'max'
+  with pytest.raises(ValueError, match='aggregation'):
+    models.build(config)
+  config = model_helpers.core_config()
+  config.model.stage = 'encoder'
+  with pytest.raises(ValueError, match='stage'):
+    models.build(config)
+  config = model_helpers.core_config()
+  config.model.decoder.cond_att_act = 'gelu'
+  with pytest.raises(ValueError, match='decoder.cond_att_act'):
+    models.build(config)
+
+
+def test_fold_unfold_channels():
+  x = tf.reshape(tf.range(2 * 3 * 4 * 5 * 6), [2, 3, 4, 5, 6])
+  folded = core.fold_channels(x)
+  assert folded.shape == (10, 3, 4, 6)
+  np.testing.assert_array_equal(folded[5 + 2], x[1, :, :, 2])
+  np.testing.assert_array_equal(core.unfold_channels(folded, 5), x)

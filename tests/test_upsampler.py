@@ -1,0 +1,121 @@
+"""Behaviour of the upsampler (models/upsampler.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models
+import model_helpers
+
+SIZE = model_helpers.SIZE
+FULL = 16
+UP_BACK = f'targets_{SIZE}_up_back'
+
+
+@pytest.fixture(scope='module')
+def model():
+  return models.build(model_helpers.upsampler_config(resolution=FULL))
+
+
+@pytest.fixture(scope='module')
+def inputs():
+  return model_helpers.random_inputs(
+      model_helpers.upsampler_config(resolution=FULL))
+
+
+@pytest.mark.parametrize('channels,timeline', [(1, 3), (3, 4), (4, 5)])
+def test_output_shapes(channels, timeline):
+  config = model_helpers.upsampler_config(channels, timeline, resolution=12)
+  model = models.build(config)
+  inputs = model_helpers.random_inputs(config)
+  for training, out in ((True, 1), (False, channels)):
+    logits, aux = model.get_logits(inputs, training=training)
+    assert logits.shape == (2, 12, 12, out, 256) and aux == {}
+  assert model.metric_keys == []
+
+
+def test_uniform_logits_cost_8_bits_and_total_is_the_loss(model, inputs):
+  for training, channels in ((True, 1), (False, 3)):
+    uniform = tf.zeros([2, FULL, FULL, channels, 256])
+    total, losses = model.loss(inputs, uniform, {}, training=training)
+    assert list(losses) == ['loss']
+    assert float(total) == float(losses['loss']) == pytest.approx(8.0,
+                                                                  abs=1e-5)
+
+
+def test_every_variable_gets_a_gradient(model, inputs):
+  for training in (True, False):
+    total, grads = model_helpers.gradients(model, inputs, training=training)
+    assert np.isfinite(total)
+    assert not [v.path for v, g in grads if g is None]
+    assert not [v.path for v, g in grads
+                if not np.any(tf.convert_to_tensor(g).numpy())]
+
+
+def test_conditioning(model, inputs):
+  """Channels are independent; slot 0 of `targets` (the labels) is unused."""
+  before, _ = model.get_logits(inputs, training=False)
+  low = inputs[UP_BACK].numpy().copy()
+  low[..., 0] = 255 - low[..., 0]
+  after, _ = model.get_logits(dict(inputs, **{UP_BACK: tf.constant(low)}),
+                              training=False)
+  delta = np.abs(after - before).max(axis=(0, 1, 2, 4))
+  assert delta[0] > 0 and delta[1] == delta[2] == 0
+  targets = inputs['targets'].numpy().copy()
+  targets[..., :3] = 255 - targets[..., :3]
+  same, _ = model.get_logits(dict(inputs, targets=tf.constant(targets)),
+                             training=False)
+  np.testing.assert_array_equal(same, before)
+  targets[..., 3:] = 255 - targets[..., 3:]
+  moved, _ = model.get_logits(dict(inputs, targets=tf.constant(targets)),
+                              training=False)
+  assert not np.allclose(moved, before)
+
+
+def test_checkpoint_round_trip(tmp_path, inputs):
+  config = model_helpers.upsampler_config(resolution=FULL)
+  model = models.build(config)
+  path = tf.train.Checkpoint(model=model).save(str(tmp_path / 'ckpt'))
+  restored = models.build(config)
+  tf.train.Checkpoint(model=restored).restore(path).assert_consumed()
+  np.testing.assert_array_equal(
+      restored.get_logits(inputs, training=True)[0],
+      model.get_logits(inputs, training=True)[0])
+
+
+def test_sample(model, inputs):
+  low_res = inputs[UP_BACK][..., :3]
+  image = model.sample(inputs, low_res, mode='argmax')
+  assert image.shape == (2, FULL, FULL, 3) and image.dtype == tf.int32
+  logits, _ = model.get_logits(inputs, training=False)
+  np.testing.assert_array_equal(
+      image, tf.argmax(logits, -1, output_type=tf.int32))
+  drawn = model.sample(inputs, low_res, mode='sample', seed=1)
+  assert drawn.shape == (2, FULL, FULL, 3) and drawn.dtype == tf.int32
+  np.testing.assert_array_equal(
+      drawn, model.sample(inputs, low_res, mode='sample', seed=1))
+
+
+def test_gan_inputs(model, inputs):
+  logits, _ = model.get_logits(inputs, training=True)
+  cloudy, real, fake, channel_index = model.gan_inputs(inputs, logits,
+                                                       'argmax')
+  for image in (cloudy, real, fake):
+    assert image.shape == (2, FULL, FULL, 1) and image.dtype == tf.float32
+  np.testing.assert_array_equal(cloudy[..., 0],
+                                inputs['targets_slice'][..., -1])
+  np.testing.assert_array_equal(real[..., 0], inputs['targets_slice'][..., 0])
+  np.testing.assert_array_equal(
+      fake[..., 0], tf.argmax(logits[..., 0, :], -1, output_type=tf.int32))
+  np.testing.assert_array_equal(channel_index, inputs['channel_index'])
+
+
+def test_config_errors_name_the_keys():
+  config = model_helpers.upsampler_config()
+  config.model.num_heads = 3
+  with pytest.raises(ValueError, match='model.num_heads'):
+    models.build(config)
+  config = model_helpers.upsampler_config()
+  config.model.resolution = (4, 4)
+  with pytest.raises(ValueError, match='model.resolution'):
+    models.build(config)
