@@ -1,0 +1,72 @@
+r"""Scores generated images and two baselines against the truth, in one table.
+
+  python evaluate.py --config ./configs/cloudtran_core_test.py --subset=valid \
+      --samples "core (autoregressive)=$CORE_LOGDIR/samples_core_valid" \
+      --samples "core (parallel)=$CORE_LOGDIR/samples_core_valid_parallel" \
+      --samples "upsampler=$UP_LOGDIR/samples_sup_valid" \
+      --inception_weights=$INCEPTION_NOTOP_H5
+
+Each --samples names a method and a directory written by sample.py (its one
+*.tfrecords, or a .tfrecords file); the record length tells the resolution:
+downsample_res (core) or resolution (upsampler). Record k is output
+--skip_outputs + k of the subset, in the data pipeline's order, so give the
+same config and subset that sample.py ran with. The truth is slot 0 of the
+unmasked image cube at that resolution; the baselines, at every resolution
+present, are the cloudy input (slot T-1) and the mosaic of the latest clear
+dates. Only valid and train have a truth: the test subset's reference date is
+cloudy. Writes results.csv (rows per method, resolution and coverage group,
+'all' for the whole set; 'n/a' where undefined) and results.md (two tables).
+FID and KID need the Inception-v3 weights: without them they are 'n/a'.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from utils import results
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Test config the samples were made with (configs/*_test.py'
+    ', `:tiny` for the small CPU variant): its dataset, resolution, '
+    'downsample_res, n_channels and timeline are used.', lock_config=True)
+flags.DEFINE_enum('subset', 'valid', sorted(results.SUBSETS),
+                  'Subset the samples were drawn from (sample.py --mode=sample'
+                  '_<subset>). Not test: its reference date is cloudy, so '
+                  'there is no truth.')
+flags.DEFINE_multi_string('samples', None, 'NAME=DIR: a method name and its '
+                          'sample directory (or .tfrecords file); repeat for '
+                          'several methods.')
+flags.DEFINE_string('inception_weights', None, 'Inception-v3 no-top weights '
+                    'file for FID/KID; default: Keras\' cache. Without one, '
+                    'FID/KID are n/a.')
+flags.DEFINE_string('out', None, 'Directory for results.csv and results.md; '
+                    'default: the directory holding the first sample '
+                    'directory.')
+flags.DEFINE_integer('skip_outputs', 0, 'Global index of the first record in '
+                     'every file: sample.skip_batches × sample.batch_size of '
+                     'the sampling job.', lower_bound=0)
+flags.DEFINE_integer('num_outputs', None, 'Evaluate at most this many outputs '
+                     '(default: as many as the shortest method has).',
+                     lower_bound=1)
+flags.DEFINE_list('coverage_bins', ['10', '30'], 'Bin edges (percent) of the '
+                  'per-coverage breakdown, by the cloud coverage of the target '
+                  'date: 10,30 gives 0-10%, 10-30%, >30%.')
+flags.mark_flags_as_required(['config', 'samples'])
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  samples = results.parse_samples(FLAGS.samples)
+  results.evaluate(
+      _CONFIG.value, FLAGS.subset, samples,
+      FLAGS.out or results.default_out_dir(samples),
+      features=results.load_features(FLAGS.inception_weights),
+      skip_outputs=FLAGS.skip_outputs, num_outputs=FLAGS.num_outputs,
+      coverage_bins=FLAGS.coverage_bins)
+
+
+if __name__ == '__main__':
+  app.run(main)

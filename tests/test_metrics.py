@@ -1,0 +1,148 @@
+"""Tests for utils/metrics.py."""
+
+import functools
+
+import numpy as np
+import pytest
+from skimage import data
+from skimage import metrics as sk_metrics
+import tensorflow as tf
+
+from utils import metrics
+
+
+def _noisy(image, seed, amplitude=30):
+  noise = np.random.RandomState(seed).randint(-amplitude, amplitude + 1,
+                                              image.shape)
+  return np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(name='pair', params=['rgb', 'grey'])
+def _pair(request):
+  """Two batches of 2 known images, (2, 64, 64, C) uint8, C = 3 or 1."""
+  image = data.astronaut() if request.param == 'rgb' else data.camera()[
+      ..., None]
+  truth = np.stack([image[:64, :64], image[300:364, 100:164]])
+  return truth, _noisy(truth, seed=0)
+
+
+def test_mse_psnr_match_skimage(pair):
+  truth, noisy = pair
+  for i in range(2):
+    np.testing.assert_allclose(
+        metrics.mse(truth, noisy)[i],
+        sk_metrics.mean_squared_error(truth[i], noisy[i]), rtol=1e-12)
+    np.testing.assert_allclose(
+        metrics.psnr(truth, noisy)[i],
+        sk_metrics.peak_signal_noise_ratio(truth[i], noisy[i], data_range=255),
+        rtol=1e-12)
+  assert metrics.psnr(truth[0], noisy[0]) == metrics.psnr(truth, noisy)[0]
+
+
+def test_ssim_matches_skimage_gaussian_and_tf(pair):
+  truth, noisy = pair
+  values = metrics.ssim(truth, noisy)
+  assert values.shape == (2,)
+  for i in range(2):
+    expected = sk_metrics.structural_similarity(
+        truth[i], noisy[i], data_range=255, channel_axis=-1,
+        gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    np.testing.assert_allclose(values[i], expected, rtol=1e-12)
+  # Same semantics as tf.image.ssim (float32 there).
+  np.testing.assert_allclose(values, tf.image.ssim(truth, noisy, 255.),
+                             atol=1e-4)
+
+
+def test_identical_images():
+  image = data.astronaut()[:32, :32]
+  assert metrics.mse(image, image) == 0.
+  assert metrics.psnr(image, image) == np.inf
+  assert metrics.ssim(image, image) == pytest.approx(1.)
+
+
+def test_shape_mismatch_raises():
+  with pytest.raises(ValueError, match='same shape'):
+    metrics.psnr(np.zeros((2, 16, 16, 3)), np.zeros((1, 16, 16, 3)))
+
+
+@pytest.fixture(name='activations')
+def _activations():
+  a = np.random.RandomState(10).randn(100, 8).astype(np.float32)
+  b = (np.random.RandomState(11).randn(100, 8) * 1.5 + 0.2).astype(np.float32)
+  return a, b
+
+
+def test_fid_matches_tfgan(activations):
+  a, b = activations
+  assert metrics.fid_from_activations(a, b) == pytest.approx(3.4188118,
+                                                             rel=1e-4)
+  assert abs(metrics.fid_from_activations(a, a)) < 1e-5
+
+
+def test_kid_matches_tfgan(activations):
+  a, b = activations
+  assert metrics.kid_from_activations(a, b) == pytest.approx(0.77681756,
+                                                             rel=1e-4)
+
+
+def test_kid_of_identical_sets():
+  # TF-GAN's estimator gives -2·(mean diag - mean off-diag of K)/N: ≈ 0 for
+  # large N, exactly this value for any N.
+  a = np.random.RandomState(0).randn(2000, 8)
+  kernel = (a @ a.T / 8 + 1) ** 3
+  diag = np.mean(np.diag(kernel))
+  off_diag = (kernel.sum() - np.trace(kernel)) / (2000 * 1999)
+  kid = metrics.kid_from_activations(a, a, max_block_size=2000)
+  assert kid == pytest.approx(-2 * (diag - off_diag) / 2000, rel=1e-9)
+  assert abs(kid) < 1e-2
+
+
+def test_kid_blocks_follow_tfgan(activations):
+  a, b = activations
+  b = b[:90]
+  # ceil(100 / 30) = 4 blocks: a in 4 × 25, b in 22, 22, 23, 23.
+  bounds_a, bounds_b = [0, 25, 50, 75, 100], [0, 22, 44, 67, 90]
+  per_block = [metrics.kid_from_activations(a[bounds_a[i]:bounds_a[i + 1]],
+                                            b[bounds_b[i]:bounds_b[i + 1]])
+               for i in range(4)]
+  kid, std = metrics.kid_and_std_from_activations(a, b, max_block_size=30)
+  assert kid == pytest.approx(np.mean(per_block), rel=1e-12)
+  assert std == pytest.approx(np.std(per_block, ddof=1) / 2, rel=1e-12)
+  assert np.isnan(metrics.kid_and_std_from_activations(a, b)[1])
+
+
+def test_missing_weights_message(tmp_path, monkeypatch):
+  monkeypatch.setenv('KERAS_HOME', str(tmp_path))
+  cache = tmp_path / 'models' / metrics.INCEPTION_NOTOP_FILE
+  with pytest.raises(metrics.InceptionWeightsMissing) as error:
+    metrics.InceptionFeatures()
+  for part in (str(cache), '--inception_weights', 'PSNR, SSIM and MSE'):
+    assert part in str(error.value)
+  with pytest.raises(metrics.InceptionWeightsMissing, match='nowhere.h5'):
+    metrics.find_inception_weights(str(tmp_path / 'nowhere.h5'))
+  cache.parent.mkdir()
+  cache.touch()
+  assert metrics.find_inception_weights() == str(cache)
+  assert metrics.find_inception_weights(str(cache)) == str(cache)
+
+
+@pytest.fixture(name='inception', scope='module')
+def _inception():
+  return metrics.InceptionFeatures(batch_size=2, random_weights=True)
+
+
+def test_inception_features(inception):
+  rgb = np.random.RandomState(0).randint(0, 256, (3, 40, 40, 3), np.uint8)
+  features = inception(rgb)
+  assert features.shape == (3, 2048) and features.dtype == np.float64
+  assert np.all(np.isfinite(features))
+  # Random weights give small features (~1e-4): compare at a matching scale.
+  close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-8)
+  with pytest.raises(AssertionError):
+    close(features[0], features[1])
+  # Batching does not change the features.
+  close(inception(rgb[2:]), features[2:])
+  # 4 channels: the first 3 are used; 1 channel: repeated to RGB.
+  close(inception(np.concatenate([rgb, rgb[..., :1]], axis=-1)), features)
+  grey = rgb[..., :1]
+  close(inception(grey), inception(np.repeat(grey, 3, axis=-1)))

@@ -1,0 +1,280 @@
+"""Image-quality and distribution metrics (SPEC §6).
+
+Per image: PSNR, SSIM and MSE on uint8-valued images, max value 255.
+Per set: FID and KID from `(N, d)` activations with TF-GAN's formulas, and
+the Inception-v3 pool features they are usually computed from.
+"""
+
+import os
+
+import numpy as np
+from skimage import metrics as sk_metrics
+import tensorflow as tf
+
+MAX_VALUE = 255.
+INCEPTION_SIZE = 299
+INCEPTION_NOTOP_FILE = (
+    'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5')
+INCEPTION_NOTOP_URL = (
+    'https://storage.googleapis.com/tensorflow/keras-applications/'
+    'inception_v3/' + INCEPTION_NOTOP_FILE)
+
+
+def _as_batch(a, b):
+  """Checks two images or batches; returns (N, H, W, C) float64 copies."""
+  a, b = np.asarray(a), np.asarray(b)
+  if a.shape != b.shape or a.ndim not in (3, 4):
+    raise ValueError(f'Expected two (H, W, C) or (N, H, W, C) arrays of the '
+                     f'same shape, got {a.shape} and {b.shape}.')
+  if a.ndim == 3:
+    a, b = a[None], b[None]
+  return a.astype(np.float64), b.astype(np.float64)
+
+
+def _unbatch_like(values, a):
+  """Returns `values` (N,) as is, or its only entry if `a` was one image."""
+  return values[0] if np.ndim(a) == 3 else values
+
+
+def mse(a, b):
+  """Mean squared error per image.
+
+  Args:
+    a, b: (N, H, W, C) or (H, W, C) arrays of values 0..255.
+
+  Returns:
+    (N,) float64, or a float64 scalar for a single image.
+  """
+  x, y = _as_batch(a, b)
+  return _unbatch_like(np.mean((x - y) ** 2, axis=(1, 2, 3)), a)
+
+
+def psnr(a, b):
+  """PSNR in dB per image: 10·log10(255² / MSE).
+
+  Equals `skimage.metrics.peak_signal_noise_ratio(a, b, data_range=255)` and
+  `tf.image.psnr(a, b, 255)`. Identical images (MSE 0) give `inf`.
+
+  Args:
+    a, b: (N, H, W, C) or (H, W, C) arrays of values 0..255.
+
+  Returns:
+    (N,) float64, or a float64 scalar for a single image.
+  """
+  err = np.atleast_1d(mse(a, b))
+  with np.errstate(divide='ignore'):
+    values = 10. * np.log10(MAX_VALUE ** 2 / err)
+  return _unbatch_like(values, a)
+
+
+def ssim(a, b):
+  """SSIM per image with a Gaussian window, averaged over channels.
+
+  Computed by `skimage.metrics.structural_similarity(x, y, data_range=255,
+  channel_axis=-1, gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False)`: an 11×11 Gaussian window (σ 1.5), K1 0.01,
+  K2 0.03, population covariance, mean over the valid region. These are the
+  semantics of `tf.image.ssim(a, b, 255)`, which upstream CloudTran reports;
+  the two agree to float32 round-off. Images need H, W ≥ 11.
+
+  Args:
+    a, b: (N, H, W, C) or (H, W, C) arrays of values 0..255.
+
+  Returns:
+    (N,) float64, or a float64 scalar for a single image.
+  """
+  x, y = _as_batch(a, b)
+  values = np.array([
+      sk_metrics.structural_similarity(
+          xi, yi, data_range=MAX_VALUE, channel_axis=-1,
+          gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+      for xi, yi in zip(x, y)])
+  return _unbatch_like(values, a)
+
+
+def _check_activations(a, b):
+  """Returns two (N, d) activation arrays as float64."""
+  a = np.asarray(a, np.float64)
+  b = np.asarray(b, np.float64)
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+    raise ValueError(f'Expected (N, d) and (M, d) activations, got {a.shape} '
+                     f'and {b.shape}.')
+  return a, b
+
+
+def _symmetric_sqrt(mat, eps=1e-10):
+  """Square root of a symmetric PSD matrix by SVD; values < eps not rooted."""
+  u, s, vt = np.linalg.svd(mat)
+  return (u * np.where(s < eps, s, np.sqrt(s))) @ vt
+
+
+def _mean_and_cov(x):
+  """Mean (d,) and unbiased covariance (d, d) of (N, d) samples."""
+  mean = x.mean(axis=0)
+  centred = x - mean
+  return mean, centred.T @ centred / (x.shape[0] - 1)
+
+
+def fid_from_activations(a, b):
+  """Fréchet distance between Gaussians fitted to two activation sets.
+
+  TF-GAN's `frechet_classifier_distance_from_activations`, in float64:
+  ||μa - μb||² + tr(Σa + Σb) - 2 tr(sqrt(sqrt(Σa) Σb sqrt(Σa))), with
+  unbiased (N-1) covariances and SVD matrix square roots.
+
+  Args:
+    a, b: (N, d) and (M, d) activations.
+
+  Returns:
+    The distance, a float.
+  """
+  a, b = _check_activations(a, b)
+  mean_a, cov_a = _mean_and_cov(a)
+  mean_b, cov_b = _mean_and_cov(b)
+  root_a = _symmetric_sqrt(cov_a)
+  trace_sqrt_product = np.trace(_symmetric_sqrt(root_a @ cov_b @ root_a))
+  return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b) -
+               2. * trace_sqrt_product)
+
+
+def _block_bounds(n, n_blocks):
+  """Bounds (n_blocks + 1,) of TF-GAN's near-equal blocks, smaller first."""
+  base, n_plus_one = divmod(n, n_blocks)
+  sizes = [base] * (n_blocks - n_plus_one) + [base + 1] * n_plus_one
+  return np.concatenate([[0], np.cumsum(sizes)])
+
+
+def _cubic_kernel(x, y):
+  """(m, d), (n, d) -> (m, n) kernel matrix (x·y/d + 1)³."""
+  return (x @ y.T / x.shape[1] + 1.) ** 3
+
+
+def _mmd2_unbiased(x, y):
+  """Unbiased MMD² of two (m, d), (n, d) blocks with the cubic kernel."""
+  k_xx, k_yy = _cubic_kernel(x, x), _cubic_kernel(y, y)
+  m, n = x.shape[0], y.shape[0]
+  return ((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) +
+          (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1)) -
+          2. * _cubic_kernel(x, y).mean())
+
+
+def kid_and_std_from_activations(a, b, max_block_size=1024):
+  """Kernel distance and its standard error, as TF-GAN computes them.
+
+  TF-GAN's `kernel_classifier_distance_and_std_from_activations`, in float64:
+  both sets are cut into ceil(max(N, M) / max_block_size) consecutive blocks
+  of near-equal size (the smaller blocks first); each block pair gives an
+  unbiased MMD² with k(x, y) = (x·y/d + 1)³; the result is their mean and
+  std(ddof=1)/sqrt(n_blocks) (NaN for a single block). Note that a set
+  compared with itself gives -2·(mean diagonal - mean off-diagonal of K)/N,
+  not 0: the cross term keeps the pairs i = j.
+
+  Args:
+    a, b: (N, d) and (M, d) activations, in random order.
+    max_block_size: largest block.
+
+  Returns:
+    (kid, std), floats.
+  """
+  a, b = _check_activations(a, b)
+  n_blocks = -(-max(len(a), len(b)) // max_block_size)
+  bounds_a = _block_bounds(len(a), n_blocks)
+  bounds_b = _block_bounds(len(b), n_blocks)
+  estimates = np.array([
+      _mmd2_unbiased(a[bounds_a[i]:bounds_a[i + 1]],
+                     b[bounds_b[i]:bounds_b[i + 1]])
+      for i in range(n_blocks)])
+  std = (estimates.std(ddof=1) / np.sqrt(n_blocks) if n_blocks > 1
+         else float('nan'))
+  return float(estimates.mean()), float(std)
+
+
+def kid_from_activations(a, b, max_block_size=1024):
+  """Kernel distance of `kid_and_std_from_activations`, without the std."""
+  return kid_and_std_from_activations(a, b, max_block_size)[0]
+
+
+class InceptionWeightsMissing(FileNotFoundError):
+  """The Inception-v3 weights file needed for FID/KID is not on disk."""
+
+
+def inception_cache_path():
+  """Where Keras keeps the no-top Inception-v3 weights (honours KERAS_HOME)."""
+  home = os.environ.get('KERAS_HOME') or os.path.join(
+      os.path.expanduser('~'), '.keras')
+  return os.path.join(home, 'models', INCEPTION_NOTOP_FILE)
+
+
+def find_inception_weights(path=None):
+  """Returns the weights file to use: `path` if given, else Keras' cache.
+
+  Never downloads. Raises `InceptionWeightsMissing` if the file is absent.
+  """
+  if path:
+    if os.path.isfile(path):
+      return path
+    reason = f'The Inception-v3 weights file given, {path}, does not exist.'
+  else:
+    path = inception_cache_path()
+    if os.path.isfile(path):
+      return path
+    reason = 'No Inception-v3 weights file was given and none is cached.'
+  raise InceptionWeightsMissing(
+      f'{reason} FID and KID need the ImageNet Inception-v3 weights without '
+      f'top, {INCEPTION_NOTOP_FILE} (from {INCEPTION_NOTOP_URL}); this '
+      f'machine does not download it. Copy it to {inception_cache_path()} '
+      f'(Keras\' cache, under $KERAS_HOME or ~/.keras) or pass its path with '
+      f'--inception_weights. PSNR, SSIM and MSE do not need it.')
+
+
+def _to_rgb(images):
+  """(N, H, W, C), C in {1, 3, 4} -> (N, H, W, 3): grey repeated, C=4 cut."""
+  channels = images.shape[-1]
+  if channels == 1:
+    return np.repeat(images, 3, axis=-1)
+  if channels in (3, 4):
+    return images[..., :3]
+  raise ValueError(f'Inception features need 1, 3 or 4 channels, got '
+                   f'{channels}.')
+
+
+class InceptionFeatures:
+  """Inception-v3 average-pool features of uint8 images.
+
+  1. 1 channel is repeated to RGB; of 4 channels the first 3 (RGB) are kept.
+  2. Bilinear resize to 299×299, `inception_v3.preprocess_input` (to [-1, 1]).
+  3. `InceptionV3(include_top=False, pooling='avg')` in batches.
+  """
+
+  def __init__(self, weights_path=None, batch_size=32, random_weights=False):
+    """Builds the network.
+
+    Args:
+      weights_path: the no-top weights file; None looks in Keras' cache.
+      batch_size: images per forward pass.
+      random_weights: random initialisation instead of weights (tests only).
+
+    Raises:
+      InceptionWeightsMissing: no weights file (unless `random_weights`).
+    """
+    weights = None if random_weights else find_inception_weights(weights_path)
+    self._model = tf.keras.applications.InceptionV3(
+        include_top=False, pooling='avg', weights=weights,
+        input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
+    self._batch_size = batch_size
+
+  @tf.function(reduce_retracing=True)
+  def _embed(self, images):
+    """(B, H, W, 3) uint8 -> (B, 2048) float32."""
+    resized = tf.image.resize(tf.cast(images, tf.float32),
+                              (INCEPTION_SIZE, INCEPTION_SIZE),
+                              method='bilinear')
+    inputs = tf.keras.applications.inception_v3.preprocess_input(resized)
+    return self._model(inputs, training=False)
+
+  def __call__(self, images):
+    """(N, H, W, C) uint8-valued images -> (N, 2048) float64 features."""
+    images = _to_rgb(np.asarray(images))
+    batches = [self._embed(images[i:i + self._batch_size]).numpy()
+               for i in range(0, len(images), self._batch_size)]
+    return np.concatenate(batches).astype(np.float64)
