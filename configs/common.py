@@ -166,9 +166,10 @@ def sample_config(n_channels, **overrides):
   sample.gen_data_dir = config_dict.placeholder(str)
   # New: seed of `mode='sample'` draws.
   sample.seed = 0
-  # New: brightness/contrast enhancement of RGB PNGs (1.0 = as is).
-  sample.png_brightness = 1.0
-  sample.png_contrast = 1.0
+  # New: brightness/contrast enhancement of RGB PNGs (upstream's fixed
+  # 1.5 / 0.8; 1.0 = as is). Metrics and TFRecords never see it.
+  sample.png_brightness = 1.5
+  sample.png_contrast = 0.8
   sample.update(overrides)
   return sample
 
@@ -185,7 +186,7 @@ def build(kind, split, variant=''):
   model_size, downsample_size, num_channels = sizes(
       128 if kind == 'cloudtran_core' else 512)
   if variant == 'tiny':
-    model_size, downsample_size = 16, 8
+    model_size, downsample_size = 16, 16
   elif variant:
     raise ValueError(f'Unknown config variant {variant!r}; use "" or "tiny".')
   hidden_size = config_dict.FieldReference(model_size)
@@ -224,10 +225,8 @@ def tiny(config, split):
   config.resolution = (32, 32)
   config.timeline = 4
   config.ref_index = 3
-  config.jsonf = f'{DEMO_DATA}/{split}.json'
+  use_dataset(config, DEMO_DATA, split)
   config.max_coverage = 50
-  config.mask_dir = f'{DEMO_DATA}/masks_final_{split}'
-  config.data_dir = f'{DEMO_DATA}/videos_final_{split}'
   config.shuffle_buffer = 16
   config.batch_size = 2
   config.max_train_steps = 200
@@ -238,17 +237,30 @@ def tiny(config, split):
   config.optimizer.learning_rate = 1e-3
   model = config.model
   if model.name == 'cloudtran_core':
-    model.resolution = model.decoder.resolution = (8, 8)
+    model.resolution = model.decoder.resolution = (16, 16)
     model.encoder.ff_size = model.decoder.ff_size = 16
     model.encoder.num_heads = model.decoder.num_heads = 2
     model.encoder.num_encoder_layers = 1
     model.encoder.num_temp_layers = 1
     model.decoder.num_inner_layers = model.decoder.num_outer_layers = 1
   else:
-    model.resolution = (8, 8)
+    model.resolution = (16, 16)
     model.ff_size = 16
     model.num_heads = 2
     model.num_encoder_layers = 1
   if 'sample' in config:
     config.sample.batch_size = 4
     config.sample.num_outputs = 8
+
+
+def use_dataset(config, root, split):
+  """Points `config` at a dataset root in the upstream layout.
+
+  Sets `data_dir`, `mask_dir` and `jsonf` to `root/videos_final_<split>`,
+  `root/masks_final_<split>` and `root/<split>.json` (as the synthetic maker
+  writes them); `split` is 'trainset' or 'testset'.
+  """
+  config.data_dir = os.path.join(root, f'videos_final_{split}')
+  config.mask_dir = os.path.join(root, f'masks_final_{split}')
+  config.jsonf = os.path.join(root, f'{split}.json')
+  return config

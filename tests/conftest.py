@@ -1,7 +1,42 @@
-"""Shared pytest set-up: quiet TensorFlow, project root on the path."""
+"""Shared pytest set-up: quiet TensorFlow, two logical CPUs, a tiny dataset."""
 
+import importlib
 import os
 import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+from configs import common  # pylint: disable=g-import-not-at-top
+from utils import distribute  # pylint: disable=g-import-not-at-top
+
+# Split the CPU before TensorFlow initialises its devices, so tests can run
+# mirrored over two replicas; everything else runs on the first device.
+distribute.split_cpu(2)
+
+
+@pytest.fixture(scope='session')
+def synthetic_data(tmp_path_factory):
+  """A small synthetic dataset (6 tiles per split, 8 dates, 32×32, L2A)."""
+  from datasets import synthetic  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp('synthetic')
+  synthetic.main([str(out), '--tiles', '6', '--dates', '8', '--size', '32',
+                  '--naming', 'l2a', '--seed', '0'])
+  return out
+
+
+@pytest.fixture
+def tiny_config(synthetic_data):
+  """Returns name -> the `:tiny` config `name` reading `synthetic_data`."""
+
+  return lambda name: tiny_config_at(synthetic_data, name)
+
+
+def tiny_config_at(root, name):
+  """The `:tiny` config `name` (e.g. 'cloudtran_core_train') reading `root`."""
+  config = importlib.import_module(f'configs.{name}').get_config('tiny')
+  split = 'trainset' if name.endswith('_train') else 'testset'
+  return common.use_dataset(config, str(root), split)

@@ -1,0 +1,48 @@
+r"""Generates cloud-free images with a trained CloudTran model.
+
+  MODEL_SIZE=128 python sample.py --config ./configs/cloudtran_core_test.py \
+      --mode=sample_test --logdir $CORE_LOGDIR
+  MODEL_SIZE=512 python sample.py --config ./configs/upsampler_test.py \
+      --mode=sample_test --logdir $UP_LOGDIR \
+      --config.sample.gen_data_dir=$CORE_LOGDIR/samples_core_valid
+
+Writes <logdir>/<sample.log_dir>/<sample.gen_file>.tfrecords, the PNGs
+(with sample.im_outputs) and, for valid/train, metrics.csv. A killed job
+started again continues after its last complete batch.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from utils import sample_loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Test config file (configs/*_test.py, `:tiny` for the '
+    'small CPU variant).', lock_config=True)
+flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.SUBSETS),
+                  'Which subset to sample: valid, test or train.')
+flags.DEFINE_string('logdir', None, 'Training run directory (its newest '
+                    'checkpoint is used); samples go below it.')
+flags.mark_flags_as_required(['config', 'logdir'])
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  if 'sample' not in config:
+    raise app.UsageError('This config has no `sample` section; use a test '
+                         'config (configs/*_test.py).')
+  logdir = os.path.abspath(FLAGS.logdir)
+  result = sample_loop.sample(config, logdir, FLAGS.mode)
+  logging.info('Samples in %s.', result['dir'])
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,177 @@
+"""utils/train_loop.py and utils/eval_loop.py driven in-process."""
+
+import copy
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from conftest import tiny_config_at
+from utils import checkpoints
+from utils import distribute
+from utils import eval_loop
+from utils import train_loop
+
+
+def one_device():
+  return distribute.make_strategy('CPU', 1)
+
+
+def small(config, steps):
+  config.max_train_steps = steps
+  config.save_checkpoint_secs = 0
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(synthetic_data, tmp_path_factory):
+  """A core trained for 4 steps with a checkpoint every 2: (config, state)."""
+  config = small(tiny_config_at(synthetic_data, 'cloudtran_core_train'), 4)
+  logdir = str(tmp_path_factory.mktemp('trained'))
+  state = train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  return config, logdir, state
+
+
+def test_train_writes_checkpoints_summaries_config(trained):
+  _, logdir, state = trained
+  assert state.step == 4
+  assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
+  assert os.listdir(os.path.join(logdir, 'train_summaries'))
+  with open(os.path.join(logdir, 'config.yaml')) as f:
+    assert 'max_train_steps: 4' in f.read()
+
+
+def test_resume_continues_at_the_saved_step(trained, tmp_path):
+  config, logdir, _ = trained
+  run_dir = str(tmp_path / 'run')
+  shutil.copytree(logdir, run_dir)
+  config = copy.deepcopy(config)
+  config.max_train_steps = 6
+  state = train_loop.train(config, run_dir, one_device(),
+                           steps_per_summaries=2)
+  assert state.step == 6
+  saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
+      run_dir).all_model_checkpoint_paths]
+  assert saved == [2, 4, 6]
+
+
+def test_config_yaml_round_trips(tiny_config, tmp_path):
+  config = tiny_config('upsampler_train')
+  train_loop.write_config(config, str(tmp_path))
+  with open(tmp_path / 'config.yaml') as f:
+    loaded = yaml.unsafe_load(f)
+  assert loaded['model']['name'] == 'upsampler'
+  assert tuple(loaded['resolution']) == tuple(config.resolution)
+
+
+def test_loss_falls_when_overfitting(tiny_config, tmp_path):
+  """A fixed tiny set: the loss must drop by over 40% in 300 steps."""
+  config = small(tiny_config('cloudtran_core_train'), 300)
+  config.use_discriminator = False
+  config.resolution = (32, 32)  # = the image size: no random crop.
+  config.optimizer.learning_rate = 3e-3
+  state = train_loop.TrainState(config, one_device())
+  iterator = iter(train_loop.train_dataset(config, state.strategy))
+  loop = train_loop.make_train_loop(state)
+  first = float(loop(iterator, tf.constant(10))['loss'])
+  loop(iterator, tf.constant(270))
+  last = float(loop(iterator, tf.constant(20))['loss'])
+  assert last < 0.6 * first, (first, last)
+
+
+def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
+  config, source, trained_state = trained
+  state = train_loop.TrainState(config, one_device())
+  how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
+                                        str(tmp_path / 'new'), source)
+  assert how == 'pretrained'
+  assert state.step == 0 and trained_state.step == 4
+  for a, b in zip(trained_state.model.trainable_variables,
+                  state.model.trainable_variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  for a, b in zip(trained_state.ema.shadows, state.ema.shadows):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_pretrain_dir_without_checkpoint_is_a_clear_error(tiny_config,
+                                                          tmp_path):
+  state = train_loop.TrainState(tiny_config('cloudtran_core_train'),
+                                one_device())
+  with pytest.raises(FileNotFoundError, match='pretrain_dir'):
+    checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
+                                    str(tmp_path / 'a'), str(tmp_path))
+
+
+def _one_step_weights(config, strategy, batch, weights):
+  state = train_loop.TrainState(config, strategy)
+  for var, value in zip(state.model.trainable_variables, weights):
+    var.assign(value)
+  dataset = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(batch))
+  train_loop.make_train_loop(state)(iter(dataset), tf.constant(1))
+  return [v.numpy() for v in state.model.trainable_variables]
+
+
+@pytest.mark.parametrize('name', ['cloudtran_core_train', 'upsampler_train'])
+def test_two_replicas_match_one_device(tiny_config, name):
+  """Same weights, same global batch: same update to 1e-5 (SGD).
+
+  The discriminator trains too (its batch-norm statistics are per replica,
+  so it gets no say in the generator's update here: factor 0).
+  """
+  config = tiny_config(name)
+  config.use_discriminator = name == 'cloudtran_core_train'
+  config.generator_loss_factor = 0.0
+  config.optimizer.type = 'sgd'
+  config.optimizer.learning_rate = 0.5
+  config.batch_size = 2
+  from datasets import get_dataset  # pylint: disable=g-import-not-at-top
+  batch = next(iter(get_dataset('custom', config, 2, 'train')))
+  start = train_loop.TrainState(config, one_device())
+  weights = [v.numpy() for v in start.model.trainable_variables]
+  single = _one_step_weights(config, one_device(), batch, weights)
+  mirrored = _one_step_weights(config, distribute.make_strategy('CPU', 2),
+                               batch, weights)
+  moved = max(np.abs(a - w).max() for a, w in zip(single, weights))
+  assert moved > 1e-4
+  for a, b in zip(single, mirrored):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize('relaxation,has_gradient', [('soft', True),
+                                                     ('argmax', False)])
+def test_gan_relaxation_gradient(tiny_config, relaxation, has_gradient):
+  config = tiny_config('cloudtran_core_train')
+  config.gan_relaxation = relaxation
+  state = train_loop.TrainState(config, one_device())
+  from datasets import get_dataset  # pylint: disable=g-import-not-at-top
+  batch = next(iter(get_dataset('custom', config, 2, 'train')))
+  with tf.GradientTape() as tape:
+    _, _, losses = train_loop.losses_on_batch(state, batch)
+  grads = tape.gradient(losses['generator'],
+                        state.model.trainable_variables)
+  norm = sum(float(tf.reduce_sum(tf.abs(g))) for g in grads if g is not None)
+  assert (norm > 0) == has_gradient
+
+
+def test_eval_uses_averaged_weights_and_stops_at_last_checkpoint(
+    trained, tiny_config):
+  _, logdir, trained_state = trained
+  eval_config = tiny_config('cloudtran_core_test')
+  eval_config.max_train_steps = 4
+  eval_config.eval_checkpoint_wait_secs = 5
+  results = eval_loop.evaluate(eval_config, logdir, one_device(), 'eval_valid')
+  assert list(results) == [4]
+  assert np.isfinite(results[4]['loss']) and results[4]['loss'] > 0
+  assert os.listdir(eval_loop.summary_dir(logdir, 'eval_valid'))
+
+  state = eval_loop.EvalState(eval_config, one_device())
+  state.restore_averaged(tf.train.latest_checkpoint(logdir))
+  for var, shadow in zip(state.model.trainable_variables,
+                         trained_state.ema.shadows):
+    np.testing.assert_array_equal(var.numpy(), shadow.numpy())
+  assert any(not np.array_equal(s.numpy(), r.numpy()) for s, r in zip(
+      trained_state.ema.shadows, trained_state.model.trainable_variables))

@@ -1,0 +1,235 @@
+"""Training: the compiled step, the loop, checkpoints and summaries.
+
+`train(config, logdir, strategy, ...)` is what `run.py --mode=train` calls; it
+takes everything as arguments so tests can drive it directly.
+"""
+
+import math
+import os
+import time
+
+from absl import logging
+import tensorflow as tf
+
+import datasets
+import models
+from utils import checkpoints
+from utils import distribute
+from utils import ema as ema_lib
+from utils import progress
+
+OPTIMIZERS = {
+    'rmsprop': tf.keras.optimizers.RMSprop,
+    'adam': tf.keras.optimizers.Adam,
+    'sgd': tf.keras.optimizers.SGD,
+}
+
+
+def build_optimizer(optimizer_config):
+  """The optimizer `config.optimizer.type` names, with the other keys as args."""
+  kwargs = dict(optimizer_config)
+  kind = kwargs.pop('type')
+  if kind not in OPTIMIZERS:
+    raise ValueError(f'config.optimizer.type must be one of '
+                     f'{sorted(OPTIMIZERS)}, got {kind!r}.')
+  return OPTIMIZERS[kind](**kwargs)
+
+
+def sigmoid_bce(labels_value, logits):
+  """Mean binary cross-entropy of logits against a constant label."""
+  labels = tf.fill(tf.shape(logits), tf.cast(labels_value, logits.dtype))
+  return tf.reduce_mean(
+      tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+class TrainState:
+  """The objects a training run owns, built under the strategy's scope."""
+
+  def __init__(self, config, strategy):
+    self.config = config
+    self.strategy = strategy
+    with strategy.scope():
+      self.model = models.build(config)
+      self.optimizer = build_optimizer(config.optimizer)
+      self.optimizer.build(self.model.trainable_variables)
+      self.ema = ema_lib.ExponentialMovingAverage(
+          self.model.trainable_variables, config.polyak_decay)
+      self.discriminator = self.disc_optimizer = None
+      if config.use_discriminator:
+        self.discriminator = models.build_discriminator(config)
+        self.disc_optimizer = tf.keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.disc_optimizer.build(self.discriminator.trainable_variables)
+    parts = dict(model=self.model, ema=self.ema, optimizer=self.optimizer)
+    if self.discriminator is not None:
+      parts.update(discriminator=self.discriminator,
+                   discriminator_optimizer=self.disc_optimizer)
+    self.checkpoint = tf.train.Checkpoint(**parts)
+    self.weights_only = tf.train.Checkpoint(model=self.model, ema=self.ema)
+
+  @property
+  def step(self):
+    return int(self.optimizer.iterations.numpy())
+
+  @property
+  def metric_keys(self):
+    keys = ['loss', 'total_loss'] + list(self.model.metric_keys)
+    if self.discriminator is not None:
+      keys += ['generator', 'total_discriminator_loss',
+               'real_discriminator_loss', 'generated_discriminator_loss']
+    return keys
+
+
+def losses_on_batch(state, inputs):
+  """Forward pass of one replica's batch: (generator total, disc total, dict)."""
+  config, model = state.config, state.model
+  logits, aux = model.get_logits(inputs, training=True)
+  total, losses = model.loss(inputs, logits, aux, training=True)
+  losses = dict(losses)
+  disc_total = None
+  if state.discriminator is not None:
+    cloudy, real, fake, channel = model.gan_inputs(inputs, logits,
+                                                   config.gan_relaxation)
+    real_out = state.discriminator([cloudy, real, channel], training=True)
+    fake_out = state.discriminator([cloudy, fake, channel], training=True)
+    generator = sigmoid_bce(1.0, fake_out)
+    real_loss = sigmoid_bce(1.0, real_out)
+    fake_loss = sigmoid_bce(0.0, fake_out)
+    disc_total = real_loss + fake_loss
+    total += config.generator_loss_factor * generator
+    losses.update(generator=generator, total_discriminator_loss=disc_total,
+                  real_discriminator_loss=real_loss,
+                  generated_discriminator_loss=fake_loss)
+  losses['total_loss'] = total
+  return total, disc_total, losses
+
+
+def dense_gradients(grads):
+  """Embedding lookups give sparse gradients with one row per pixel; the
+  dense form is far smaller and has the same shape on every replica, which
+  the cross-replica sum needs."""
+  return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+          for g in grads]
+
+
+def make_train_step(state):
+  """One replica's step: forward, backward, updates of model, EMA and disc.
+
+  Losses are divided by the replica count before the gradients are summed
+  across replicas, so the update does not depend on how many there are.
+  """
+  replicas = state.strategy.num_replicas_in_sync
+
+  def step(inputs):
+    model_vars = state.model.trainable_variables
+    with tf.GradientTape(persistent=True) as tape:
+      total, disc_total, losses = losses_on_batch(state, inputs)
+      scaled = total / replicas
+      disc_scaled = None if disc_total is None else disc_total / replicas
+    grads = dense_gradients(tape.gradient(scaled, model_vars))
+    state.optimizer.apply_gradients(zip(grads, model_vars))
+    if disc_scaled is not None:
+      disc_vars = state.discriminator.trainable_variables
+      disc_grads = tape.gradient(disc_scaled, disc_vars)
+      state.disc_optimizer.apply_gradients(zip(disc_grads, disc_vars))
+    del tape
+    state.ema.apply(model_vars)
+    return losses
+
+  return step
+
+
+def make_train_loop(state):
+  """A compiled function running `num_steps` steps; returns the mean losses."""
+  step = make_train_step(state)
+  strategy = state.strategy
+  keys = state.metric_keys
+
+  @tf.function
+  def loop(iterator, num_steps):
+    sums = {k: tf.constant(0.0) for k in keys}
+    for _ in tf.range(num_steps):
+      losses = strategy.run(step, args=(next(iterator),))
+      sums = {k: sums[k] + strategy.reduce(
+          tf.distribute.ReduceOp.MEAN, losses[k], axis=None) for k in keys}
+    return {k: v / tf.cast(num_steps, tf.float32) for k, v in sums.items()}
+
+  return loop
+
+
+def write_config(config, logdir):
+  """Writes `config.yaml`, logging when a resumed run's config changed."""
+  path = os.path.join(logdir, 'config.yaml')
+  text = config.to_yaml()
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      if f.read() != text:
+        logging.warning('The config differs from the one in %s; the new one '
+                        'replaces it.', path)
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write(text)
+
+
+def train_dataset(config, strategy):
+  """The distributed training input, sharded per input pipeline."""
+  def dataset_fn(input_context):
+    return datasets.get_dataset('custom', config, config.batch_size, 'train',
+                                input_context)
+  return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100):
+  """Trains until `config.max_train_steps`, resuming from `logdir`."""
+  chief = distribute.is_chief(strategy)
+  tf.io.gfile.makedirs(logdir)
+  if chief:
+    write_config(config, logdir)
+  tf.keras.utils.set_random_seed(config.seed)
+
+  state = TrainState(config, strategy)
+  how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
+                                        logdir, pretrain_dir)
+  manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
+  iterator = iter(train_dataset(config, strategy))
+  loop = make_train_loop(state)
+  writer = (tf.summary.create_file_writer(os.path.join(logdir,
+                                                       'train_summaries'))
+            if chief else tf.summary.create_noop_writer())
+
+  max_steps = config.max_train_steps
+  tracker = progress.Progress(max_steps, done=state.step)
+  last_save = time.monotonic()
+  logging.info('Training from step %d to %d (%s start).', state.step,
+               max_steps, how)
+  while state.step < max_steps:
+    start_step, start_time = state.step, time.monotonic()
+    num_steps = min(steps_per_summaries, max_steps - start_step)
+    losses = {k: float(v) for k, v in
+              loop(iterator, tf.constant(num_steps)).items()}
+    steps_per_sec = num_steps / (time.monotonic() - start_time)
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+      raise FloatingPointError(
+          f'Non-finite {", ".join(bad)} between steps {start_step} and '
+          f'{state.step}; lower config.optimizer.learning_rate or check the '
+          'data. The last good checkpoint is kept in ' + logdir)
+    tracker.update(state.step)
+    with writer.as_default(step=state.step):
+      for key, value in losses.items():
+        tf.summary.scalar(key, value)
+      tf.summary.scalar('steps_per_sec', steps_per_sec)
+    eta = tracker.eta
+    logging.info(
+        'step %d/%d | loss %.4f bits/dim | total %.4f | %.2f steps/s | ETA %s',
+        state.step, max_steps, losses['loss'], losses['total_loss'],
+        steps_per_sec, '?' if eta is None else progress.format_duration(eta))
+    if (time.monotonic() - last_save >= config.save_checkpoint_secs or
+        state.step >= max_steps):
+      path = manager.save(checkpoint_number=state.step)
+      logging.info('Saved checkpoint %s.', path)
+      last_save = time.monotonic()
+  if manager.latest_checkpoint is None or checkpoints.step_of(
+      manager.latest_checkpoint) != state.step:
+    manager.save(checkpoint_number=state.step)
+  checkpoints.remove_worker_scratch(strategy, logdir)
+  writer.flush()
+  return state
