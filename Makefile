@@ -1,16 +1,32 @@
 # Set-up is automatic: every target creates .venv and installs
 # requirements.txt when they are missing or older than requirements.txt.
+# `make demo` runs the whole method on a synthetic dataset; each stage is a
+# target of its own (make demo-data, demo-train-core, ...) to rerun one.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
+DATA := $(DEMO)/data
+CORE := $(DEMO)/core
+UP := $(DEMO)/upsampler
+CPU := --accelerator_type=CPU
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Training steps of the demo models (the :tiny configs, 16 px core).
+CORE_STEPS ?= 2000
+UP_STEPS ?= 1500
+CORE_TRAIN := configs/cloudtran_core_train.py:tiny
+CORE_TEST := configs/cloudtran_core_test.py:tiny
+UP_TRAIN := configs/upsampler_train.py:tiny
+UP_TEST := configs/upsampler_test.py:tiny
 
-.PHONY: help test demo data bench clean
+.PHONY: help test demo bench clean demo-data demo-train-core \
+	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
+	demo-evaluate demo-sheets
 
 help:
-	@echo "make demo   generate the synthetic dataset and run the pipeline demo"
-	@echo "make test   run the test suite"
-	@echo "make bench  run the benchmarks in bench/ (JSON figures)"
+	@echo "make demo    the whole method end to end on a synthetic dataset"
+	@echo "make test    the test suite"
+	@echo "make bench   the benchmarks in bench/ (JSON figures)"
 
 $(VENV)/installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,14 +37,63 @@ $(VENV)/installed: requirements.txt
 test: $(VENV)/installed
 	$(PY) -m pytest -q tests
 
-data: $(VENV)/installed
-	$(PY) -m datasets.synthetic $(DEMO)/data --tiles 12 --dates 8 --size 48 --naming l2a --seed 0
+demo: $(VENV)/installed
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory demo-data demo-train-core \
+	  demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
+	  demo-evaluate demo-sheets && \
+	echo "Demo done in $$(( $$(date +%s) - start )) s. Outputs:" && \
+	echo "  dataset         $(DATA)" && \
+	echo "  core run        $(CORE) (checkpoints, TensorBoard summaries)" && \
+	echo "  upsampler run   $(UP)" && \
+	echo "  core samples    $(CORE)/samples_core_valid, samples_core_valid_parallel, samples_core_test" && \
+	echo "  upsampled       $(UP)/samples_sup_valid" && \
+	echo "  results table   $(DEMO)/results.md" && \
+	echo "  contact sheets  $(DEMO)/sheets" && \
+	cat $(DEMO)/results.md
 
-demo: data
-	$(PY) -m datasets.summary --config configs/cloudtran_core_train.py:tiny
+demo-data: $(VENV)/installed
+	$(PY) -m datasets.synthetic $(DATA) --tiles 12 --dates 8 --size 48 --naming l2a --seed 0
+
+demo-train-core: $(VENV)/installed
+	$(PY) run.py --config $(CORE_TRAIN) --mode=train --logdir $(CORE) $(CPU) \
+	  --config.max_train_steps=$(CORE_STEPS) --steps_per_summaries=100
+
+demo-train-upsampler: $(VENV)/installed
+	$(PY) run.py --config $(UP_TRAIN) --mode=train --logdir $(UP) $(CPU) \
+	  --config.max_train_steps=$(UP_STEPS) --steps_per_summaries=100
+
+demo-eval: $(VENV)/installed
+	$(PY) run.py --config $(CORE_TEST) --mode=eval_valid --logdir $(CORE) $(CPU) \
+	  --config.max_train_steps=$(CORE_STEPS)
+
+demo-sample-core: $(VENV)/installed
+	$(PY) sample.py --config $(CORE_TEST) --mode=sample_valid --logdir $(CORE)
+	$(PY) sample.py --config $(CORE_TEST) --mode=sample_valid --logdir $(CORE) \
+	  --config.sample.only_parallel=True
+	$(PY) sample.py --config $(CORE_TEST) --mode=sample_test --logdir $(CORE) \
+	  --config.sample.log_dir=samples_core_test
+
+demo-sample-upsampler: $(VENV)/installed
+	$(PY) sample.py --config $(UP_TEST) --mode=sample_valid --logdir $(UP) \
+	  --config.sample.gen_data_dir=$(CORE)/samples_core_valid
+
+demo-evaluate: $(VENV)/installed
+	$(PY) evaluate.py --config $(CORE_TEST) --subset=valid --out $(DEMO) \
+	  --samples "core (parallel)=$(CORE)/samples_core_valid_parallel" \
+	  --samples "core (autoregressive)=$(CORE)/samples_core_valid" \
+	  --samples "upsampler=$(UP)/samples_sup_valid"
+
+demo-sheets: $(VENV)/installed
+	$(PY) -m utils.contact_sheet --config $(UP_TEST) \
+	  --core $(CORE)/samples_core_valid --upsampled $(UP)/samples_sup_valid \
+	  --out $(DEMO)/sheets
 
 bench: $(VENV)/installed
 	$(PY) bench/input_pipeline.py
+	$(PY) bench/train_step.py
+	$(PY) bench/train_loop.py
+	$(PY) bench/sampler.py
 
 clean:
 	rm -rf $(DEMO)

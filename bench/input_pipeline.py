@@ -19,6 +19,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
 from configs import cloudtran_core_train  # pylint: disable=g-import-not-at-top
+from configs import common  # pylint: disable=g-import-not-at-top
 import datasets  # pylint: disable=g-import-not-at-top
 from datasets import synthetic  # pylint: disable=g-import-not-at-top
 
@@ -27,9 +28,7 @@ TILES, DATES, SIZE, RESOLUTION, TIMELINE = 24, 8, 256, 224, 6
 
 def point_at(config, root, split):
   """Bench geometry and the synthetic split `split` on `config`."""
-  config.data_dir = os.path.join(root, f'videos_final_{split}')
-  config.mask_dir = os.path.join(root, f'masks_final_{split}')
-  config.jsonf = os.path.join(root, f'{split}.json')
+  common.use_dataset(config, root, split)
   config.resolution = (RESOLUTION, RESOLUTION)
   config.timeline = TIMELINE
   return config

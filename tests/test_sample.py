@@ -7,11 +7,13 @@ import subprocess
 import sys
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
 from datasets import tfrecords
 from utils import checkpoints
+from utils import contact_sheet
 from utils import distribute
 from utils import sample_loop
 from utils import train_loop
@@ -99,7 +101,15 @@ def test_upsampler_reads_core_tfrecords(core_run, synthetic_data, tmp_path):
   side = config.resolution[0]
   assert records(os.path.join(out, 'gen0_sup_valid.tfrecords'),
                  (side, side, 3))[0].shape == (side, side, 3)
-  del core_config
+
+  sheets = contact_sheet.make_sheets(
+      config, os.path.join(core_logdir, 'samples_core_valid'), out,
+      str(tmp_path / 'sheets'))
+  assert [os.path.basename(p) for p in sheets] == [
+      f'{i:05d}_sheet.png' for i in range(4)]
+  width, height = Image.open(sheets[0]).size
+  panel = side * max(1, -(-contact_sheet.MIN_PANEL // side))
+  assert width > (core_config.timeline - 1) * panel and height > 3 * panel
 
 
 def test_upsampler_from_truth_and_only_parallel(synthetic_data, tmp_path):

@@ -1,0 +1,125 @@
+r"""Contact sheets: one PNG per example showing the whole method at a glance.
+
+  python -m utils.contact_sheet --config configs/upsampler_test.py:tiny \
+      --core runs/demo/core/samples_core_valid \
+      --upsampled runs/demo/upsampler/samples_sup_valid --out runs/demo/sheets
+
+Top row: the cloudy input dates (slots 1..T-1); below each, its cloud mask
+(white = clear). Bottom row: the map of clear dates per pixel, the core's
+output, the upsampled output and the truth. Everything is shown at the full
+resolution (low-resolution images enlarged by nearest neighbour).
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+
+import datasets
+from datasets import tfrecords
+from utils import images
+
+LABEL_HEIGHT = 12
+GAP = 4
+# Panels are enlarged (integer factor) to at least this side for viewing.
+MIN_PANEL = 128
+
+
+def tile_image(array, side):
+  """(s, s, C) values -> PIL RGB image of side `side` (nearest enlarge)."""
+  array = np.asarray(array)
+  if array.shape[-1] == 1:
+    array = np.repeat(array, 3, axis=-1)
+  factor = side // array.shape[0]
+  return images.to_pil(images.enlarge(array[..., :3], factor)).convert('RGB')
+
+
+def sheet(panels_top, panels_bottom, side):
+  """Lays out two rows of (label, image) panels with labels above each."""
+  columns = max(len(panels_top), len(panels_bottom))
+  cell_h = side + LABEL_HEIGHT
+  canvas = Image.new('RGB', (columns * (side + GAP) + GAP,
+                             3 * (cell_h + GAP) + GAP), 'white')
+  draw = ImageDraw.Draw(canvas)
+  for row, panels in enumerate(panels_top + [panels_bottom]):
+    for col, (label, image) in enumerate(panels):
+      x, y = GAP + col * (side + GAP), GAP + row * (cell_h + GAP)
+      draw.text((x, y), label, fill='black')
+      canvas.paste(image, (x, y + LABEL_HEIGHT))
+  return canvas
+
+
+def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
+                count=None):
+  """Writes `NNNNN_sheet.png` for the first outputs of both sample dirs.
+
+  Args:
+    config: a test config of the dataset (full resolution, n_channels).
+    core_dir, upsampled_dir: sample directories of the core and upsampler
+      jobs on the same subset (both started at output 0).
+    out_dir: where the sheets go.
+    subset: the subset both jobs sampled.
+    count: at most this many sheets (default: as many as both have).
+
+  Returns:
+    The paths written.
+  """
+  c, h, side = config.n_channels, config.downsample_res, config.resolution[0]
+  panel = side * max(1, -(-MIN_PANEL // side))
+  core = tfrecords.read_images(core_dir, (h, h, c))
+  upsampled = tfrecords.read_images(upsampled_dir, (side, side, c))
+  data = datasets.get_dataset('custom', config, 1, subset).unbatch()
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for index, (example, low, high) in enumerate(zip(
+      data.as_numpy_iterator(), core.as_numpy_iterator(),
+      upsampled.as_numpy_iterator())):
+    if count is not None and index == count:
+      break
+    slots = config.timeline
+    targets = example['targets'].reshape(side, side, slots, c)
+    masks = example['mask']
+    dates = [(f'input date {t}', tile_image(targets[:, :, t], panel))
+             for t in range(1, slots)]
+    mask_row = [(f'mask {t}', tile_image(masks[..., t:t + 1] * 255, panel))
+                for t in range(1, slots)]
+    bottom = [('clear dates', tile_image(
+        images.coverage_image(masks[..., 1:]), panel)),
+              (f'core {h}px', tile_image(low, panel)),
+              (f'upsampled {side}px', tile_image(high, panel)),
+              ('truth', tile_image(targets[:, :, 0], panel))]
+    path = os.path.join(out_dir, f'{index:05d}_sheet.png')
+    images.save_png(path, sheet([dates, mask_row], bottom, panel))
+    paths.append(path)
+  if not paths:
+    raise ValueError(f'No outputs to show: {core_dir} or {upsampled_dir} '
+                     'holds no records.')
+  return paths
+
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Test config of the dataset (upsampler_test.py works).')
+_CORE = flags.DEFINE_string('core', None, 'Sample dir of the core job.')
+_UPSAMPLED = flags.DEFINE_string('upsampled', None,
+                                 'Sample dir of the upsampler job.')
+_OUT = flags.DEFINE_string('out', None, 'Directory for the sheets.')
+_SUBSET = flags.DEFINE_enum('subset', 'valid', ['valid', 'test', 'eval_train'],
+                            'Subset both jobs sampled.')
+_COUNT = flags.DEFINE_integer('count', None, 'At most this many sheets.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  paths = make_sheets(_CONFIG.value, _CORE.value, _UPSAMPLED.value,
+                      _OUT.value, _SUBSET.value, _COUNT.value)
+  print(f'{len(paths)} contact sheets in {_OUT.value}, e.g. {paths[0]}')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'core', 'upsampled', 'out'])
+  app.run(main)
