@@ -50,6 +50,8 @@ def sheet(panels_top, panels_bottom, side):
       x, y = GAP + col * (side + GAP), GAP + row * (cell_h + GAP)
       draw.text((x, y), label, fill='black')
       canvas.paste(image, (x, y + LABEL_HEIGHT))
+      draw.rectangle([x - 1, y + LABEL_HEIGHT - 1, x + side,
+                      y + LABEL_HEIGHT + side], outline='grey')
   return canvas
 
 
