@@ -103,25 +103,28 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
   return paths
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Test config of the dataset (upsampler_test.py works).')
-_CORE = flags.DEFINE_string('core', None, 'Sample dir of the core job.')
-_UPSAMPLED = flags.DEFINE_string('upsampled', None,
-                                 'Sample dir of the upsampler job.')
-_OUT = flags.DEFINE_string('out', None, 'Directory for the sheets.')
-_SUBSET = flags.DEFINE_enum('subset', 'valid', ['valid', 'test', 'eval_train'],
-                            'Subset both jobs sampled.')
-_COUNT = flags.DEFINE_integer('count', None, 'At most this many sheets.')
+def define_flags():
+  """The command-line flags (defined only when run as a program, so that
+  importing this module never clashes with another module's `--config`)."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'Test config of the dataset (upsampler_test.py works).')
+  flags.DEFINE_string('core', None, 'Sample dir of the core job.')
+  flags.DEFINE_string('upsampled', None, 'Sample dir of the upsampler job.')
+  flags.DEFINE_string('out', None, 'Directory for the sheets.')
+  flags.DEFINE_enum('subset', 'valid', ['valid', 'test', 'eval_train'],
+                    'Subset both jobs sampled.')
+  flags.DEFINE_integer('count', None, 'At most this many sheets.')
+  flags.mark_flags_as_required(['config', 'core', 'upsampled', 'out'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  paths = make_sheets(_CONFIG.value, _CORE.value, _UPSAMPLED.value,
-                      _OUT.value, _SUBSET.value, _COUNT.value)
-  print(f'{len(paths)} contact sheets in {_OUT.value}, e.g. {paths[0]}')
+  f = flags.FLAGS
+  paths = make_sheets(f.config, f.core, f.upsampled, f.out, f.subset, f.count)
+  print(f'{len(paths)} contact sheets in {f.out}, e.g. {paths[0]}')
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'core', 'upsampled', 'out'])
+  define_flags()
   app.run(main)
