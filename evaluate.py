@@ -23,13 +23,14 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from datasets import subsets
 from utils import results
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Test config the samples were made with (configs/*_test.py'
     ', `:tiny` for the small CPU variant): its dataset, resolution, '
     'downsample_res, n_channels and timeline are used.', lock_config=True)
-flags.DEFINE_enum('subset', 'valid', sorted(results.SUBSETS),
+flags.DEFINE_enum('subset', 'valid', sorted(subsets.WITH_TRUTH),
                   'Subset the samples were drawn from (sample.py --mode=sample'
                   '_<subset>). Not test: its reference date is cloudy, so '
                   'there is no truth.')

@@ -23,8 +23,7 @@ from utils import train_loop
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file (configs/*.py, `:tiny` for the '
     'small CPU variant).', lock_config=True)
-flags.DEFINE_enum('mode', 'train',
-                  ['train', 'eval_train', 'eval_valid', 'eval_test'],
+flags.DEFINE_enum('mode', 'train', ['train', *sorted(eval_loop.MODES)],
                   'train, or evaluate each new checkpoint on a subset.')
 flags.DEFINE_string('logdir', None, 'Run directory: checkpoints, summaries, '
                     'config.yaml.')

@@ -23,7 +23,7 @@ from utils import sample_loop
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Test config file (configs/*_test.py, `:tiny` for the '
     'small CPU variant).', lock_config=True)
-flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.SUBSETS),
+flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.MODES),
                   'Which subset to sample: valid, test or train.')
 flags.DEFINE_string('logdir', None, 'Training run directory (its newest '
                     'checkpoint is used); samples go below it.')

@@ -11,7 +11,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
-import datasets
+from datasets import pipeline
 import models
 from utils import checkpoints
 from utils import distribute
@@ -172,7 +172,7 @@ def write_config(config, logdir):
 def train_dataset(config, strategy):
   """The distributed training input, sharded per input pipeline."""
   def dataset_fn(input_context):
-    return datasets.get_dataset('custom', config, config.batch_size, 'train',
+    return pipeline.get_dataset(config, config.batch_size, 'train',
                                 input_context)
   return strategy.distribute_datasets_from_function(dataset_fn)
 
