@@ -6,6 +6,10 @@ one batch at a time: a batch's records and metric rows are written to
 last, after its PNGs. A job that is killed and started again counts the
 committed batches, skips them, and carries on; when every batch is done the
 parts are joined into `<gen_file>.tfrecords` and `metrics.csv`.
+
+Any model works the same way: the job writes and scores `model.sample`'s
+OUTPUT at its resolution, and with `sample.gen_data_dir` it first hands the
+earlier model's outputs to `model.with_low_res`.
 """
 
 import csv
