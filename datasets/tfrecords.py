@@ -1,7 +1,8 @@
 """Generated images as TFRecords (SPEC §5).
 
 One `tf.train.Example` per image, feature `image` = int64 list of the
-flattened (h, w, C) values. A directory of records is read in the numeric
+flattened (h, w, C) values and `label` = [0], the one value upstream writes
+there. A directory of records is read in the numeric
 order of the files' names (gen0, gen1, ..., gen10), as upstream does.
 """
 
@@ -13,14 +14,16 @@ import numpy as np
 import tensorflow as tf
 
 SUFFIX = '.tfrecords'
+# The `label` feature of every record (upstream writes zeros).
+LABEL = 0
 
 
 def serialize_image(image):
   """(h, w, C) integers -> serialized tf.train.Example bytes."""
   values = np.asarray(image, np.int64).ravel()
-  feature = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-  return tf.train.Example(features=tf.train.Features(
-      feature={'image': feature})).SerializeToString()
+  int64s = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+  return tf.train.Example(features=tf.train.Features(feature={
+      'image': int64s(values), 'label': int64s([LABEL])})).SerializeToString()
 
 
 def write_images(path, images):

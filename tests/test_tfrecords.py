@@ -28,14 +28,15 @@ def test_round_trip(tmp_path):
   assert os.listdir(tmp_path) == ['gen0.tfrecords']    # no temp file left
 
 
-def test_example_feature_is_flat_int64(tmp_path):
+def test_example_features_are_upstreams_image_and_label(tmp_path):
   path = str(tmp_path / 'gen0.tfrecords')
   tfrecords.write_images(path, images(1))
   record = next(iter(tf.data.TFRecordDataset(path))).numpy()
   example = tf.train.Example.FromString(record)
-  assert list(example.features.feature) == ['image']
+  assert sorted(example.features.feature) == ['image', 'label']
   assert list(example.features.feature['image'].int64_list.value) == (
       images(1).ravel().tolist())
+  assert list(example.features.feature['label'].int64_list.value) == [0]
 
 
 def test_directory_is_read_in_numeric_order(tmp_path):

@@ -10,17 +10,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageEnhance
 
-# Anchor colours of matplotlib's 'inferno' colour map at 0, 1/4, ..., 1.
-_INFERNO = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9],
-                     [252, 255, 164]], np.float64)
-
-
-def inferno(levels):
-  """(levels, 3) uint8 colours from dark (0) to bright (levels - 1)."""
-  positions = np.linspace(0.0, 1.0, levels)
-  anchors = np.linspace(0.0, 1.0, len(_INFERNO))
-  channels = [np.interp(positions, anchors, _INFERNO[:, c]) for c in range(3)]
-  return np.round(np.stack(channels, axis=-1)).astype(np.uint8)
+from utils import colormaps
 
 
 def enlarge(image, factor):
@@ -52,11 +42,31 @@ def to_pil(image, brightness=1.0, contrast=1.0):
   return pil
 
 
+def clear_date_counts(clear_masks):
+  """(H, W, T-1) 0/1 clear masks -> (H, W) uint8 clear dates per pixel."""
+  return np.asarray(clear_masks).sum(axis=-1).astype(np.uint8)
+
+
 def coverage_image(clear_masks):
-  """(H, W, T-1) 0/1 clear masks -> (H, W, 3) map of clear dates per pixel."""
-  clear_masks = np.asarray(clear_masks)
-  counts = clear_masks.sum(axis=-1).astype(np.int64)
-  return inferno(clear_masks.shape[-1] + 1)[counts]
+  """(H, W, T-1) 0/1 clear masks -> (H, W, 3) map of clear dates per pixel.
+
+  Colours: `colormaps.inferno(T)`, 0 clear dates darkest.
+  """
+  palette = colormaps.inferno(np.shape(clear_masks)[-1] + 1)
+  return palette[clear_date_counts(clear_masks)]
+
+
+def coverage_png(clear_masks, factor):
+  """The `_cov` PNG: clear dates per pixel as a palette image, enlarged.
+
+  As upstream writes it: pixel values are the counts 0..T-1 and the palette
+  the T colours of `colormaps.inferno(T)`.
+  """
+  levels = np.shape(clear_masks)[-1] + 1
+  image = Image.fromarray(enlarge(clear_date_counts(clear_masks), factor),
+                          mode='P')
+  image.putpalette(colormaps.inferno(levels).ravel().tobytes())
+  return image
 
 
 def save(path, image, fast=False):
