@@ -4,11 +4,14 @@ r"""Generates cloud-free images with a trained CloudTran model.
       --mode=sample_test --logdir $CORE_LOGDIR
   MODEL_SIZE=512 python sample.py --config ./configs/upsampler_test.py \
       --mode=sample_test --logdir $UP_LOGDIR \
-      --config.sample.gen_data_dir=$CORE_LOGDIR/samples_core_valid
+      --config.sample.gen_data_dir=$CORE_LOGDIR/samples_core_test
 
-Writes <logdir>/<sample.log_dir>/<sample.gen_file>.tfrecords, the PNGs
-(with sample.im_outputs) and, for valid/train, metrics.csv. A killed job
-started again continues after its last complete batch.
+Writes <logdir>/<sample.log_dir>/<sample.gen_file>.tfrecords (`{subset}` in
+either name becomes valid, test or train), the PNGs (with sample.im_outputs),
+<gen_file>.job.json (the job's subset, checkpoint and config) and, for
+valid/train, metrics.csv. A killed job started again continues after its
+last complete batch; outputs of another job (another subset, checkpoint or
+config) are refused unless --restart deletes them and starts over.
 """
 
 import os
@@ -27,6 +30,9 @@ flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.MODES),
                   'Which subset to sample: valid, test or train.')
 flags.DEFINE_string('logdir', None, 'Training run directory (its newest '
                     'checkpoint is used); samples go below it.')
+flags.DEFINE_bool('restart', False, 'Delete the outputs this job would '
+                  'continue (e.g. sampled from an older checkpoint) and '
+                  'start it over.')
 flags.mark_flags_as_required(['config', 'logdir'])
 
 FLAGS = flags.FLAGS
@@ -40,7 +46,8 @@ def main(argv):
     raise app.UsageError('This config has no `sample` section; use a test '
                          'config (configs/*_test.py).')
   logdir = os.path.abspath(FLAGS.logdir)
-  result = sample_loop.sample(config, logdir, FLAGS.mode)
+  result = sample_loop.sample(config, logdir, FLAGS.mode,
+                              restart=FLAGS.restart)
   logging.info('Samples in %s.', result['dir'])
 
 

@@ -82,6 +82,9 @@ def training_config(config, eval_num_examples, eval_batch_size):
   # expected value under the softmax (differentiable); 'argmax' = upstream
   # behaviour, which gives the generator no adversarial gradient.
   config.gan_relaxation = 'soft'
+  # Upstream key: a directory whose newest checkpoint holds a pretrained
+  # `discriminator`, loaded when a training run starts (not when it resumes).
+  config.disc_chkpt_dir = config_dict.placeholder(str)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.type = 'rmsprop'
@@ -152,6 +155,8 @@ def sample_config(n_channels, **overrides):
   """The `sample` section of the test configs."""
   sample = ml_collections.ConfigDict()
   sample.n_channels = n_channels
+  # `{subset}` in log_dir and gen_file stands for the sampled subset's label
+  # (valid, test, train), so each subset has its own outputs by default.
   sample.log_dir = 'samples'
   sample.im_outputs = True
   sample.batch_size = 25
@@ -199,11 +204,11 @@ Kind = collections.namedtuple(
 KINDS = {
     'cloudtran_core': Kind(
         128, 16, True, core_model_config, tiny_core,
-        dict(log_dir='samples_core_valid')),
+        dict(log_dir='samples_core_{subset}')),
     'upsampler': Kind(
         512, 1, False, upsampler_model_config, tiny_upsampler,
-        dict(log_dir='samples_sup_valid', batch_size=5,
-             gen_file='gen0_sup_valid', upsample_factor=1)),
+        dict(log_dir='samples_sup_{subset}', batch_size=5,
+             gen_file='gen0_sup_{subset}', upsample_factor=1)),
 }
 
 

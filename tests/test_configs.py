@@ -14,9 +14,10 @@ CONFIGS = ['cloudtran_core_train', 'cloudtran_core_test', 'upsampler_train',
 UPSTREAM_DATA_KEYS = [
     'dataset', 'downsample', 'random_channel', 'downsample_res', 'resolution',
     'n_channels', 'timeline', 'ref_index', 'jsonf', 'max_coverage', 'mask_dir',
-    'data_dir', 'flip_masks', 'use_discriminator', 'batch_size',
-    'max_train_steps', 'save_checkpoint_secs', 'num_epochs', 'polyak_decay',
-    'eval_num_examples', 'eval_batch_size', 'eval_checkpoint_wait_secs',
+    'data_dir', 'flip_masks', 'use_discriminator', 'disc_chkpt_dir',
+    'batch_size', 'max_train_steps', 'save_checkpoint_secs', 'num_epochs',
+    'polyak_decay', 'eval_num_examples', 'eval_batch_size',
+    'eval_checkpoint_wait_secs',
     'optimizer.type', 'optimizer.learning_rate', 'model.name',
     'model.hidden_size', 'model.resolution', 'model.n_channels']
 CORE_KEYS = [
@@ -81,7 +82,7 @@ def test_defaults_follow_upstream():
   assert core.random_channel and core.use_discriminator
   test = _load('cloudtran_core_test')
   assert not test.random_channel and not test.use_discriminator
-  assert test.sample.log_dir == 'samples_core_valid'
+  assert test.sample.log_dir == 'samples_core_{subset}'
   up = _load('upsampler_test')
   assert up.model.hidden_size == 512 and up.sample.batch_size == 5
 

@@ -119,7 +119,7 @@ def test_core_only_parallel_on_the_test_subset(synthetic_data, tmp_path):
   config.sample.only_parallel = True
   save_untrained(config, tmp_path)
   sample_loop.sample(config, str(tmp_path), 'sample_test')
-  out = os.path.join(tmp_path, 'samples_core_valid_parallel')
+  out = os.path.join(tmp_path, 'samples_core_test_parallel')
   assert '00001_sam.png' in pngs(out)
   assert not os.path.exists(os.path.join(out, 'metrics.csv'))  # test: no truth
 

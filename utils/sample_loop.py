@@ -1,11 +1,17 @@
 """Sampling jobs: outputs, TFRecords, PNGs and metrics, resumable per batch.
 
-`sample(config, logdir, mode)` is what `sample.py` calls. Work is committed
-one batch at a time: a batch's records and metric rows are written to
-`<sample dir>/<gen_file>.parts/` under a temporary name and renamed into place
-last, after its PNGs. A job that is killed and started again counts the
+`sample(config, logdir, mode, restart)` is what `sample.py` calls. Work is
+committed one batch at a time: a batch's records and metric rows are written
+to `<sample dir>/<gen_file>.parts/` under a temporary name and renamed into
+place last, after its PNGs. A job that is killed and started again counts the
 committed batches, skips them, and carries on; when every batch is done the
-parts are joined into `<gen_file>.tfrecords` and `metrics.csv`.
+parts are joined into `<gen_file>.tfrecords` and `metrics.csv`. A job only
+continues its own outputs: `sample_jobs` records each job's identity
+(subset, checkpoint, config) beside them and refuses another's.
+
+With `sample.num_samples` = n > 1 each input gets n draws: its record holds
+them side by side, (h, n·w, C) as upstream writes it, its PNGs are numbered
+(`_gen`, `_gen_1`, ...) and metrics.csv has a row per draw.
 
 Any model works the same way: the job writes and scores `model.sample`'s
 OUTPUT at its resolution, and with `sample.gen_data_dir` it first hands the
@@ -31,27 +37,25 @@ from utils import checkpoints
 from utils import images
 from utils import metrics
 from utils import progress
+from utils import sample_jobs
 
 # sample.py mode (sample_<label>) -> the subset it samples.
 MODES = subsets.modes('sample')
-METRIC_FIELDS = ['output', 'tile', 'coverage', *metrics.PER_IMAGE]
+METRIC_FIELDS = ['output', 'draw', 'tile', 'coverage', *metrics.PER_IMAGE]
 
 
-def sample_dir(config, logdir):
-  """`<logdir>/<sample.log_dir>`, `_parallel` appended with only_parallel."""
-  name = config.sample.log_dir
-  if config.sample.only_parallel:
-    name += '_parallel'
-  return os.path.join(logdir, name)
-
-
-def restore_averaged_model(config, logdir):
-  """Builds the model and loads the EMA weights of the newest checkpoint."""
+def newest_checkpoint(logdir):
+  """The path of the newest checkpoint in `logdir`; a clear error if none."""
   path = tf.train.latest_checkpoint(logdir)
   if path is None:
     raise FileNotFoundError(
         f'No checkpoint in {logdir}; train first (run.py --mode=train '
         f'--logdir {logdir}) or point --logdir at a training run.')
+  return path
+
+
+def restore_averaged_model(config, path):
+  """Builds the model and loads the EMA weights of the checkpoint `path`."""
   averaged = checkpoints.AveragedModel(config)
   averaged.restore(path)
   return averaged.model
@@ -88,12 +92,10 @@ def check_sample_config(config):
   if s.mode not in base.SAMPLE_MODES:
     raise ValueError(f'config.sample.mode must be one of {base.SAMPLE_MODES}, '
                      f'got {s.mode!r}.')
-  if s.num_samples != 1:
-    raise ValueError('config.sample.num_samples must be 1: run one job per '
-                     'draw with its own sample.seed and gen_file.')
-  if s.batch_size < 1 or s.num_outputs < 1 or s.skip_batches < 0:
-    raise ValueError('config.sample.batch_size and num_outputs must be >= 1 '
-                     'and skip_batches >= 0.')
+  if (s.batch_size < 1 or s.num_outputs < 1 or s.num_samples < 1 or
+      s.skip_batches < 0):
+    raise ValueError('config.sample.batch_size, num_outputs and num_samples '
+                     'must be >= 1 and skip_batches >= 0.')
 
 
 class Parts:
@@ -101,7 +103,6 @@ class Parts:
 
   def __init__(self, directory, gen_file):
     self.dir = os.path.join(directory, f'{gen_file}.parts')
-    os.makedirs(self.dir, exist_ok=True)
 
   def _path(self, index, ext):
     return os.path.join(self.dir, f'batch_{index:06d}.{ext}')
@@ -115,6 +116,7 @@ class Parts:
 
   def commit(self, index, outputs, rows):
     """Writes a batch's metric rows, then its records (the commit marker)."""
+    os.makedirs(self.dir, exist_ok=True)
     if rows:
       with open(self._path(index, 'csv.tmp'), 'w', newline='') as f:
         csv.writer(f).writerows(rows)
@@ -148,20 +150,52 @@ class Parts:
     return rows
 
 
-def write_pngs(directory, index, views, j, generated, name, config):
-  """The PNG set of one output (SPEC §5); `_up` at full resolution."""
+def write_pngs(directory, index, views, j, draws, name, config):
+  """The PNG set of one output (SPEC §5); `_up` at full resolution.
+
+  `draws` (n, s, s, C): draw 0 is `_<name>`, draw k `_<name>_<k>`. As
+  upstream, every image is enlarged `sample.upsample_factor` times but the
+  truth (`_gt`) twice over (factor²), and `_cov` is a palette image.
+  """
   s = config.sample
-  suffix = '' if generated.shape[1] == config.downsample_res else '_up'
+  suffix = '' if draws.shape[1] == config.downsample_res else '_up'
   factor = s.upsample_factor
   enhance = dict(brightness=s.png_brightness, contrast=s.png_contrast)
-  arrays = {'unm': views.unmasked[j], 'gt': views.truth[j],
-            'tar': views.cloudy[j], name: generated[j]}
-  for key, array in arrays.items():
+  arrays = {'unm': (views.unmasked[j], factor),
+            'gt': (views.truth[j], factor * factor),
+            'tar': (views.cloudy[j], factor)}
+  for k, draw in enumerate(draws):
+    arrays[f'{name}_{k}' if k else name] = (draw, factor)
+  for key, (array, times) in arrays.items():
     images.save(os.path.join(directory, f'{index:05d}_{key}{suffix}.png'),
-                images.to_pil(images.enlarge(array, factor), **enhance))
-  coverage = images.enlarge(images.coverage_image(views.clear_masks[j]), factor)
+                images.to_pil(images.enlarge(array, times), **enhance))
   images.save(os.path.join(directory, f'{index:05d}_cov{suffix}.png'),
-              coverage)
+              images.coverage_png(views.clear_masks[j], factor))
+
+
+def write_image_summaries(writer, first, views, draws, name):
+  """TensorBoard images of each output at step = its number, as upstream:
+  `truth_<name>`, `input_<name>` (the cloudy slot T-1) and `output_<name>`
+  (its draws)."""
+  as_images = lambda x: np.asarray(x).astype(np.uint8)
+  with writer.as_default():
+    for j in range(draws.shape[1]):
+      step = first + j
+      tf.summary.image(f'truth_{name}', as_images(views.truth[j:j + 1]),
+                       step=step)
+      tf.summary.image(f'input_{name}', as_images(views.cloudy[j:j + 1]),
+                       step=step)
+      tf.summary.image(f'output_{name}', as_images(draws[:, j]), step=step,
+                       max_outputs=len(draws))
+
+
+def draw_seed(seed, batch_index, draw):
+  """The seed of draw `draw` of a batch: [seed, batch_index] for the first,
+  that pair folded with `draw` for the others."""
+  pair = [seed, batch_index]
+  if draw == 0:
+    return pair
+  return tf.random.experimental.stateless_fold_in(pair, draw)
 
 
 def previous_outputs(config, batch_size, skip):
@@ -180,45 +214,80 @@ def previous_outputs(config, batch_size, skip):
   return iter(dataset.skip(skip))
 
 
-def score_rows(first, views, generated, name, writer):
-  """metrics.csv rows of a batch's outputs; logs them and their scalars."""
-  scores = metrics.per_image(generated, views.truth[:len(generated)])
+def sample_draws(model, batch, sample_config, batch_index):
+  """(num_samples, B, s, s, C) outputs of `model.sample` for a batch."""
+  s = sample_config
+  return np.stack([
+      np.asarray(model.sample(batch, mode=s.mode,
+                              only_parallel=s.only_parallel,
+                              seed=draw_seed(s.seed, batch_index, k))[
+                                  base.OUTPUT])
+      for k in range(s.num_samples)])
+
+
+def score_rows(first, views, draws, name, writer):
+  """metrics.csv rows of a batch's draws (n, B, s, s, C), one per output and
+  draw; logs each output's scores averaged over its draws, and their
+  scalars."""
+  count = draws.shape[1]
+  scores = [metrics.per_image(draw, views.truth[:count]) for draw in draws]
   rows = []
-  for j in range(len(generated)):
+  for j in range(count):
     index = first + j
-    values = [float(scores[key][j]) for key in metrics.PER_IMAGE]
-    rows.append([index, int(views.tile[j]), float(views.coverage[j]),
-                 *values])
+    per_draw = np.array([[float(score[key][j]) for key in metrics.PER_IMAGE]
+                         for score in scores])
+    for k, values in enumerate(per_draw):
+      rows.append([index, k, int(views.tile[j]), float(views.coverage[j]),
+                   *values])
+    means = per_draw.mean(axis=0)
     logging.info('output %05d tile %05d | %s', index, views.tile[j],
                  ' '.join(f'{key} {value:.4g}' for key, value in
-                          zip(metrics.PER_IMAGE, values)))
+                          zip(metrics.PER_IMAGE, means)))
     with writer.as_default(step=index):
-      for key, value in zip(metrics.PER_IMAGE, values):
+      for key, value in zip(metrics.PER_IMAGE, means):
         tf.summary.scalar(f'{key}_{name}', value)
   return rows
 
 
-def sample(config, logdir, mode):
-  """Runs a sampling job; returns {'dir', 'outputs', 'metrics'}."""
+def sample(config, logdir, mode, restart=False):
+  """Runs a sampling job; returns {'dir', 'outputs', 'metrics'}.
+
+  Args:
+    config: a test config (with a `sample` section).
+    logdir: the training run; the newest checkpoint is used.
+    mode: a key of MODES.
+    restart: delete this job's outputs and start over, instead of refusing
+      outputs of another job (see `sample_jobs.start`).
+  """
   if mode not in MODES:
     raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
   check_sample_config(config)
   subset = MODES[mode]
   s = config.sample
-  out_dir = sample_dir(config, logdir)
+  checkpoint = newest_checkpoint(logdir)
+  inputs = (sample_jobs.chained_inputs(s.gen_data_dir, subset.label)
+            if s.gen_data_dir else [])
+  job = sample_jobs.identity(config, subset.label, checkpoint, inputs)
+  out_dir = sample_jobs.sample_dir(config, logdir, subset.label)
+  gen_file = sample_jobs.gen_file(config, subset.label)
   os.makedirs(out_dir, exist_ok=True)
-  record_path = os.path.join(out_dir, f'{s.gen_file}.tfrecords')
+  record_path = os.path.join(out_dir, f'{gen_file}.tfrecords')
   csv_path = (os.path.join(out_dir, 'metrics.csv') if subset.clear_reference
               else None)
+  parts = Parts(out_dir, gen_file)
+  sample_jobs.start(
+      out_dir, gen_file, job,
+      has_outputs=os.path.exists(record_path) or parts.done() > 0,
+      restart=restart,
+      owned=[record_path, parts.dir] + ([csv_path] if csv_path else []))
   if os.path.exists(record_path):
     logging.info('%s exists: this job is complete.', record_path)
     return {'dir': out_dir, 'outputs': None, 'metrics': None}
 
-  parts = Parts(out_dir, s.gen_file)
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
   skip = s.skip_batches + done
-  model = restore_averaged_model(config, logdir)
+  model = restore_averaged_model(config, checkpoint)
   name = output_name(config, model)
   data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
               .skip(skip))
@@ -245,16 +314,16 @@ def sample(config, logdir, mode):
       batch = model.with_low_res(batch, low_res)
     first = (s.skip_batches + b) * s.batch_size
     count = min(len(batch['tile']), s.num_outputs - b * s.batch_size)
-    outputs = model.sample(batch, mode=s.mode, only_parallel=s.only_parallel,
-                           seed=[s.seed, s.skip_batches + b])
-    generated = np.asarray(outputs[base.OUTPUT])[:count]
-    views = Views(batch, config, generated.shape[1])
+    draws = sample_draws(model, batch, s, s.skip_batches + b)[:, :count]
+    views = Views(batch, config, draws.shape[2])
     if s.im_outputs:
       for j in range(count):
-        write_pngs(out_dir, first + j, views, j, generated, name, config)
-    rows = (score_rows(first, views, generated, name, writer) if csv_path
+        write_pngs(out_dir, first + j, views, j, draws[:, j], name, config)
+    write_image_summaries(writer, first, views, draws, name)
+    rows = (score_rows(first, views, draws, name, writer) if csv_path
             else [])
-    parts.commit(b, generated.astype(np.int64), rows)
+    side_by_side = np.concatenate(list(draws), axis=2)
+    parts.commit(b, side_by_side.astype(np.int64), rows)
     tracker.update(b + 1)
     logging.info('%s %s', subset.name, tracker.bar())
 
@@ -262,11 +331,12 @@ def sample(config, logdir, mode):
   written = sum(1 for _ in tf.data.TFRecordDataset(record_path))
   summary = None
   if rows:
-    values = np.array([[float(v) for v in r[3:]] for r in rows])
+    values = np.array([[float(v) for v in r[4:]] for r in rows])
     finite = lambda x: x[np.isfinite(x)]
     summary = {key: float(np.mean(finite(values[:, i])))
                for i, key in enumerate(metrics.PER_IMAGE)}
-    logging.info('average over %d outputs | %s', len(rows),
+    logging.info('average over %d outputs (%d draws each) | %s',
+                 len(rows) // s.num_samples, s.num_samples,
                  ' '.join(f'{key} {value:.4g}'
                           for key, value in summary.items()))
     with writer.as_default(step=0):
