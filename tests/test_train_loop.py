@@ -40,6 +40,9 @@ def test_train_writes_checkpoints_summaries_config(trained):
   _, logdir, state = trained
   assert state.step == 4
   assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
+  saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
+      logdir).all_model_checkpoint_paths]
+  assert saved == [0, 2, 4]   # step 0 too, as upstream
   assert os.listdir(os.path.join(logdir, 'train_summaries'))
   with open(os.path.join(logdir, 'config.yaml')) as f:
     assert 'max_train_steps: 4' in f.read()
@@ -56,7 +59,39 @@ def test_resume_continues_at_the_saved_step(trained, tmp_path):
   assert state.step == 6
   saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
       run_dir).all_model_checkpoint_paths]
-  assert saved == [2, 4, 6]
+  assert saved == [0, 2, 4, 6]
+
+
+def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path):
+  config, source, trained_state = trained
+  config = copy.deepcopy(config)
+  config.max_train_steps = 0
+  fresh = train_loop.train(config, str(tmp_path / 'fresh'), one_device())
+  config.disc_chkpt_dir = source
+  loaded = train_loop.train(config, str(tmp_path / 'loaded'), one_device())
+  # The step-0 checkpoint holds it too.
+  restored = train_loop.TrainState(config, one_device())
+  restored.checkpoint.restore(tf.train.latest_checkpoint(
+      str(tmp_path / 'loaded'))).expect_partial()
+  for state in (loaded, restored):
+    for a, b in zip(trained_state.discriminator.variables,
+                    state.discriminator.variables):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(
+      trained_state.discriminator.variables, fresh.discriminator.variables))
+
+
+def test_disc_chkpt_dir_errors(trained, tmp_path):
+  config, source, _ = trained
+  config = copy.deepcopy(config)
+  config.max_train_steps = 0
+  config.disc_chkpt_dir = str(tmp_path / 'empty')
+  with pytest.raises(FileNotFoundError, match='disc_chkpt_dir'):
+    train_loop.train(config, str(tmp_path / 'a'), one_device())
+  config.disc_chkpt_dir = source
+  config.use_discriminator = False
+  with pytest.raises(ValueError, match='use_discriminator'):
+    train_loop.train(config, str(tmp_path / 'b'), one_device())
 
 
 def test_config_yaml_round_trips(tiny_config, tmp_path):

@@ -156,6 +156,28 @@ def make_train_loop(state):
   return loop
 
 
+def load_discriminator(state, disc_chkpt_dir):
+  """Loads the `discriminator` of the newest checkpoint in `disc_chkpt_dir`
+  (upstream's `config.disc_chkpt_dir`: a pretrained discriminator)."""
+  if state.discriminator is None:
+    raise ValueError('config.disc_chkpt_dir is set but this run has no '
+                     'discriminator (config.use_discriminator=False); unset '
+                     'one of them.')
+  path = tf.train.latest_checkpoint(disc_chkpt_dir)
+  if path is None:
+    raise FileNotFoundError(
+        f'config.disc_chkpt_dir={disc_chkpt_dir} holds no checkpoint; point '
+        'it at the logdir of a run trained with use_discriminator.')
+  if not any(name.startswith('discriminator/')
+             for name, _ in tf.train.list_variables(path)):
+    raise ValueError(f'{path} (config.disc_chkpt_dir) holds no '
+                     '`discriminator`; point it at a run trained with '
+                     'use_discriminator.')
+  tf.train.Checkpoint(discriminator=state.discriminator).restore(
+      path).expect_partial()
+  logging.info('Loaded the discriminator of %s.', path)
+
+
 def write_config(config, logdir):
   """Writes `config.yaml`, logging when a resumed run's config changed."""
   path = os.path.join(logdir, 'config.yaml')
@@ -189,6 +211,11 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100):
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
+  if config.disc_chkpt_dir and how != 'resumed':
+    load_discriminator(state, config.disc_chkpt_dir)
+  if state.step == 0:  # As upstream: a checkpoint of the starting weights.
+    logging.info('Saved checkpoint %s.',
+                 manager.save(checkpoint_number=0))
   iterator = iter(train_dataset(config, strategy))
   loop = make_train_loop(state)
   writer = (tf.summary.create_file_writer(os.path.join(logdir,
