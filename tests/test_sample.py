@@ -1,6 +1,10 @@
-"""utils/sample_loop.py and sample.py: outputs, chain, resume, numbering."""
+"""utils/sample_loop.py, utils/sample_jobs.py and sample.py: outputs, chain,
+resume, numbering, job identity."""
 
+import copy
 import csv
+import glob
+import json
 import os
 import re
 import subprocess
@@ -15,17 +19,19 @@ from datasets import tfrecords
 from utils import checkpoints
 from utils import contact_sheet
 from utils import distribute
+from utils import colormaps
+from utils import sample_jobs
 from utils import sample_loop
 from utils import train_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def save_untrained(config, logdir):
-  """A step-0 checkpoint of a randomly initialised model."""
+def save_untrained(config, logdir, step=0):
+  """A checkpoint of a randomly initialised model, named for `step`."""
   state = train_loop.TrainState(config, distribute.make_strategy('CPU', 1))
   checkpoints.make_manager(state.checkpoint, state.strategy,
-                           str(logdir)).save(checkpoint_number=0)
+                           str(logdir)).save(checkpoint_number=step)
 
 
 def small_job(config, outputs=4, batch=2):
@@ -65,10 +71,41 @@ def test_core_outputs_have_documented_names_and_shapes(core_run):
   with tf.io.gfile.GFile(os.path.join(out, '00000_gen.png'), 'rb') as f:
     png = tf.io.decode_png(f.read()).numpy()
   assert png.shape == (h * factor, h * factor, 3)
+  # As upstream: the truth enlarged twice over, coverage as a palette image.
+  assert Image.open(os.path.join(out, '00000_gt.png')).size == (
+      h * factor * factor,) * 2
+  with Image.open(os.path.join(out, '00000_cov.png')) as cov:
+    assert cov.mode == 'P' and cov.size == (h * factor,) * 2
+    levels = config.timeline
+    assert np.asarray(cov).max() < levels
+    np.testing.assert_array_equal(
+        np.reshape(cov.getpalette()[:3 * levels], (levels, 3)),
+        colormaps.inferno(levels))
   images = records(os.path.join(out, 'gen0.tfrecords'), (h, h, 3))
   assert len(images) == 4 and all(0 <= im.min() <= im.max() < 256
                                   for im in images)
   assert not os.path.exists(os.path.join(out, 'gen0.parts'))
+  with open(os.path.join(out, 'gen0.job.json')) as f:
+    job = json.load(f)
+  assert job['subset'] == 'valid' and job['checkpoint'] == 'model-0'
+  assert job['config']['sample']['num_outputs'] == 4
+
+
+def summary_tags(directory):
+  """{tag: number of events} of the TensorBoard files in `directory`."""
+  tags = {}
+  for path in glob.glob(os.path.join(directory, 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        tags[value.tag] = tags.get(value.tag, 0) + 1
+  return tags
+
+
+def test_sampling_writes_image_summaries(core_run):
+  _, logdir, _ = core_run
+  tags = summary_tags(os.path.join(logdir, 'sample_valid'))
+  for tag in ('truth_gen', 'input_gen', 'output_gen', 'psnr_gen'):
+    assert tags.get(tag) == 4, tags
 
 
 def test_metrics_csv_matches_outputs(core_run):
@@ -199,16 +236,175 @@ def test_sample_py_command_line(core_run, synthetic_data, tmp_path):
   _, core_logdir, _ = core_run
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
   split = 'testset'
-  done = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'sample.py'),
-       f'--config={ROOT}/configs/cloudtran_core_test.py:tiny',
-       f'--logdir={core_logdir}', '--mode=sample_test',
-       f'--config.data_dir={synthetic_data}/videos_final_{split}',
-       f'--config.mask_dir={synthetic_data}/masks_final_{split}',
-       f'--config.jsonf={synthetic_data}/{split}.json',
-       '--config.sample.num_outputs=2', '--config.sample.batch_size=2',
-       '--config.sample.log_dir=cli', '--config.sample.im_outputs=False'],
-      env=env, capture_output=True, text=True, check=False)
+  command = [
+      sys.executable, os.path.join(ROOT, 'sample.py'),
+      f'--config={ROOT}/configs/cloudtran_core_test.py:tiny',
+      f'--logdir={core_logdir}', '--mode=sample_test',
+      f'--config.data_dir={synthetic_data}/videos_final_{split}',
+      f'--config.mask_dir={synthetic_data}/masks_final_{split}',
+      f'--config.jsonf={synthetic_data}/{split}.json',
+      '--config.sample.num_outputs=2', '--config.sample.batch_size=2',
+      '--config.sample.log_dir=cli', '--config.sample.im_outputs=False']
+  done = subprocess.run(command, env=env, capture_output=True, text=True,
+                        check=False)
   assert done.returncode == 0, done.stderr[-3000:]
   assert 'ETA' in done.stderr
   assert os.path.exists(os.path.join(core_logdir, 'cli', 'gen0.tfrecords'))
+  refused = subprocess.run(command + ['--config.sample.num_outputs=1'],
+                           env=env, capture_output=True, text=True,
+                           check=False)
+  assert refused.returncode != 0
+  assert 'config.sample.num_outputs was 2, now 1' in refused.stderr
+  restarted = subprocess.run(
+      command + ['--config.sample.num_outputs=1', '--restart'], env=env,
+      capture_output=True, text=True, check=False)
+  assert restarted.returncode == 0, restarted.stderr[-3000:]
+
+
+def test_readme_sequence_gives_each_subset_its_own_outputs(core_run,
+                                                           synthetic_data,
+                                                           tmp_path):
+  """sample_valid, then sample_test with the defaults, then the upsampler."""
+  from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
+  config, logdir, _ = core_run
+  config = copy.deepcopy(config)
+  config.sample.num_outputs = 2
+  config.sample.im_outputs = False
+  result = sample_loop.sample(config, str(logdir), 'sample_test')
+  assert result['dir'] == os.path.join(logdir, 'samples_core_test')
+  assert result['outputs'] == 2
+  job = sample_jobs.read(os.path.join(result['dir'], 'gen0.job.json'))
+  assert job['subset'] == 'test'
+
+  up = small_job(tiny_config_at(synthetic_data, 'upsampler_test'), outputs=2)
+  up.sample.gen_data_dir = os.path.join(logdir, 'samples_core_valid')
+  save_untrained(up, tmp_path)
+  with pytest.raises(sample_jobs.JobMismatch,
+                     match='outputs of the valid subset but this job '
+                     'samples test'):
+    sample_loop.sample(up, str(tmp_path), 'sample_test')
+  assert not os.path.exists(tmp_path / 'samples_sup_test')
+  up.sample.gen_data_dir = result['dir']
+  up.sample.im_outputs = False
+  done = sample_loop.sample(up, str(tmp_path), 'sample_test')
+  assert done['dir'] == os.path.join(tmp_path, 'samples_sup_test')
+  job = sample_jobs.read(os.path.join(done['dir'],
+                                      'gen0_sup_test.job.json'))
+  assert job['inputs'] == [{'file': 'gen0.tfrecords', 'outputs': 2,
+                            'subset': 'test', 'checkpoint': 'model-0',
+                            'first_output': 0, 'num_samples': 1}]
+
+
+def upsampler_job(synthetic_data, logdir, outputs=4):
+  from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
+  config = small_job(tiny_config_at(synthetic_data, 'upsampler_test'),
+                     outputs=outputs)
+  save_untrained(config, logdir)
+  return config
+
+
+def test_resumed_job_refuses_a_newer_checkpoint_or_restarts(
+    synthetic_data, tmp_path, monkeypatch):
+  config = upsampler_job(synthetic_data, tmp_path)
+  real_commit = sample_loop.Parts.commit
+
+  def dying_commit(self, index, outputs, rows):
+    if index == 1:
+      raise KeyboardInterrupt
+    real_commit(self, index, outputs, rows)
+
+  monkeypatch.setattr(sample_loop.Parts, 'commit', dying_commit)
+  with pytest.raises(KeyboardInterrupt):
+    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  monkeypatch.setattr(sample_loop.Parts, 'commit', real_commit)
+  out = os.path.join(tmp_path, 'samples_sup_valid')
+  assert '00001_sam_up.png' in pngs(out)
+  save_untrained(config, tmp_path, step=7)
+  with pytest.raises(sample_jobs.JobMismatch,
+                     match='come from checkpoint model-0, the newest '
+                     'checkpoint now is model-7.*--restart'):
+    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+
+  config.sample.num_outputs = 2
+  result = sample_loop.sample(config, str(tmp_path), 'sample_valid',
+                              restart=True)
+  assert result['outputs'] == 2
+  assert sample_jobs.read(os.path.join(
+      out, 'gen0_sup_valid.job.json'))['checkpoint'] == 'model-7'
+  # The first job's outputs are gone: no PNG beyond the new job's two.
+  assert sorted({f[:5] for f in pngs(out)}) == ['00000', '00001']
+  # A complete job is refused the same way.
+  save_untrained(config, tmp_path, step=9)
+  with pytest.raises(sample_jobs.JobMismatch, match='model-9'):
+    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+
+
+def test_resume_with_another_config_or_unrecorded_outputs_is_refused(
+    synthetic_data, tmp_path):
+  config = upsampler_job(synthetic_data, tmp_path, outputs=2)
+  config.sample.im_outputs = False
+  result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  changed = copy.deepcopy(config)
+  changed.sample.seed = 3
+  with pytest.raises(sample_jobs.JobMismatch,
+                     match='config.sample.seed was 0, now 3'):
+    sample_loop.sample(changed, str(tmp_path), 'sample_valid')
+  again = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  assert again['outputs'] is None           # the same job: complete
+  os.remove(os.path.join(result['dir'], 'gen0_sup_valid.job.json'))
+  with pytest.raises(sample_jobs.JobMismatch, match='no gen0_sup_valid.job'):
+    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  # Explicit names shared by two subsets: the second job is refused.
+  config.sample.log_dir = 'shared'
+  config.sample.gen_file = 'gen0'
+  sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  with pytest.raises(sample_jobs.JobMismatch,
+                     match='outputs of the valid subset, this job samples '
+                     'test'):
+    sample_loop.sample(config, str(tmp_path), 'sample_test')
+
+
+def test_num_samples_writes_draws_side_by_side_and_numbered(synthetic_data,
+                                                            tmp_path):
+  config = upsampler_job(synthetic_data, tmp_path, outputs=2)
+  config.sample.mode = 'sample'
+  one = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  config.sample.num_samples = 3
+  config.sample.log_dir = 'three'
+  three = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  side = config.resolution[0]
+  single = records(os.path.join(one['dir'], 'gen0_sup_valid.tfrecords'),
+                   (side, side, 3))
+  wide = records(os.path.join(three['dir'], 'gen0_sup_valid.tfrecords'),
+                 (side, 3 * side, 3))
+  assert len(wide) == 2
+  draws = [w[:, k * side:(k + 1) * side] for w in wide for k in range(3)]
+  np.testing.assert_array_equal(draws[0], single[0])   # draw 0: same seed
+  assert not np.array_equal(draws[0], draws[1])
+  names = pngs(three['dir'])
+  for name in ('00001_sam_up.png', '00001_sam_1_up.png', '00001_sam_2_up.png'):
+    assert name in names
+  with open(os.path.join(three['dir'], 'metrics.csv')) as f:
+    rows = [(int(r['output']), int(r['draw'])) for r in csv.DictReader(f)]
+  assert rows == [(o, k) for o in (0, 1) for k in range(3)]
+
+  # A chained model reads one draw per input.
+  from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
+  chained = tiny_config_at(synthetic_data, 'upsampler_test')
+  chained.sample.gen_data_dir = three['dir']
+  with pytest.raises(sample_jobs.JobMismatch, match='num_samples=1'):
+    sample_loop.sample(chained, str(tmp_path), 'sample_valid')
+
+
+def test_chain_needs_every_output_from_zero(synthetic_data, tmp_path):
+  config = upsampler_job(synthetic_data, tmp_path, outputs=2)
+  config.sample.im_outputs = False
+  config.sample.skip_batches = 1
+  config.sample.log_dir = 'late'
+  late = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  chained = copy.deepcopy(config)
+  chained.sample.skip_batches = 0
+  chained.sample.log_dir = 'chained'
+  chained.sample.gen_data_dir = late['dir']
+  with pytest.raises(sample_jobs.JobMismatch, match='starts at output 2'):
+    sample_loop.sample(chained, str(tmp_path), 'sample_valid')
