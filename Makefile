@@ -71,8 +71,7 @@ demo-sample-core: $(VENV)/installed
 	$(PY) sample.py --config $(CORE_TEST) --mode=sample_valid --logdir $(CORE)
 	$(PY) sample.py --config $(CORE_TEST) --mode=sample_valid --logdir $(CORE) \
 	  --config.sample.only_parallel=True
-	$(PY) sample.py --config $(CORE_TEST) --mode=sample_test --logdir $(CORE) \
-	  --config.sample.log_dir=samples_core_test
+	$(PY) sample.py --config $(CORE_TEST) --mode=sample_test --logdir $(CORE)
 
 demo-sample-upsampler: $(VENV)/installed
 	$(PY) sample.py --config $(UP_TEST) --mode=sample_valid --logdir $(UP) \
