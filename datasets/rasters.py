@@ -223,8 +223,8 @@ class Series:
     values, _ = self._raw(t, window)
     return values.transpose(1, 2, 0)
 
-  def read(self, window):
-    """The series in `window` of the grid.
+  def read(self, window, indices=None):
+    """The dates `indices` (default all, T of them) in `window` of the grid.
 
     Returns:
       rgb: (T, h, w, 3) uint8 model values (radiometry.to_uint8).
@@ -233,19 +233,19 @@ class Series:
         no-data, or outside the file's footprint).
     """
     height, width = int(window.height), int(window.width)
-    count = len(self.dates)
-    rgb = np.empty((count, height, width, 3), np.uint8)
-    cloudy = np.empty((count, height, width), bool)
-    missing = np.empty((count, height, width), bool)
-    for t in range(count):
+    indices = range(len(self.dates)) if indices is None else list(indices)
+    rgb = np.empty((len(indices), height, width, 3), np.uint8)
+    cloudy = np.empty((len(indices), height, width), bool)
+    missing = np.empty((len(indices), height, width), bool)
+    for i, t in enumerate(indices):
       values, image_missing = self._raw(t, window)
-      rgb[t] = radiometry.to_uint8(values, self.offsets[t]).transpose(1, 2, 0)
+      rgb[i] = radiometry.to_uint8(values, self.offsets[t]).transpose(1, 2, 0)
       mask = self._masks[t]
       mask_values, outside = mask.read((1,), window)
       mask_cloudy, mask_missing = cloudmasks.classify(
           self.mask_kind, mask_values[0], mask.nodata, self.cloud_threshold)
-      missing[t] = image_missing | mask_missing | outside
-      cloudy[t] = mask_cloudy | missing[t]
+      missing[i] = image_missing | mask_missing | outside
+      cloudy[i] = mask_cloudy | missing[i]
     return rgb, cloudy, missing
 
   def close(self):

@@ -133,6 +133,9 @@ def test_read_on_the_target_grid(tmp_path):
       np.testing.assert_array_equal(piece, whole[:, 3:12, 5:12])
     np.testing.assert_array_equal(series.read_reflectance(window),
                                   july[:, 3:12, 5:12].transpose(1, 2, 0))
+    for whole, piece in zip((rgb, cloudy, missing),
+                            series.read(window, indices=[1])):
+      np.testing.assert_array_equal(piece, whole[1:, 3:12, 5:12])
 
 
 def test_window_past_the_grid_is_missing(tmp_path):
