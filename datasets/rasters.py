@@ -68,7 +68,9 @@ class Grid:
 
   def bounds(self):
     """(left, bottom, right, top) in the grid's CRS."""
-    return windows.bounds(self.window, self.transform)
+    xs, ys = zip(*(self.transform @ corner for corner in
+                   ((0, 0), (self.width, self.height))))
+    return min(xs), min(ys), max(xs), max(ys)
 
   def matches(self, src):
     return (src.crs == self.crs and (src.width, src.height) ==

@@ -21,8 +21,8 @@ import datetime
 import os
 
 import numpy as np
+from affine import Affine
 import rasterio
-from rasterio.transform import from_origin
 
 from datasets import radiometry
 from datasets import scenes
@@ -40,6 +40,11 @@ SCL_NO_DATA, SCL_SHADOW, SCL_VEGETATION, SCL_WATER = 0, 3, 4, 6
 SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH = 8, 9
 SCL_PRIORITY = (SCL_VEGETATION, SCL_WATER, SCL_SHADOW, SCL_CLOUD_MEDIUM,
                 SCL_CLOUD_HIGH, SCL_NO_DATA)
+
+
+def north_up(left, top, pixel):
+  """The affine transform of a north-up grid of square `pixel`s."""
+  return Affine(pixel, 0.0, left, 0.0, -pixel, top)
 
 
 def write_geotiff(path, values, transform, crs=CRS, nodata=None, tags=None,
@@ -111,9 +116,8 @@ def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
   rng = np.random.default_rng(seed)
   side = max(width, height)
   land = scenes.make_landscape(rng, side)
-  transform = from_origin(origin[0], origin[1], resolution, resolution)
-  scl_transform = from_origin(origin[0], origin[1], resolution * scl_factor,
-                              resolution * scl_factor)
+  transform = north_up(origin[0], origin[1], resolution)
+  scl_transform = north_up(origin[0], origin[1], resolution * scl_factor)
   tags = {'PROCESSING_BASELINE': '05.10', 'BOA_ADD_OFFSET': str(-offset),
           'QUANTIFICATION_VALUE': str(radiometry.QUANTIFICATION)}
   day, written = FIRST_DAY, []

@@ -11,14 +11,14 @@ another transform.
 import os
 
 import numpy as np
-from rasterio.transform import from_origin
 
 from datasets import radiometry
 from datasets import synthetic_geotiff
 
 CRS = synthetic_geotiff.CRS
 LEFT, TOP, PIXEL = 600000.0, 5100000.0, 10.0
-GRID_TRANSFORM = from_origin(LEFT, TOP, PIXEL, PIXEL)
+north_up = synthetic_geotiff.north_up
+GRID_TRANSFORM = north_up(LEFT, TOP, PIXEL)
 
 
 def write(path, values, transform=GRID_TRANSFORM, crs=CRS, **kwargs):

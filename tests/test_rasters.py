@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio import warp
-from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from datasets import cloudmasks
@@ -25,7 +24,8 @@ JULY = datetime.date(2024, 7, 14)
 # Dates ---------------------------------------------------------------------
 
 @pytest.mark.parametrize('name', [
-    '20240714.tif', 'aoi_2024-07-14_rgb.tif', 'T32TQM_20240714T103031_B04_10m.jp2',
+    '20240714.tif', 'aoi_2024-07-14_rgb.tif',
+    'T32TQM_20240714T103031_B04_10m.jp2',
     'S2A_MSIL2A_20240714T103031_N0510_R108_T32TQM_20240801T150124.tif',
     'x99991399_20240714.tif'])
 def test_date_in_name(name):
@@ -193,7 +193,7 @@ def test_scl_at_20m_is_resampled_nearest(tmp_path):
   scl[1, 2], scl[3, 4], scl[5, 6], scl[0, 0] = 9, 3, 10, 0
   images, masks = rh.write_series(
       tmp_path, {'2024-07-14': (rh.ramp_image(H, W), scl)}, kind='scl',
-      mask_kwargs={'transform': from_origin(rh.LEFT, rh.TOP, 20, 20)})
+      mask_kwargs={'transform': rh.north_up(rh.LEFT, rh.TOP, 20)})
   with rasters.open_series(images, scl=masks) as series:
     _, cloudy, missing = series.read(series.grid.window)
   np.testing.assert_array_equal(
@@ -258,7 +258,7 @@ def test_other_crs_is_warped_and_outside_is_missing(tmp_path):
   # The June image again, in UTM zone 33N, covering the target's left half.
   left, bottom, right, top = warp.transform_bounds(
       rh.CRS, 'EPSG:32633', rh.LEFT, rh.TOP - H * 10, rh.LEFT + W * 5, rh.TOP)
-  transform = from_origin(left, top, 5, 5)
+  transform = rh.north_up(left, top, 5)
   size = (int((top - bottom) / 5) + 1, int((right - left) / 5) + 1)
   os.remove(os.path.join(tmp_path, 'images', '2024-06-30.tif'))
   rh.write(tmp_path / 'images' / '2024-06-30.tif',
@@ -275,7 +275,7 @@ def test_other_crs_is_warped_and_outside_is_missing(tmp_path):
 def test_no_overlap_names_the_file(tmp_path):
   images, masks, _, _ = _two_dates(tmp_path)
   rh.write(tmp_path / 'images' / '2024-06-30.tif', rh.ramp_image(H, W),
-           transform=from_origin(rh.LEFT + 10000, rh.TOP, 10, 10))
+           transform=rh.north_up(rh.LEFT + 10000, rh.TOP, 10))
   with pytest.raises(DataError, match='2024-06-30.tif does not overlap'):
     rasters.open_series(images, masks=masks)
 
