@@ -19,6 +19,7 @@ core and the upsampler; tests swap in any callable with its signature.
 
 import collections
 import os
+import time
 
 from absl import logging
 import numpy as np
@@ -36,6 +37,8 @@ from utils import workdir
 
 # Tiles kept in memory while blocks are assembled.
 TILE_CACHE = 64
+# Seconds between progress lines.
+PROGRESS_SECS = 10
 
 
 def slot_dates(series, timeline):
@@ -153,15 +156,32 @@ def _window(tile):
 
 def _read_tile(series, tile, slots, size):
   """(T-1, S, S, C) uint8 dates and (T-1, S, S) clear of one tile, padded."""
-  rgb, cloudy, _ = series.read(_window(tile))
-  rgb, clear = rgb[slots], ~cloudy[slots]
+  rgb, cloudy, _ = series.read(_window(tile), slots)
+  clear = ~cloudy
   pad = lambda a: np.moveaxis(tiling.pad_to(np.moveaxis(a, 0, 2), size), 2, 0)
   return pad(rgb), pad(clear), clear.any(axis=0)
 
 
+class Ticker:
+  """Logs '<name> [###...] done/total rate/s ETA' every PROGRESS_SECS and at
+  the end."""
+
+  def __init__(self, name, total):
+    self.name = name
+    self.tracker = progress.Progress(total)
+    self.last = -PROGRESS_SECS
+
+  def update(self, done):
+    self.tracker.update(done)
+    now = time.monotonic()
+    if now - self.last >= PROGRESS_SECS or done == self.tracker.total:
+      logging.info('%s %s', self.name, self.tracker.bar())
+      self.last = now
+
+
 def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
   """Predicts and commits `tiles` in batches, with a progress line."""
-  tracker = progress.Progress(len(tiles))
+  ticker = Ticker('tiles', len(tiles))
   for start in range(0, len(tiles), batch_size):
     chunk = tiles[start:start + batch_size]
     reads = [_read_tile(series, t, slots, size) for t in chunk]
@@ -172,8 +192,7 @@ def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
     for tile, prediction, read in zip(chunk, predictions, reads):
       work.save(tile.index, prediction[:tile.height, :tile.width],
                 ~read[2])
-    tracker.update(start + len(chunk))
-    logging.info('tiles %s', tracker.bar())
+    ticker.update(start + len(chunk))
 
 
 class _TileCache:
@@ -202,7 +221,7 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   cache = _TileCache(work)
   target = series.target_index
   blocks = tiling.blocks(grid.height, grid.width, predict_output.BLOCK)
-  tracker = progress.Progress(len(blocks))
+  ticker = Ticker('assembly', len(blocks))
   for b, window in enumerate(blocks):
     top, left, height, width = window
     covering = tiling.covering(tiles, window, size, overlap)
@@ -216,23 +235,21 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
       no_clear[r0 - top:r1 - top, c0 - left:c1 - left] = cache[t.index][1][
           r0 - t.top:r1 - t.top, c0 - t.left:c1 - t.left]
     win = Window(left, top, width, height)
-    rgb, cloudy, _ = series.read(win)
-    keep = ~cloudy[target]
+    rgb, cloudy, _ = series.read(win, [target])
+    keep = ~cloudy[0]
     fill = np.where(keep, predict_output.FILL_KEPT,
                     np.where(no_clear, predict_output.FILL_NO_CLEAR,
                              predict_output.FILL_MODEL)).astype(np.uint8)
     if replace_all:
       keep = np.zeros_like(keep)
-    rgb8 = np.where(keep[..., None], rgb[target], model)
+    rgb8 = np.where(keep[..., None], rgb[0], model)
     image = rgb8
     if output_reflectance:
       model_dn = radiometry.from_uint8(model, series.offsets[target], dtype)
       image = np.where(keep[..., None], series.read_reflectance(win),
                        model_dn)
     writer.write(window, image, fill, rgb8)
-    tracker.update(b + 1)
-    if (b + 1) % 16 == 0 or b + 1 == len(blocks):
-      logging.info('assembly %s', tracker.bar())
+    ticker.update(b + 1)
   return writer.finish(out)
 
 
