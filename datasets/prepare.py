@@ -70,6 +70,9 @@ class Options:
     if not 0 <= self.test_fraction < 1:
       raise DataError(f'--test_fraction must be in [0, 1), got '
                       f'{self.test_fraction}.')
+    if not 1 <= self.resolution <= self.patch:
+      raise DataError(f'--resolution must be in 1..--patch ({self.patch}), '
+                      f'got {self.resolution}.')
     if self.block < 1 or self.timeline < 2:
       raise DataError(f'--block must be >= 1 and --timeline >= 2, got '
                       f'{self.block} and {self.timeline}.')
@@ -133,10 +136,10 @@ def coverages(cloudy, resolution):
 
 
 def _latest(candidates, cloudy, earlier):
-  """(latest date of `candidates` whose `earlier` dates see every pixel
-  clear, or None; True if some candidate exists at all)."""
+  """The latest of `candidates` whose `earlier` previous dates together see
+  every pixel clear, or None."""
   for t in sorted(candidates, reverse=True):
-    if np.logical_or.reduce(~cloudy[t - earlier:t]).all():
+    if not earlier or np.logical_or.reduce(~cloudy[t - earlier:t]).all():
       return t
   return None
 
@@ -159,16 +162,12 @@ def choose_references(cloudy, split, options):
     return None, NO_CLEAR
   if split == 'testset' and not cloudy_dates:
     return None, NO_CLOUDY
-  if earlier == 0:
-    pick = max
-  else:
-    pick = lambda ts: _latest(ts, cloudy, earlier)
-  reference = pick(clear)
+  reference = _latest(clear, cloudy, earlier)
   if reference is None:
     return None, UNCOVERED
   if split == 'trainset':
     return {'index': reference}, ''
-  test = pick(cloudy_dates)
+  test = _latest(cloudy_dates, cloudy, earlier)
   if test is None:
     return None, UNCOVERED
   return {'val_index': reference, 'test_index': test}, ''
@@ -294,57 +293,64 @@ def summary(out, report):
   return '\n'.join(lines)
 
 
-_INPUTS = flags.DEFINE_string('inputs', None, 'Glob of the dated rasters.')
-_BANDS = flags.DEFINE_list('bands', None, 'RGB band indexes (1-based) of a '
-                           'multi-band file; default 4,3,2 for a 12/13-band '
-                           'Sentinel-2 stack, 1,2,3 for 3 bands.')
-_BAND_FILES = flags.DEFINE_bool('band_files', False, 'Inputs are L2A band '
-                                'files (*_B04_10m.jp2, *_B03_..., *_B02_...).')
-_MASKS = flags.DEFINE_string('masks', None, 'Glob of cloud masks, 0 = clear.')
-_SCL = flags.DEFINE_string('scl', None, 'Glob of L2A Scene Classification '
-                           'rasters.')
-_CLOUD_PROB = flags.DEFINE_string('cloud_prob', None, 'Glob of cloud '
-                                  'probability rasters (percent).')
-_CLOUD_THRESHOLD = flags.DEFINE_float(
-    'cloud_threshold', cloudmasks.DEFAULT_THRESHOLD,
-    'Cloud probability (percent) above which --cloud_prob is cloudy.')
-_OFFSET = flags.DEFINE_integer('offset', None, 'DN offset of zero '
-                               'reflectance (1000 for processing baseline >= '
-                               '04.00); default: from the metadata, else 0.')
-_GRID_DATE = flags.DEFINE_string('grid_date', None, 'Date whose grid the '
-                                 'others are warped to (default the last).')
-_PATCH = flags.DEFINE_integer('patch', Options.patch, 'Patch side (px).')
-_STRIDE = flags.DEFINE_integer('stride', Options.stride, 'Patch step (px).')
-_TEST_FRACTION = flags.DEFINE_float('test_fraction', Options.test_fraction,
-                                    'Share of blocks that go to test.')
-_SEED = flags.DEFINE_integer('seed', Options.seed, 'Seed of the split.')
-_BLOCK = flags.DEFINE_integer('block', Options.block, 'Side of a split '
-                              'block, in patches.')
-_TIMELINE = flags.DEFINE_integer('timeline', Options.timeline,
-                                 'config.timeline the references must allow.')
-_RESOLUTION = flags.DEFINE_integer(
-    'resolution', Options.resolution, 'config.resolution: cloud cover is '
-    'measured in this central crop (at most --patch).')
-_MAX_COVERAGE = flags.DEFINE_float('max_coverage', Options.max_coverage,
-                                   'config.max_coverage.')
+def define_flags():
+  """The command-line flags (defined only when run as a program, so that
+  importing this module beside predict.py does not clash on --inputs)."""
+  flags.DEFINE_string('inputs', None, 'Glob of the dated rasters.')
+  flags.DEFINE_list('bands', None, 'RGB band indexes (1-based) of a '
+                    'multi-band file; default 4,3,2 for a 12/13-band '
+                    'Sentinel-2 stack, 1,2,3 for 3 bands.')
+  flags.DEFINE_bool('band_files', False, 'Inputs are L2A band files '
+                    '(*_B04_10m.jp2, *_B03_..., *_B02_...).')
+  flags.DEFINE_string('masks', None, 'Glob of cloud masks, 0 = clear.')
+  flags.DEFINE_string('scl', None, 'Glob of L2A Scene Classification '
+                      'rasters.')
+  flags.DEFINE_string('cloud_prob', None, 'Glob of cloud probability '
+                      'rasters (percent).')
+  flags.DEFINE_float('cloud_threshold', cloudmasks.DEFAULT_THRESHOLD,
+                     'Cloud probability (percent) above which --cloud_prob '
+                     'is cloudy.')
+  flags.DEFINE_integer('offset', None, 'DN offset of zero reflectance (1000 '
+                       'for processing baseline >= 04.00); default: from the '
+                       'metadata, else 0.')
+  flags.DEFINE_string('grid_date', None, 'Date whose grid the others are '
+                      'warped to (default the last).')
+  flags.DEFINE_integer('patch', Options.patch, 'Patch side (px).')
+  flags.DEFINE_integer('stride', Options.stride, 'Patch step (px).')
+  flags.DEFINE_float('test_fraction', Options.test_fraction,
+                     'Share of blocks that go to test.')
+  flags.DEFINE_integer('seed', Options.seed, 'Seed of the split.')
+  flags.DEFINE_integer('block', Options.block, 'Side of a split block, in '
+                       'patches.')
+  flags.DEFINE_integer('timeline', Options.timeline, 'config.timeline the '
+                       'references must allow.')
+  flags.DEFINE_integer('resolution', Options.resolution, 'config.resolution: '
+                       'cloud cover is measured in this central crop (at '
+                       'most --patch).')
+  flags.DEFINE_float('max_coverage', Options.max_coverage,
+                     'config.max_coverage.')
+  flags.mark_flag_as_required('inputs')
 
 
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError('Usage: python -m datasets.prepare OUT --inputs ...')
-  options = Options(_PATCH.value, _STRIDE.value, _TEST_FRACTION.value,
-                    _SEED.value, _BLOCK.value, _TIMELINE.value,
-                    min(_RESOLUTION.value, _PATCH.value), _MAX_COVERAGE.value)
-  bands = [int(b) for b in _BANDS.value] if _BANDS.value else None
+  f = flags.FLAGS
+  options = Options(f.patch, f.stride, f.test_fraction, f.seed, f.block,
+                    f.timeline, min(f.resolution, f.patch), f.max_coverage)
+  try:
+    bands = [int(b) for b in f.bands] if f.bands else None
+  except ValueError:
+    raise DataError(f'--bands wants 1-based band numbers like 4,3,2, got '
+                    f'{",".join(f.bands)}.') from None
   with rasters.open_series(
-      _INPUTS.value, bands=bands, band_files=_BAND_FILES.value,
-      masks=_MASKS.value, scl=_SCL.value, cloud_prob=_CLOUD_PROB.value,
-      cloud_threshold=_CLOUD_THRESHOLD.value, target=_GRID_DATE.value,
-      offset=_OFFSET.value) as series:
+      f.inputs, bands=bands, band_files=f.band_files, masks=f.masks,
+      scl=f.scl, cloud_prob=f.cloud_prob, cloud_threshold=f.cloud_threshold,
+      target=f.grid_date, offset=f.offset) as series:
     report = prepare(argv[1], series, options)
   print(summary(argv[1], report))
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('inputs')
+  define_flags()
   app.run(main)

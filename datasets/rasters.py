@@ -351,7 +351,12 @@ def _offset(layer, offset):
     return 0
   if offset is not None:
     return int(offset)
-  found = radiometry.offset_from_metadata(layer.tags, layer.path)
+  try:
+    found = radiometry.offset_from_metadata(layer.tags, layer.path)
+  except ValueError as e:
+    raise DataError(f'{layer.path}: unreadable offset metadata ({e}); set '
+                    '--offset (1000 for processing baseline >= 04.00, else '
+                    '0).') from None
   if found is None:
     logging.info('No processing baseline in the metadata of %s: offset 0 '
                  '(set --offset 1000 for baseline >= 04.00 products).',

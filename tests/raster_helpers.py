@@ -11,6 +11,7 @@ another transform.
 import os
 
 import numpy as np
+import rasterio
 
 from datasets import radiometry
 from datasets import synthetic_geotiff
@@ -25,6 +26,17 @@ def write(path, values, transform=GRID_TRANSFORM, crs=CRS, **kwargs):
   """Writes (C, H, W) or (H, W) `values` as a GeoTIFF; returns its path."""
   return synthetic_geotiff.write_geotiff(str(path), values, transform, crs,
                                          **kwargs)
+
+
+def write_jp2(path, values, transform=GRID_TRANSFORM, crs=CRS):
+  """Writes (H, W) `values` as a lossless JPEG 2000 (an L2A band file)."""
+  values = np.asarray(values)
+  with rasterio.open(path, 'w', driver='JP2OpenJPEG', width=values.shape[1],
+                     height=values.shape[0], count=1, dtype=values.dtype.name,
+                     crs=crs, transform=transform, QUALITY=100,
+                     REVERSIBLE='YES') as dst:
+    dst.write(values, 1)
+  return str(path)
 
 
 def dn_image(values8, height, width, offset=1000):

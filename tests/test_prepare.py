@@ -16,6 +16,7 @@ import datasets
 from configs import cloudtran_core_train
 from datasets import prepare
 from datasets import radiometry
+from datasets import summary
 from datasets import rasters
 from datasets import synthetic_geotiff
 from datasets.ondisk import DataError
@@ -71,6 +72,8 @@ def test_get_dataset_reads_every_prepared_patch(scene, tmp_path):
         name[1:] for name in table)
     for subset in subsets:
       assert _count(_config(str(tmp_path), split), subset) == kept[split]
+  text = summary.summarize(_config(str(tmp_path), 'testset'), 'valid', 1)
+  assert 'valid pipeline of' in text and 'example 0: tile' in text
 
 
 def test_windows_map_back_to_the_input_pixels(scene, tmp_path):

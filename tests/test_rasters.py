@@ -233,8 +233,8 @@ def test_band_files_layout(tmp_path):
   names = {'B04': 40, 'B03': 30, 'B02': 20, 'B08': 80}
   for day in ('20240630', '20240714'):
     for band, value in names.items():
-      rh.write(tmp_path / f'T32TQM_{day}T103031_{band}_10m.jp2.tif',
-               np.full((H, W), 1000 + value, np.uint16))
+      rh.write_jp2(tmp_path / f'T32TQM_{day}T103031_{band}_10m.jp2',
+                   np.full((H, W), 1000 + value, np.uint16))
     rh.write(tmp_path / f'T32TQM_{day}T103031_SCL_20m.tif',
              np.full((H, W), 4, np.uint8))
   with rasters.open_series(str(tmp_path / '*_B*_10m*'), band_files=True,
@@ -242,10 +242,10 @@ def test_band_files_layout(tmp_path):
                            ) as series:
     assert len(series.dates) == 2 and series.bands == ('B04', 'B03', 'B02')
     assert [os.path.basename(p) for p in series.paths[1]][0].endswith(
-        '_B04_10m.jp2.tif')
+        '_B04_10m.jp2')
     np.testing.assert_array_equal(series.read_reflectance(Window(0, 0, 1, 1)),
                                   [[[1040, 1030, 1020]]])
-  os.remove(tmp_path / 'T32TQM_20240714T103031_B02_10m.jp2.tif')
+  os.remove(tmp_path / 'T32TQM_20240714T103031_B02_10m.jp2')
   with pytest.raises(DataError, match=r"2024-07-14 has no band file \['B02'\]"):
     rasters.open_series(str(tmp_path / '*_B*_10m*'), band_files=True,
                         scl=str(tmp_path / '*_SCL_*'))
