@@ -36,13 +36,15 @@ from datasets import rasters
 from datasets.ondisk import DataError
 from utils import predict_loop
 
+ROOT = os.path.dirname(os.path.abspath(__file__))
 _CORE_CONFIG = config_flags.DEFINE_config_file(
-    'core_config', 'configs/cloudtran_core_test.py', 'Test config of the core '
-    '(`:tiny` for the small CPU variant); overrides as --core_config.<key>.',
-    lock_config=True)
+    'core_config', os.path.join(ROOT, 'configs', 'cloudtran_core_test.py'),
+    'Test config of the core (`:tiny` for the small CPU variant); '
+    'overrides as --core_config.<key>=value.', lock_config=True)
 _UP_CONFIG = config_flags.DEFINE_config_file(
-    'upsampler_config', 'configs/upsampler_test.py', 'Test config of the '
-    'upsampler; its resolution is the tile size.', lock_config=True)
+    'upsampler_config', os.path.join(ROOT, 'configs', 'upsampler_test.py'),
+    'Test config of the upsampler; its resolution is the tile size.',
+    lock_config=True)
 flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
                     'checkpoint, averaged weights).')
 flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')

@@ -157,6 +157,19 @@ def test_shards_together_equal_one_run(scene, tmp_path):
     assert digest(whole[key]) == digest(sharded[key])
 
 
+def test_a_shard_leaves_a_running_assembly_alone(scene, tmp_path):
+  out = str(tmp_path / 'out.tif')
+  assert run(scene, out, shard=(1, 2)) is None
+  lock = workdir.Lock(os.path.join(workdir.work_dir(out), 'assemble.lock'))
+  with lock:
+    assert run(scene, out, shard=(0, 2)) is None
+    assert not os.path.exists(out)
+    with pytest.raises(DataError, match='assemble.lock is held'):
+      run(scene, out, merge=True)
+  assert run(scene, out, merge=True)['image'] == out
+  assert os.path.exists(out)
+
+
 def dead_pid():
   """The pid of a process that has exited."""
   proc = subprocess.Popen(['true'])

@@ -124,8 +124,9 @@ def load_predictor(core_config, core_logdir, upsampler_config,
   core = sample_loop.restore_averaged_model(core_config, core_logdir)
   upsampler = sample_loop.restore_averaged_model(upsampler_config,
                                                  upsampler_logdir)
-  identity = {'core': tf.train.latest_checkpoint(core_logdir),
-              'upsampler': tf.train.latest_checkpoint(upsampler_logdir),
+  identity = {'core': os.path.abspath(tf.train.latest_checkpoint(core_logdir)),
+              'upsampler': os.path.abspath(
+                  tf.train.latest_checkpoint(upsampler_logdir)),
               'only_parallel': bool(only_parallel)}
   return ModelPredictor(core, upsampler, core_config, upsampler_config,
                         only_parallel), identity
@@ -311,9 +312,15 @@ def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
     logging.info('%d tile(s) of other shards remain; the last shard to '
                  'finish (or --merge) writes %s.', left, out)
     return None
-  with work.lock('assemble'):
-    names = assemble(series, work, tiles, tile_size, overlap, out,
-                     replace_all, output_reflectance)
+  try:
+    with work.lock('assemble'):
+      names = assemble(series, work, tiles, tile_size, overlap, out,
+                       replace_all, output_reflectance)
+  except workdir.LockHeld:
+    if merge:
+      raise
+    logging.info('Another job is assembling %s.', out)
+    return None
   work.remove()
   logging.info('Wrote %s, %s and %s.', names['image'], names['fill'],
                names['quicklook'])

@@ -31,6 +31,10 @@ def _alive(pid):
   return True
 
 
+class LockHeld(DataError):
+  """Another live process holds the lock."""
+
+
 class Lock:
   """An exclusive lock file; use as a context manager."""
 
@@ -62,7 +66,7 @@ class Lock:
                    other.get('pid'))
       os.remove(self.path)
       return
-    raise DataError(
+    raise LockHeld(
         f'{self.path} is held by pid {other.get("pid")} on '
         f'{other.get("host")} (since {other.get("started")}): another job '
         'is writing this part; wait for it, or remove the file if that job '
