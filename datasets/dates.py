@@ -12,6 +12,8 @@ import datetime
 import os
 import re
 
+import rasterio
+
 from datasets.ondisk import DataError
 
 PRODUCT = re.compile(r'S2[A-D]_MSI(?:L1C|L2A)_(\d{4})(\d{2})(\d{2})T\d{6}')
@@ -39,7 +41,6 @@ def date_in_name(name):
 
 
 def _date_in_tags(path):
-  import rasterio  # pylint: disable=g-import-not-at-top
   try:
     with rasterio.open(path) as src:
       stamp = src.tags().get('TIFFTAG_DATETIME', '')

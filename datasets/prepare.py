@@ -12,8 +12,10 @@ pixels every `--stride`; each patch becomes a tile of the upstream layout:
   OUT/masks_final_<split>/NNNNN/PNNNNN_YYYYMMDD_NNNNN.png    0 clear, 255 cloud
   OUT/trainset.json  {"PNNNNN": {"index": "r"}}
   OUT/testset.json   {"PNNNNN": {"val_index": "v", "test_index": "t"}}
-  OUT/prepare.json   inputs, dates, grid, every patch's window, split,
-                     reference dates or skip reason, and the counts
+  OUT/prepare.json   inputs, dates, grid, every patch's window (pixels
+                     col, row, width, height) and bounds (left, bottom,
+                     right, top in the grid's CRS), split, reference
+                     dates or skip reason, and the counts
 
 NNNNN is the patch number (row-major on the grid). The split is spatial:
 blocks of `--block` x `--block` patches go to test (a seeded draw of
@@ -258,6 +260,7 @@ def _report(series, options, patches, histogram):
       'patches': [{'number': p.number, 'tile': p.name, 'split': p.split,
                    'window': [int(p.window.col_off), int(p.window.row_off),
                               int(p.window.width), int(p.window.height)],
+                   'bounds': list(series.grid.bounds(p.window)),
                    **({'refs': p.refs} if p.refs else {'skipped': p.skipped})}
                   for p in patches],
       'counts': {'patches': len(patches), 'kept': kept, 'skipped': skipped},

@@ -66,10 +66,13 @@ class Grid:
     """The affine transform of `window`'s top-left pixel."""
     return windows.transform(window, self.transform)
 
-  def bounds(self):
-    """(left, bottom, right, top) in the grid's CRS."""
-    xs, ys = zip(*(self.transform @ corner for corner in
-                   ((0, 0), (self.width, self.height))))
+  def bounds(self, window=None):
+    """(left, bottom, right, top) of `window` (default the grid) in the
+    grid's CRS."""
+    window = window or self.window
+    corners = ((window.col_off, window.row_off),
+               (window.col_off + window.width, window.row_off + window.height))
+    xs, ys = zip(*(self.transform @ corner for corner in corners))
     return min(xs), min(ys), max(xs), max(ys)
 
   def matches(self, src):
@@ -435,6 +438,10 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
     if len(dtypes) > 1:
       raise DataError(f'The inputs mix value types {sorted(map(str, dtypes))}'
                       '; convert them to one (uint16 reflectance or uint8).')
+    if not np.issubdtype(next(iter(dtypes)), np.integer):
+      raise DataError(f'{images[0][0][0].path} holds {dtypes.pop()} values; '
+                      'inputs are integer reflectance numbers (uint16 DN = '
+                      'reflectance x 10000, plus the offset) or uint8.')
     return Series(
         dates=days, paths=[by_date[d] for d in days],
         mask_paths=[mask_by_date[d] for d in days], mask_kind=kind,

@@ -84,6 +84,10 @@ def test_windows_map_back_to_the_input_pixels(scene, tmp_path):
   patches = [p for p in report['patches'] if 'refs' in p]
   for patch in patches[:3] + patches[-2:]:
     col, row, width, height = patch['window']
+    with rasterio.open(scene / 'scl' / f'{report["dates"][0]}_SCL_20m.tif'
+                       ) as src:   # the map coordinates, on the 20 m grid
+      assert src.index(*patch['bounds'][:2]) == (
+          (row + height) // 2, col // 2)
     folder = f'{patch["number"]:05d}'
     for date in report['dates'][::3]:
       stem = f'{patch["tile"]}_{date.replace("-", "")}_{folder}.png'

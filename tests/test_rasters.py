@@ -314,6 +314,13 @@ def test_target_not_among_inputs(tmp_path):
     rasters.open_series(images, masks=masks, target='2024-07-15')
 
 
+def test_float_inputs_are_refused(tmp_path):
+  images, masks = rh.write_series(tmp_path, {'2024-07-14': (
+      np.full((3, H, W), 0.1, np.float32), np.zeros((H, W), np.uint8))})
+  with pytest.raises(DataError, match='2024-07-14.tif holds float32 values'):
+    rasters.open_series(images, masks=masks)
+
+
 def test_no_input_and_no_mask_source(tmp_path):
   with pytest.raises(DataError, match="No file matches --inputs='.*none"):
     rasters.open_series(str(tmp_path / 'none*.tif'), masks='x')
