@@ -13,12 +13,13 @@ of the target date (default the last): a file on another grid (CRS,
 transform or shape) is warped with `rasterio.vrt.WarpedVRT` (images
 bilinear, masks nearest), which is logged once per file. Only the requested
 window is ever read. A Series keeps its files open until `close()` and is
-not thread-safe.
+not thread-safe. GDAL's block cache is capped at BLOCK_CACHE_MB.
 """
 
 import dataclasses
 import datetime
 import glob
+import os
 import re
 
 from absl import logging
@@ -39,6 +40,11 @@ from datasets.ondisk import DataError
 DEFAULT_BANDS = {3: (1, 2, 3), 12: (4, 3, 2), 13: (4, 3, 2)}
 DEFAULT_BAND_FILES = ('B04', 'B03', 'B02')
 BAND_NAME = re.compile(r'(?<![A-Za-z0-9])(B\d{2}|B8A)(?![A-Za-z0-9])')
+# GDAL keeps decoded blocks in a process-wide cache of 5 % of the RAM by
+# default, which fills as a scene is read; this cap (MB) keeps the memory of
+# a windowed pass independent of the scene size. GDAL_CACHEMAX in the
+# environment takes precedence.
+BLOCK_CACHE_MB = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,6 +402,8 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
       without mask, a wrong band count, an unreadable file, a file off the
       target's grid, a target date not among the inputs.
   """
+  if 'GDAL_CACHEMAX' not in os.environ:
+    rasterio.env.set_gdal_config('GDAL_CACHEMAX', BLOCK_CACHE_MB)
   paths = expand(inputs, '--inputs')
   if band_files:
     names = DEFAULT_BAND_FILES if band_files is True else tuple(band_files)

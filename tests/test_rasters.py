@@ -352,3 +352,11 @@ def test_synthetic_scene(tmp_path):
   assert scl_missing[1].any() and not scl_missing[[0, 2, 3]].any()
   with rasterio.open(tmp_path / 'images' / f'{written[0][0]}.tif') as src:
     assert src.count == 3 and src.descriptions == ('B04', 'B03', 'B02')
+
+
+def test_gdal_block_cache_is_capped(tmp_path, monkeypatch):
+  monkeypatch.delenv('GDAL_CACHEMAX', raising=False)
+  images, masks, _, _ = _two_dates(tmp_path)
+  rasters.open_series(images, masks=masks).close()
+  assert int(rasterio.env.get_gdal_config('GDAL_CACHEMAX')) == (
+      rasters.BLOCK_CACHE_MB)
