@@ -157,7 +157,7 @@ def choose_references(cloudy, split, options):
   earlier = options.timeline - 2
   categories = [scan.category(c, options.max_coverage)
                 for c in coverages(cloudy, options.resolution)]
-  dates = range(max(earlier, 0), len(categories))
+  dates = range(earlier, len(categories))
   clear = [t for t in dates if categories[t] == 'clear']
   cloudy_dates = [t for t in dates if categories[t] != 'clear']
   if not clear:
