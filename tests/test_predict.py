@@ -299,6 +299,22 @@ def test_model_batch_slots_masks_and_low_resolution():
   np.testing.assert_array_equal(batch['mask'].numpy()[0, 0, 0], [0, 1, 1, 0])
 
 
+def test_model_batch_equals_the_data_pipeline(tiny_config):
+  import datasets  # pylint: disable=g-import-not-at-top
+  config = tiny_config('cloudtran_core_test')
+  batch = next(iter(datasets.get_dataset('custom', config, 2, 'test')))
+  size, c = config.downsample_res, config.n_channels
+  image = batch['image'].numpy()
+  shape = image.shape[:3] + (config.timeline, c)
+  rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
+  clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
+  ours = predict_loop.model_batch(rgb, clear, size)
+  for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
+              f'mask_{size}'):
+    np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),
+                                  err_msg=key)
+
+
 def predict_cli(*args):
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, 'predict.py'), *args],
