@@ -165,17 +165,21 @@ def _read_tile(series, tile, slots, size):
 
 class Ticker:
   """Logs '<name> [###...] done/total rate/s ETA' every PROGRESS_SECS and at
-  the end."""
+  the end. The rate counts from the first update, after the first batch
+  (which compiles the models)."""
 
   def __init__(self, name, total):
     self.name = name
-    self.tracker = progress.Progress(total)
+    self.total = total
+    self.tracker = None
     self.last = -PROGRESS_SECS
 
   def update(self, done):
+    if self.tracker is None:
+      self.tracker = progress.Progress(self.total, done=done)
     self.tracker.update(done)
     now = time.monotonic()
-    if now - self.last >= PROGRESS_SECS or done == self.tracker.total:
+    if now - self.last >= PROGRESS_SECS or done == self.total:
       logging.info('%s %s', self.name, self.tracker.bar())
       self.last = now
 
