@@ -18,7 +18,8 @@ The scene is cut into tiles of the upsampler's resolution overlapping by
 (a tiled, deflate-compressed GeoTIFF with overviews, the target's CRS and
 transform; uint8 RGB, or reflectance in the inputs' dtype with
 --output_reflectance), `<stem>_fill.tif` (0 = clear target pixel kept,
-1 = filled by the model, 2 = filled though no input date was clear) and
+1 = filled by the model, 2 = filled though none of the model's dates was
+clear) and
 `<stem>.png`, a quicklook. Clear target pixels are kept bit for bit unless
 --replace_all. `--shard i/n` does every n-th tile (for n machines sharing
 the output directory); the last shard to finish, or `--merge`, writes the

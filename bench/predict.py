@@ -147,7 +147,8 @@ def main(argv=None):
       if done.returncode:
         sys.exit(f'bench/predict.py: the {size} px run failed:\n'
                  f'{done.stderr[-3000:]}')
-      results[f'scene_{size}'] = json.loads(done.stdout.strip().splitlines()[-1])
+      last_line = done.stdout.strip().splitlines()[-1]
+      results[f'scene_{size}'] = json.loads(last_line)
   results['load_average'] = [round(load_before, 2),
                              round(os.getloadavg()[0], 2)]
   print(json.dumps(results, indent=1))

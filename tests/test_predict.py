@@ -99,6 +99,8 @@ def test_output_grid_dtype_and_kept_pixels(scene, tmp_path):
   assert (profile['height'], profile['width']) == (50, 70)
   assert profile['dtype'] == 'uint8' and profile['count'] == 3
   assert profile['tiled'] and profile['compress'] == 'deflate'
+  with rasterio.open(names['image']) as src:
+    assert src.tags(ns='IMAGE_STRUCTURE')['LAYOUT'] == 'COG'
   image = image.transpose(1, 2, 0)
   clear = ~cloudy[target]
   assert 0 < clear.sum() < clear.size

@@ -141,7 +141,6 @@ class ModelPredictor:
     self.core, self.upsampler = core, upsampler
     self.downsample_res = core_config.downsample_res
     self.tile_size = upsampler_config.resolution[0]
-    self.timeline = core_config.timeline
     self.only_parallel = only_parallel
 
   def __call__(self, rgb, clear):
@@ -156,11 +155,12 @@ def _window(tile):
 
 
 def _read_tile(series, tile, slots, size):
-  """(T-1, S, S, C) uint8 dates and (T-1, S, S) clear of one tile, padded."""
+  """One tile's (T-1, S, S, C) uint8 dates and (T-1, S, S) clear masks,
+  padded to S, and its (h, w) map of pixels clear on none of the dates."""
   rgb, cloudy, _ = series.read(_window(tile), slots)
   clear = ~cloudy
   pad = lambda a: np.moveaxis(tiling.pad_to(np.moveaxis(a, 0, 2), size), 2, 0)
-  return pad(rgb), pad(clear), clear.any(axis=0)
+  return pad(rgb), pad(clear), ~clear.any(axis=0)
 
 
 class Ticker:
@@ -195,8 +195,7 @@ def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
     predictions = predictor(np.stack([r[0] for r in reads]),
                             np.stack([r[1] for r in reads]))
     for tile, prediction, read in zip(chunk, predictions, reads):
-      work.save(tile.index, prediction[:tile.height, :tile.width],
-                ~read[2])
+      work.save(tile.index, prediction[:tile.height, :tile.width], read[2])
     ticker.update(start + len(chunk))
 
 

@@ -45,7 +45,8 @@ class Writer:
                               dtype='uint8', **common)
     self.fill.update_tags(1, FILL=f'{FILL_KEPT} = clear target pixel kept, '
                           f'{FILL_MODEL} = filled by the model, '
-                          f'{FILL_NO_CLEAR} = filled, no clear input date')
+                          f'{FILL_NO_CLEAR} = filled, no clear date among '
+                          'the model inputs')
     self.factor = max(1, math.ceil(max(grid.height, grid.width) /
                                    QUICKLOOK_SIDE))
     self.quicklook = np.zeros((math.ceil(grid.height / self.factor),
