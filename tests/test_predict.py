@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import rasterio
 import rasterio.warp
 from rasterio.transform import from_origin
 
+from bench import predict as bench_predict
 from datasets import rasters
 from datasets import radiometry
 from datasets import synthetic_geotiff
@@ -324,36 +326,23 @@ def predict_cli(*args):
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
 
-def save_random_models(tmp_path):
-  """Checkpoints of the tiny core and upsampler with random weights."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import models  # pylint: disable=g-import-not-at-top
-  from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
-  from configs import upsampler_test  # pylint: disable=g-import-not-at-top
-  from utils import ema as ema_lib  # pylint: disable=g-import-not-at-top
-  dirs = []
-  for module in (cloudtran_core_test, upsampler_test):
-    config = module.get_config('tiny')
-    tf.keras.utils.set_random_seed(0)
-    model = models.build(config)
-    ema = ema_lib.ExponentialMovingAverage(model.trainable_variables,
-                                           config.polyak_decay)
-    logdir = str(tmp_path / config.model.name)
-    tf.train.Checkpoint(model=model, ema=ema).save(
-        os.path.join(logdir, 'model'))
-    dirs.append(logdir)
-  return dirs
+@pytest.fixture(scope='module')
+def tiny_models(tmp_path_factory):
+  """(core, upsampler) run directories of the tiny configs, random weights."""
+  return bench_predict.save_random_models(str(tmp_path_factory.mktemp('m')))
 
 
-def test_predict_py_with_tiny_models(scene, tmp_path):
-  core, upsampler = save_random_models(tmp_path)
+def model_flags(models_dirs):
+  core, upsampler = models_dirs
+  return ['--core_config=configs/cloudtran_core_test.py:tiny',
+          '--upsampler_config=configs/upsampler_test.py:tiny',
+          f'--core_logdir={core}', f'--upsampler_logdir={upsampler}']
+
+
+def test_predict_py_with_tiny_models(scene, tiny_models, tmp_path):
   out = str(tmp_path / 'clear.tif')
-  done = predict_cli(
-      '--core_config=configs/cloudtran_core_test.py:tiny',
-      '--upsampler_config=configs/upsampler_test.py:tiny',
-      f'--core_logdir={core}', f'--upsampler_logdir={upsampler}',
-      f'--inputs={scene}/images/*.tif', f'--scl={scene}/scl/*.tif',
-      '--overlap=8', f'--out={out}')
+  done = predict_cli(*model_flags(tiny_models), *scene_flags(scene),
+                     f'--out={out}')
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'tiles [' in done.stderr and '/s ETA' in done.stderr
   image, profile = read(out)
@@ -367,6 +356,38 @@ def test_predict_py_with_tiny_models(scene, tmp_path):
                                 rgb[-1][clear])
   assert os.path.exists(str(tmp_path / 'clear.png'))
   assert os.path.exists(str(tmp_path / 'clear_fill.tif'))
+
+
+def scene_flags(root):
+  return [f'--inputs={root}/images/*.tif', f'--scl={root}/scl/*.tif',
+          '--overlap=8']
+
+
+def test_sigkilled_predict_py_resumes_to_the_same_bytes(scene, tiny_models,
+                                                        tmp_path):
+  flags = [*model_flags(tiny_models), *scene_flags(scene), '--batch_size=1']
+  clean = str(tmp_path / 'clean.tif')
+  assert predict_cli(*flags, f'--out={clean}').returncode == 0
+  out = str(tmp_path / 'killed.tif')
+  work = workdir.work_dir(out)
+  proc = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'predict.py'), *flags,
+       f'--out={out}'], cwd=ROOT, stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  deadline = time.monotonic() + 300
+  while not os.path.exists(os.path.join(work, 'tile_000000.npz')):
+    assert proc.poll() is None and time.monotonic() < deadline
+    time.sleep(0.005)
+  proc.kill()
+  proc.wait()
+  done_before = sum(name.endswith('.npz') for name in os.listdir(work))
+  assert 1 <= done_before < 6 and not os.path.exists(out)
+  resumed = predict_cli(*flags, f'--out={out}')
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert 'Taking over' in resumed.stderr
+  assert f'Resuming: {done_before} tile(s)' in resumed.stderr
+  for key, path in predict_output.paths(out).items():
+    assert digest(path) == digest(predict_output.paths(clean)[key]), key
 
 
 def _unreadable(root):
