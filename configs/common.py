@@ -8,6 +8,9 @@ key is declared once. Sizes come from the upstream environment variables
 Keys that must stay equal across sections (`n_channels`, `hidden_size`,
 `downsample_res`) are `FieldReference`s: overriding one of them on the command
 line (`--config.model.hidden_size=64`) changes every section that shares it.
+Keys derived from them (`ff_size` from `hidden_size`, the models'
+`resolution` from `downsample_res`) follow too, until they are overridden
+themselves.
 """
 
 import os
@@ -33,6 +36,13 @@ def sizes(default_model_size):
   return (_env_int('MODEL_SIZE', default_model_size),
           _env_int('DOWNSAMPLE_SIZE', 64),
           _env_int('NUM_CHANNELS', 3))
+
+
+def square(size):
+  """A `(size, size)` tuple reference that follows the int reference `size`."""
+  return config_dict.FieldReference(
+      (), field_type=tuple,
+      op=config_dict._Op(lambda _, side: (side, side), [size]))  # pylint: disable=protected-access
 
 
 def data_config(config, split, downsample_res, n_channels):
@@ -95,12 +105,12 @@ def core_model_config(hidden_size, downsample_res, n_channels):
   model.n_channels = n_channels
   model.hidden_size = hidden_size
   model.stage = 'encoder_decoder'
-  model.resolution = (downsample_res.get(), downsample_res.get())
+  model.resolution = square(downsample_res)
   model.name = 'cloudtran_core'
 
   enc = model.encoder = ml_collections.ConfigDict()
   enc.n_channels = n_channels
-  enc.ff_size = hidden_size.get()
+  enc.ff_size = hidden_size.identity()
   enc.hidden_size = hidden_size
   enc.num_heads = 4
   enc.num_encoder_layers = 4
@@ -111,9 +121,9 @@ def core_model_config(hidden_size, downsample_res, n_channels):
 
   dec = model.decoder = ml_collections.ConfigDict()
   dec.n_channels = n_channels
-  dec.ff_size = hidden_size.get()
+  dec.ff_size = hidden_size.identity()
   dec.hidden_size = hidden_size
-  dec.resolution = (downsample_res.get(), downsample_res.get())
+  dec.resolution = square(downsample_res)
   dec.num_heads = 4
   dec.num_inner_layers = 2
   dec.num_outer_layers = 2
@@ -132,6 +142,10 @@ def core_model_config(hidden_size, downsample_res, n_channels):
   dec.cond_att_k = True
   dec.cond_att_scale = True
   dec.cond_att_act = 'identity'
+  # New: context of the inner decoder's conditional norms while sampling:
+  # 'image' (z of the whole image, as in training) or 'row' (the row being
+  # generated only: upstream's sampling, for imported upstream models).
+  dec.cond_ln_sampling = 'image'
   return model
 
 
@@ -140,10 +154,10 @@ def upsampler_model_config(hidden_size, downsample_res, n_channels):
   model = ml_collections.ConfigDict()
   model.n_channels = n_channels
   model.hidden_size = hidden_size
-  model.ff_size = hidden_size.get()
+  model.ff_size = hidden_size.identity()
   model.num_heads = 4
   model.num_encoder_layers = 3
-  model.resolution = (downsample_res.get(), downsample_res.get())
+  model.resolution = square(downsample_res)
   model.name = 'upsampler'
   return model
 
@@ -201,6 +215,8 @@ def build(kind, split, variant=''):
     config.model = core_model_config(hidden_size, downsample_res, n_channels)
   elif kind == 'upsampler':
     training_config(config, 20000 if is_train else 100, 1)
+    # Upstream's upsampler configs have no loss_factor: its default, 1.
+    config.loss_factor = 1.0
     config.use_discriminator = False
     config.model = upsampler_model_config(hidden_size, downsample_res,
                                           n_channels)
@@ -237,15 +253,11 @@ def tiny(config, split):
   config.optimizer.learning_rate = 1e-3
   model = config.model
   if model.name == 'cloudtran_core':
-    model.resolution = model.decoder.resolution = (16, 16)
-    model.encoder.ff_size = model.decoder.ff_size = 16
     model.encoder.num_heads = model.decoder.num_heads = 2
     model.encoder.num_encoder_layers = 1
     model.encoder.num_temp_layers = 1
     model.decoder.num_inner_layers = model.decoder.num_outer_layers = 1
   else:
-    model.resolution = (16, 16)
-    model.ff_size = 16
     model.num_heads = 2
     model.num_encoder_layers = 1
   if 'sample' in config:

@@ -21,6 +21,10 @@ from models import layers
 NUM_SYMBOLS = base.NUM_SYMBOLS
 STAGES = ('decoder', 'encoder_decoder')
 AGGREGATIONS = ('conv', 'attention', 'sum')
+# Context of the inner decoder's conditional norms while sampling: 'image' =
+# z of the whole image, as in training; 'row' = z of the row being generated
+# only, as upstream's sampler (for models imported from upstream).
+COND_LN_SAMPLING = ('image', 'row')
 
 
 def check_config(config):
@@ -66,6 +70,10 @@ def check_config(config):
     if dec[key] not in allowed:
       raise ValueError(f'config.model.decoder.{key}={dec[key]!r} must be one '
                        f'of {allowed}.')
+  if dec.cond_ln_sampling not in COND_LN_SAMPLING:
+    raise ValueError(
+        f'config.model.decoder.cond_ln_sampling={dec.cond_ln_sampling!r} '
+        f'must be one of {COND_LN_SAMPLING}.')
   if enc.posemb != 'learnable':
     raise ValueError(f'config.model.encoder.posemb={enc.posemb!r}: only '
                      "'learnable' is implemented.")
@@ -131,8 +139,9 @@ class TimeSeriesEncoder(layers.Layer):
   1. Each slot-channel symbol (value + 256·c) is embedded (one-hot, dense to
      D with bias) and every `(h, w)` slot-channel map goes through one shared
      axial encoder stack.
-  2. Per channel the T-1 outputs are stacked on a time axis and a learned
-     temporal embedding is added.
+  2. Per channel the T-1 outputs are stacked on a time axis; for `conv` and
+     `attention` a learned temporal embedding is added (not for `sum`, as
+     upstream).
   3. Aggregation over time: `conv` = per pixel and feature, an MLP over the
      time axis (T-1 -> D with ReLU, -> 1; the two 1×1×1 Conv3D of upstream);
      `attention` = temporal self-attention layers (each with feed-forward and
@@ -153,8 +162,9 @@ class TimeSeriesEncoder(layers.Layer):
     self.encoder = layers.AxialEncoder(
         hidden_size, config.ff_size, config.num_heads,
         config.num_encoder_layers, resolution, config.dropout)
-    self.temporal_position = layers.PositionEmbedding(
-        (num_slots,), hidden_size)
+    if self.aggregation != 'sum':
+      self.temporal_position = layers.PositionEmbedding(
+          (num_slots,), hidden_size)
     if self.aggregation == 'conv':
       self.time_hidden = layers.dense(
           hidden_size, num_slots, activation_name='relu')
@@ -182,10 +192,10 @@ class TimeSeriesEncoder(layers.Layer):
     encoded = tf.reshape(
         encoded, [-1, num_slots, num_channels, height, width, hidden_size])
     # (B, h, w, C, S, D)
-    series = self.temporal_position(
-        tf.transpose(encoded, [0, 3, 4, 2, 1, 5]))
+    series = tf.transpose(encoded, [0, 3, 4, 2, 1, 5])
     if self.aggregation == 'sum':
       return tf.reduce_sum(series, axis=4)
+    series = self.temporal_position(series)
     if self.aggregation == 'conv':
       per_feature = tf.linalg.matrix_transpose(series)  # (B, h, w, C, D, S)
       return self.time_output(self.time_hidden(per_feature))[..., 0]
@@ -452,8 +462,14 @@ class CloudTranCore(base.CloudTranModel):
     For every pixel in raster order the outer decoder (once per row) and the
     inner decoder run on the whole canvas generated so far; causality makes
     this equal to pixel-by-pixel generation. Eager (or in the caller's
-    graph); arguments and outputs as `sample`.
+    graph); arguments and outputs as `sample`. Only the training-consistent
+    `cond_ln_sampling='image'`: the fast sampler alone implements `'row'`.
     """
+    if self.config.model.decoder.cond_ln_sampling != 'image':
+      raise ValueError(
+          'sample_reference conditions the norms on the whole image; '
+          "config.model.decoder.cond_ln_sampling='row' is implemented by "
+          '`sample` only.')
     _, slots, offsets = self.split_inputs(inputs, training=False)
     seed = seed_pair(seed) if mode == 'sample' else None
     return self.generate(slots, offsets, self._reference_decode, mode,
