@@ -18,7 +18,10 @@ from configs import cloudtran_core_test
 from configs import upsampler_test
 import models
 from models import import_original
+from utils import checkpoints
+from utils import distribute
 from utils import sample_loop
+from utils import train_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, 'tests', 'data', 'original')
@@ -158,6 +161,23 @@ def test_upsampler_argmax_equals_the_original(imported):
       ..., :config.n_channels]
   np.testing.assert_array_equal(model.sample(batch, low_res),
                                 fixture['high_res_argmax'])
+
+
+def test_training_starts_from_an_imported_checkpoint(imported, tmp_path):
+  """What `run.py --pretrain_dir` does: weights and averages, step 0."""
+  config, logdir = imported('upsampler')
+  state = train_loop.TrainState(config, distribute.make_strategy('CPU', 1))
+  how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
+                                        str(tmp_path), logdir)
+  assert how == 'pretrained' and state.step == 0
+  reference = raw_model(config, logdir)
+  for mine, theirs in zip(state.model.variables, reference.variables,
+                          strict=True):
+    np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+  averaged = sample_loop.restore_averaged_model(config, logdir)
+  for shadow, variable in zip(state.ema.shadows,
+                              averaged.trainable_variables, strict=True):
+    np.testing.assert_array_equal(shadow.numpy(), variable.numpy())
 
 
 def test_mismatched_config_lists_unmatched_names(tmp_path):
