@@ -429,26 +429,29 @@ def import_checkpoint(config, original_ckpt, logdir, original_disc_ckpt=None):
   return written
 
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'This project\'s config of the same model as the original '
-    'run (e.g. configs/cloudtran_core_test.py with the same MODEL_SIZE and '
-    'overrides).', lock_config=True)
-flags.DEFINE_string('original_ckpt', None, 'Logdir (or checkpoint prefix) of '
-                    'the original run.py.')
-flags.DEFINE_string('original_disc_ckpt', None, 'Optional: directory (or '
-                    'prefix) of the original disc.py checkpoint.')
-flags.DEFINE_string('logdir', None, 'Output directory (empty).')
+def define_flags():
+  """The command line's flags (defined only when run as a program)."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'This project\'s config of the same model as the '
+      'original run (e.g. configs/cloudtran_core_test.py with the same '
+      'MODEL_SIZE and overrides).', lock_config=True)
+  flags.DEFINE_string('original_ckpt', None, 'Logdir (or checkpoint prefix) '
+                      'of the original run.py.')
+  flags.DEFINE_string('original_disc_ckpt', None, 'Optional: directory (or '
+                      'prefix) of the original disc.py checkpoint.')
+  flags.DEFINE_string('logdir', None, 'Output directory (empty).')
+  flags.mark_flags_as_required(['config', 'original_ckpt', 'logdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  written = import_checkpoint(
-      _CONFIG.value, flags.FLAGS.original_ckpt,
-      os.path.abspath(flags.FLAGS.logdir), flags.FLAGS.original_disc_ckpt)
+  f = flags.FLAGS
+  written = import_checkpoint(f.config, f.original_ckpt,
+                              os.path.abspath(f.logdir), f.original_disc_ckpt)
   logging.info('Wrote %s.', written)
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'original_ckpt', 'logdir'])
+  define_flags()
   app.run(main)
