@@ -37,6 +37,7 @@ import tensorflow as tf
 from ml_collections import config_flags
 
 import models
+from models import layers
 from utils import checkpoints
 from utils import ema as ema_lib
 
@@ -170,10 +171,10 @@ class Mapping:
     self.add(f'{name}/relative_attention_bias_{int(layer.axis == "row")}',
              layer.relative_bias)
 
-  def norm(self, name_of, index, norm):
-    """A decoder norm: conditional (`conditional_layer_norm`) or plain."""
-    if hasattr(norm, 'project'):
-      name = _ranked('conditional_layer_norm', index, name_of)
+  def norm(self, scope, index, norm):
+    """The index-th norm of a decoder: conditional or plain."""
+    if isinstance(norm, layers.ConditionalLayerNorm):
+      name = _ranked('conditional_layer_norm', index, scope)
       self.dense(f'{name}/dense', norm.project)
       if norm.spatial_weights is not None:
         self.add(f'{name}/spatial_average', norm.spatial_weights)
@@ -181,7 +182,7 @@ class Mapping:
       self.fixed[f'{name}/normalize/gamma'] = 1.0
       self.fixed[f'{name}/normalize/beta'] = 0.0
     else:
-      self.layer_norm(_ranked('layer_normalization', index, name_of),
+      self.layer_norm(_ranked('layer_normalization', index, scope),
                       norm.norm)
 
 
@@ -210,13 +211,13 @@ def _decoder(mapping, scope, decoder, attention_names, mlp_names):
   for index, block in enumerate(decoder.blocks):
     attention, attention_norm, feed_forward, cond_mlp, ff_norm = block
     layer, kind = divmod(index, per_layer)
-    mapping.attention(f'{scope}/{attention_names[kind]}' +
-                      (f'#{layer}' if layer else ''), attention)
+    mapping.attention(_ranked(attention_names[kind], layer, scope),
+                      attention)
     mapping.norm(scope, 2 * index, attention_norm)
     mapping.feed_forward(feed_forward)
     prefix = 'shift' if cond_mlp.mode == 'shift' else 'affine'
-    mapping.dense(f'{scope}/{prefix}_{mlp_names[kind]}' +
-                  (f'#{layer}' if layer else ''), cond_mlp.project)
+    mapping.dense(_ranked(f'{prefix}_{mlp_names[kind]}', layer, scope),
+                  cond_mlp.project)
     mapping.norm(scope, 2 * index + 1, ff_norm)
 
 
