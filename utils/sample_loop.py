@@ -54,10 +54,11 @@ def newest_checkpoint(logdir):
   return path
 
 
-def restore_averaged_model(config, path):
-  """Builds the model and loads the EMA weights of the checkpoint `path`."""
+def restore_averaged_model(config, logdir, checkpoint=None):
+  """Builds the model and loads the EMA weights of `checkpoint` (a path;
+  default the newest checkpoint in `logdir`)."""
   averaged = checkpoints.AveragedModel(config)
-  averaged.restore(path)
+  averaged.restore(checkpoint or newest_checkpoint(logdir))
   return averaged.model
 
 
@@ -287,7 +288,7 @@ def sample(config, logdir, mode, restart=False):
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
   skip = s.skip_batches + done
-  model = restore_averaged_model(config, checkpoint)
+  model = restore_averaged_model(config, logdir, checkpoint)
   name = output_name(config, model)
   data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
               .skip(skip))

@@ -9,6 +9,7 @@ import os
 import time
 
 from absl import logging
+import ml_collections
 import tensorflow as tf
 
 from datasets import pipeline
@@ -181,7 +182,9 @@ def load_discriminator(state, disc_chkpt_dir):
 def write_config(config, logdir):
   """Writes `config.yaml`, logging when a resumed run's config changed."""
   path = os.path.join(logdir, 'config.yaml')
-  text = config.to_yaml()
+  # Values, not references: a derived reference (ff_size, resolution) holds
+  # a function YAML cannot load back.
+  text = ml_collections.ConfigDict(config.to_dict()).to_yaml()
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       if f.read() != text:
