@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from datasets import scenes
+from utils import cli
 
 SPLITS = ('trainset', 'testset')
 NAMINGS = ('l2a', 'inhouse', 'l1c')
@@ -218,7 +219,7 @@ def parse_mix(text):
 
 
 def parser():
-  p = argparse.ArgumentParser(
+  p = cli.ArgumentParser(
       prog='python -m datasets.synthetic',
       description='Writes a synthetic Sentinel-2-like cloud-removal dataset '
                   'in the upstream CloudTran layout.')
@@ -253,4 +254,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  cli.guard(main)

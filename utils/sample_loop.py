@@ -25,6 +25,7 @@ from utils import ema as ema_lib
 from utils import images
 from utils import metrics
 from utils import progress
+from utils import runlock
 
 # sample.py mode -> data pipeline subset
 SUBSETS = {'sample_valid': 'valid', 'sample_test': 'test',
@@ -216,18 +217,26 @@ def sample(config, logdir, mode):
   subset = SUBSETS[mode]
   s = config.sample
   out_dir = sample_dir(config, logdir)
-  os.makedirs(out_dir, exist_ok=True)
   record_path = os.path.join(out_dir, f'{s.gen_file}.tfrecords')
-  csv_path = os.path.join(out_dir, 'metrics.csv') if subset != 'test' else None
   if os.path.exists(record_path):
     logging.info('%s exists: this job is complete.', record_path)
     return {'dir': out_dir, 'outputs': None, 'metrics': None}
+  # Before anything is written: a wrong --logdir fails here.
+  model = restore_averaged_model(config, logdir)
+  os.makedirs(out_dir, exist_ok=True)
+  with runlock.hold(out_dir, f'{s.gen_file}.sample'):
+    return _sample_into(config, logdir, subset, out_dir, model)
 
+
+def _sample_into(config, logdir, subset, out_dir, model):
+  """`sample` once the model is restored and `out_dir` is held."""
+  s = config.sample
+  record_path = os.path.join(out_dir, f'{s.gen_file}.tfrecords')
+  csv_path = os.path.join(out_dir, 'metrics.csv') if subset != 'test' else None
   parts = Parts(out_dir, s.gen_file)
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
   skip = s.skip_batches + done
-  model = restore_averaged_model(config, logdir)
   data = iter(datasets.get_dataset('custom', config, s.batch_size, subset)
               .skip(skip))
   generate = Generator(config, model, gen_batches_for(config, s.batch_size,

@@ -17,6 +17,8 @@ from utils import checkpoints
 from utils import distribute
 from utils import ema as ema_lib
 from utils import progress
+from utils import runconfig
+from utils import runlock
 
 OPTIMIZERS = {
     'rmsprop': tf.keras.optimizers.RMSprop,
@@ -156,19 +158,6 @@ def make_train_loop(state):
   return loop
 
 
-def write_config(config, logdir):
-  """Writes `config.yaml`, logging when a resumed run's config changed."""
-  path = os.path.join(logdir, 'config.yaml')
-  text = config.to_yaml()
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      if f.read() != text:
-        logging.warning('The config differs from the one in %s; the new one '
-                        'replaces it.', path)
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(text)
-
-
 def train_dataset(config, strategy):
   """The distributed training input, sharded per input pipeline."""
   def dataset_fn(input_context):
@@ -177,19 +166,39 @@ def train_dataset(config, strategy):
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100):
-  """Trains until `config.max_train_steps`, resuming from `logdir`."""
-  chief = distribute.is_chief(strategy)
+def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
+          allow_config_change=False):
+  """Trains until `config.max_train_steps`, resuming from `logdir`.
+
+  The data is checked before anything is written; the chief then holds
+  `<logdir>/train.lock` until training ends, so a second training on the
+  same logdir is refused (runlock).
+  """
+  dataset = train_dataset(config, strategy)
   tf.io.gfile.makedirs(logdir)
-  if chief:
-    write_config(config, logdir)
+  if not distribute.is_chief(strategy):
+    return _train(config, logdir, strategy, dataset, pretrain_dir,
+                  steps_per_summaries, allow_config_change)
+  with runlock.hold(logdir, 'train'):
+    return _train(config, logdir, strategy, dataset, pretrain_dir,
+                  steps_per_summaries, allow_config_change)
+
+
+def _train(config, logdir, strategy, dataset, pretrain_dir,
+           steps_per_summaries, allow_config_change):
+  """`train` once the data is checked and the logdir is held."""
+  chief = distribute.is_chief(strategy)
+  changed = (runconfig.check_resume(config, logdir, allow_config_change)
+             if checkpoints.saved_paths(logdir) else [])
   tf.keras.utils.set_random_seed(config.seed)
 
   state = TrainState(config, strategy)
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir)
+  if chief:
+    runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
-  iterator = iter(train_dataset(config, strategy))
+  iterator = iter(dataset)
   loop = make_train_loop(state)
   writer = (tf.summary.create_file_writer(os.path.join(logdir,
                                                        'train_summaries'))
