@@ -64,6 +64,17 @@ def move_aside(path, logdir):
   return target
 
 
+def write_index(logdir, paths):
+  """Rewrites the `checkpoint` index file to list `paths`, newest last."""
+  names = [os.path.basename(p) for p in paths]
+  text = ''.join([f'model_checkpoint_path: "{names[-1]}"\n'] + [
+      f'all_model_checkpoint_paths: "{n}"\n' for n in names])
+  index = os.path.join(logdir, 'checkpoint')
+  with open(index + '.tmp', 'w') as f:
+    f.write(text)
+  os.replace(index + '.tmp', index)
+
+
 def restore_newest(checkpoint, logdir):
   """Restores the newest checkpoint of `logdir` that reads; returns its path.
 
@@ -87,9 +98,8 @@ def restore_newest(checkpoint, logdir):
           f'Checkpoint {path} does not fit this model ({str(e)[:300]}) — '
           'resume with the model config and MODEL_SIZE the run was started '
           'with, or use another --logdir') from e
-    # The newer ones are gone: make `path` the newest for the manager.
-    tf.train.update_checkpoint_state(
-        logdir, path, [p for p in paths if os.path.exists(p + '.index')])
+    if path != paths[-1]:
+      write_index(logdir, [p for p in paths if os.path.exists(p + '.index')])
     return path
   if paths:
     raise ValueError(

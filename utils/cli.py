@@ -19,8 +19,8 @@ config file, extra arguments, or an error of the kinds in `INPUT_ERRORS`
 raised by `main` print one line on stderr, `error: <what> — <what to do>`,
 and exit with status 2; any other exception prints one line too and exits
 with status 1. `--verbosity=1` (or higher) prints the traceback first.
-`--config.<key>=None` (or an empty value) unsets a key whose default is
-None, such as `jsonf`.
+`--config.<key>=None` (or an empty value) unsets an optional string key
+(one declared with `config_dict.placeholder(str)`, such as `jsonf`).
 """
 
 import argparse
@@ -146,17 +146,21 @@ def _unknown_key(name, argv):
   return None
 
 
-def _unset_empty_keys(name, argv):
-  """Sets to None the optional keys passed as `None` or empty."""
+def _is_optional_string(config, key):
+  """True for a key declared with `config_dict.placeholder(str)`."""
+  field = config._fields.get(key)  # pylint: disable=protected-access
+  return (isinstance(field, config_dict.FieldReference) and
+          field.get_type() is str)
+
+
+def _unset_empty_keys(name):
+  """Sets to None the optional string keys passed as `None` or empty."""
   config = FLAGS[name].value
-  defaults = _load_config(name, argv)
   for path, value in config_flags.get_override_values(FLAGS[name]).items():
-    if value in UNSET and defaults is not None:
-      default, missing = _lookup(defaults, path)
-      if missing is None and default is None:
-        parent, _, key = path.rpartition('.')
-        target = _lookup(config, parent)[0] if parent else config
-        target[key] = None
+    parent, _, key = path.rpartition('.')
+    target = _lookup(config, parent)[0] if parent else config
+    if value in UNSET and _is_optional_string(target, key):
+      target[key] = None
 
 
 def _flag_error(error, argv):
@@ -187,7 +191,7 @@ def parse_flags(argv):
       raise InputError(f'--{name}={path}: cannot load this config file — '
                        'give the path of a configs/*.py file, with :tiny '
                        'appended for the small variant')
-    _unset_empty_keys(name, argv)
+    _unset_empty_keys(name)
   if len(rest) > 1:
     raise InputError(f'unexpected arguments {rest[1:]} — flags take the form '
                      '--name=value; see --helpfull')

@@ -34,8 +34,28 @@ def _flat(tree, prefix=''):
   return flat
 
 
+class _Loader(yaml.SafeLoader):
+  """Reads `ConfigDict.to_yaml()` as plain values, constructing no object."""
+
+
+def _python_tag(loader, suffix, node):
+  """ConfigDict -> its fields, FieldReference -> its value, tuple -> tuple,
+  a name (a field's type) -> the name."""
+  if isinstance(node, yaml.MappingNode):
+    value = loader.construct_mapping(node, deep=True)
+    if '_fields' in value:
+      return value['_fields']
+    return value.get('_value') if '_field_type' in value else value
+  if isinstance(node, yaml.SequenceNode):
+    return tuple(loader.construct_sequence(node, deep=True))
+  return suffix
+
+
+_Loader.add_multi_constructor('tag:yaml.org,2002:python/', _python_tag)
+
+
 def _load(text):
-  return _flat(yaml.load(text, Loader=yaml.FullLoader) or {})
+  return _flat(yaml.load(text, Loader=_Loader) or {})
 
 
 def read(logdir):

@@ -12,6 +12,7 @@ from absl import logging
 import tensorflow as tf
 
 import datasets
+from datasets import selection
 import models
 from utils import checkpoints
 from utils import distribute
@@ -212,8 +213,13 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
   while state.step < max_steps:
     start_step, start_time = state.step, time.monotonic()
     num_steps = min(steps_per_summaries, max_steps - start_step)
-    losses = {k: float(v) for k, v in
-              loop(iterator, tf.constant(num_steps)).items()}
+    try:
+      losses = {k: float(v) for k, v in
+                loop(iterator, tf.constant(num_steps)).items()}
+    except tf.errors.InvalidArgumentError:
+      # A file changed since start-up: the scan names it (DataError).
+      selection.select(config, 'train')
+      raise
     steps_per_sec = num_steps / (time.monotonic() - start_time)
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad:
