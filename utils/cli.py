@@ -35,6 +35,9 @@ from ml_collections import config_dict
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
+# Flags defined through this module belong to the command calling it, so its
+# --help lists them.
+flags.disclaim_key_flags()
 # Exceptions that mean bad input; their message says what to do.
 INPUT_ERRORS = (ValueError, OSError, FloatingPointError, app.UsageError,
                 flags.Error)
