@@ -39,6 +39,7 @@ from utils import distribute
 from utils import eval_loop
 from utils import runconfig
 from utils import runlock
+from utils import sample_loop
 from utils import train_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -185,6 +186,19 @@ def trained(synthetic_data, tmp_path_factory):
   logdir = str(tmp_path_factory.mktemp('trained'))
   train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir
+
+
+def test_second_sampling_job_on_one_output_is_refused(trained,
+                                                       synthetic_data):
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  out_dir = sample_loop.sample_dir(config, logdir)
+  os.makedirs(out_dir)
+  with runlock.hold(out_dir, 'sample', f'{config.sample.gen_file}.sample'):
+    with pytest.raises(runlock.LockHeld, match=f'{out_dir} is in use by '
+                       'another sample job'):
+      sample_loop.sample(config, logdir, 'sample_valid')
+  shutil.rmtree(out_dir)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
     with runlock.hold(logdir, 'train'):
       ...
 
-The lock is `<dir>/<job>.lock`, created atomically, holding the host, pid and
+The lock is `<dir>/<job>.lock` (or another name), created atomically, holding the host, pid and
 start time of its holder; it is removed when the block ends. A second writer
 is refused with `LockHeld`. A lock whose holder ran on this host and is no
 longer alive (killed with -9, power cut) is taken over with a warning; a lock
@@ -57,9 +57,13 @@ def _create(path, holder):
   return True
 
 
-def acquire(directory, job):
-  """Takes `<directory>/<job>.lock`; returns its path. Raises LockHeld."""
-  path = os.path.join(directory, f'{job}.lock')
+def acquire(directory, job, name=None):
+  """Takes `<directory>/<name or job>.lock`; returns its path.
+
+  Raises:
+    LockHeld: a live `job` holds it.
+  """
+  path = os.path.join(directory, f'{name or job}.lock')
   holder = _holder()
   if _create(path, holder):
     return path
@@ -89,9 +93,10 @@ def release(path):
 
 
 @contextlib.contextmanager
-def hold(directory, job):
-  """Holds `<directory>/<job>.lock` for the block (the directory exists)."""
-  path = acquire(directory, job)
+def hold(directory, job, name=None):
+  """Holds `<directory>/<name or job>.lock` for the block (the directory
+  exists)."""
+  path = acquire(directory, job, name)
   try:
     yield path
   finally:

@@ -224,7 +224,7 @@ def sample(config, logdir, mode):
   # Before anything is written: a wrong --logdir fails here.
   model = restore_averaged_model(config, logdir)
   os.makedirs(out_dir, exist_ok=True)
-  with runlock.hold(out_dir, f'{s.gen_file}.sample'):
+  with runlock.hold(out_dir, 'sample', f'{s.gen_file}.sample'):
     return _sample_into(config, logdir, subset, out_dir, model)
 
 
