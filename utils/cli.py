@@ -14,11 +14,11 @@ A command defines its flags, then hands its `main(argv)` to `run`:
       cli.run(main)
 
 `run` replaces `absl.app.run`; a command parsing its own arguments with
-`cli.ArgumentParser` (argparse) calls `cli.guard(main)` instead. A bad flag, an unknown config key, a missing
-config file, extra arguments, or an error of the kinds in `INPUT_ERRORS`
-raised by `main` print one line on stderr, `error: <what> — <what to do>`,
-and exit with status 2; any other exception prints one line too and exits
-with status 1. `--verbosity=1` (or higher) prints the traceback first.
+`cli.ArgumentParser` (argparse) calls `cli.guard(main)` instead. A bad flag,
+an unknown config key, a missing config file, extra arguments, or an error
+of the kinds in `INPUT_ERRORS` (or a TensorFlow op error) raised by `main`
+print one line on stderr, `error: <what> — <what to do>`, and exit with
+status 2; any other exception prints one line too and exits with status 1. `--verbosity=1` (or higher) prints the traceback first.
 `--config.<key>=None` (or an empty value) unsets an optional string key
 (one declared with `config_dict.placeholder(str)`, such as `jsonf`).
 """
@@ -42,7 +42,6 @@ flags.disclaim_key_flags()
 INPUT_ERRORS = (ValueError, OSError, FloatingPointError, app.UsageError,
                 flags.Error)
 USAGE_EXIT, BUG_EXIT = 2, 1
-SEE_TRACEBACK = 'rerun with --verbosity=1 to see the traceback'
 UNSET = ('None', '')
 
 
@@ -144,7 +143,8 @@ def _unknown_key(name, argv):
       continue
     close = difflib.get_close_matches(missing, keys, n=3, cutoff=0.6)
     hint = ('did you mean ' + ', '.join(f'--{name}.{k}' for k in close) + '?'
-            if close else f'the keys are listed in {_argv_value(argv, name)}')
+            if close else 'the keys are listed in '
+            f'{_argv_value(argv, name).split(":")[0]}')
     return (f'--{name}.{path}: the config has no key {missing!r} — {hint}')
   return None
 
@@ -202,11 +202,11 @@ def parse_flags(argv):
 
 
 def _wants_traceback(argv):
-  try:
-    return FLAGS['verbosity'].value >= 1 if FLAGS.is_parsed() else False
-  except KeyError:
-    value = _argv_value(argv, 'verbosity') or _argv_value(argv, 'v')
-    return value is not None and value.lstrip('-').isdigit() and int(value) >= 1
+  """--verbosity >= 1, from FLAGS or, if parsing failed, from argv."""
+  if FLAGS.is_parsed():
+    return FLAGS.verbosity >= 1
+  value = _argv_value(argv, 'verbosity') or _argv_value(argv, 'v') or ''
+  return value.lstrip('-').isdigit() and int(value) >= 1
 
 
 def _report(message, status, show_traceback):
@@ -228,7 +228,8 @@ def _error_line(error):
   if isinstance(error, INPUT_ERRORS):
     return _one_line(error), USAGE_EXIT
   return (f'{type(error).__name__}: {_one_line(error)} — this looks like a '
-          f'bug: {SEE_TRACEBACK} and report it'), BUG_EXIT
+          'bug: rerun with --verbosity=1 to see the traceback, and report '
+          'it'), BUG_EXIT
 
 
 def guard(fn, *args, show_traceback=False):
