@@ -175,6 +175,7 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
   `<logdir>/train.lock` until training ends, so a second training on the
   same logdir is refused (runlock).
   """
+  tf.keras.utils.set_random_seed(config.seed)
   dataset = train_dataset(config, strategy)
   tf.io.gfile.makedirs(logdir)
   if not distribute.is_chief(strategy):
@@ -191,8 +192,6 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
   chief = distribute.is_chief(strategy)
   changed = (runconfig.check_resume(config, logdir, allow_config_change)
              if checkpoints.saved_paths(logdir) else [])
-  tf.keras.utils.set_random_seed(config.seed)
-
   state = TrainState(config, strategy)
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir)
