@@ -42,7 +42,7 @@ def _open_error(path, what, error):
 
 
 def _read(path, what):
-  """(bytes, format) of a complete PNG/JPEG file; DataError otherwise."""
+  """The bytes of a complete PNG/JPEG file; DataError otherwise."""
   try:
     with open(path, 'rb') as f:
       contents = f.read()
@@ -72,7 +72,8 @@ _IMAGE_DECODER = _compiled(transforms.decode_native)
 
 
 def _decode(fn, path, what):
-  """fn(bytes) run eagerly; a decoder error becomes a DataError naming path."""
+  """fn(the file's bytes) as numpy; a decoder error becomes a DataError
+  naming `path`."""
   contents = _read(path, what)
   try:
     return fn(tf.constant(contents)).numpy()
