@@ -11,6 +11,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -58,17 +59,25 @@ def _read(path, what):
   return contents
 
 
-def _compiled(fn):
-  """`fn(bytes)` traced once into one graph call: far fewer eager ops per
-  file, and nothing left to trace when the threads call it."""
-  return tf.function(fn).get_concrete_function(tf.TensorSpec([], tf.string))
+# Decoders traced on first use (not at import, which would start TensorFlow
+# before a multi-worker strategy is made): key -> concrete function.
+_DECODER_FNS = {
+    'mask': lambda c: transforms.decode_clear_mask(c, False),
+    'flipped mask': lambda c: transforms.decode_clear_mask(c, True),
+    'image': transforms.decode_native,
+}
+_DECODERS = {}
+_DECODERS_LOCK = threading.Lock()
 
 
-# flip -> compiled mask decoder; the image decoder.
-_MASK_DECODERS = {flip: _compiled(
-    lambda c, flip=flip: transforms.decode_clear_mask(c, flip))
-                  for flip in (False, True)}
-_IMAGE_DECODER = _compiled(transforms.decode_native)
+def _decoder(key):
+  """`_DECODER_FNS[key]` traced once into one graph call: far fewer eager ops
+  per file, and nothing left to trace when the threads call it."""
+  with _DECODERS_LOCK:
+    if key not in _DECODERS:
+      _DECODERS[key] = tf.function(_DECODER_FNS[key]).get_concrete_function(
+          tf.TensorSpec([], tf.string))
+    return _DECODERS[key]
 
 
 def _decode(fn, path, what):
@@ -88,7 +97,7 @@ def read_clear_mask(path, flip):
     path: a PNG mask, 8 or 16 bits, read by value (0 = clear).
     flip: `config.flip_masks`; clear is then the maximum value (255 - m = 0).
   """
-  return _decode(_MASK_DECODERS[bool(flip)], path, 'mask')
+  return _decode(_decoder('flipped mask' if flip else 'mask'), path, 'mask')
 
 
 class ImageCache:
@@ -174,7 +183,7 @@ def check_image(path, shape, n_channels=3, cache=None):
   key = ImageCache.key(path) if cache is not None else None
   found = cache.get(path) if cache is not None else None
   if found is None:
-    found = _decode(_IMAGE_DECODER, path, 'image').shape
+    found = _decode(_decoder('image'), path, 'image').shape
     if cache is not None:
       cache.put(path, key, found)
   height, width, channels = found
