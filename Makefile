@@ -9,6 +9,7 @@ DEMO := runs/demo
 DATA := $(DEMO)/data
 CORE := $(DEMO)/core
 UP := $(DEMO)/upsampler
+GEO := $(DEMO)/geotiff
 CPU := --accelerator_type=CPU
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # Training steps of the demo models (the :tiny configs, 16 px core).
@@ -21,7 +22,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 
 .PHONY: help test demo bench clean demo-data demo-train-core \
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
-	demo-evaluate demo-sheets
+	demo-evaluate demo-sheets demo-geotiff
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -41,7 +42,7 @@ demo: $(VENV)/installed
 	@start=$$(date +%s); \
 	$(MAKE) --no-print-directory demo-data demo-train-core \
 	  demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
-	  demo-evaluate demo-sheets && \
+	  demo-evaluate demo-sheets demo-geotiff && \
 	echo "Demo done in $$(( $$(date +%s) - start )) s. Outputs:" && \
 	echo "  dataset         $(DATA)" && \
 	echo "  core run        $(CORE) (checkpoints, TensorBoard summaries)" && \
@@ -50,6 +51,9 @@ demo: $(VENV)/installed
 	echo "  upsampled       $(UP)/samples_sup_valid" && \
 	echo "  results table   $(DEMO)/results.md" && \
 	echo "  contact sheets  $(DEMO)/sheets" && \
+	echo "  GeoTIFF scene   $(GEO)/scene (uint16 reflectance, SCL, UTM 32N, 10 m)" && \
+	echo "  cloud-free      $(GEO)/clear.tif, fill map $(GEO)/clear_fill.tif" && \
+	echo "  quicklook       $(GEO)/clear.png" && \
 	cat $(DEMO)/results.md
 
 demo-data: $(VENV)/installed
@@ -88,11 +92,24 @@ demo-sheets: $(VENV)/installed
 	  --core $(CORE)/samples_core_valid --upsampled $(UP)/samples_sup_valid \
 	  --out $(DEMO)/sheets
 
+# A dated GeoTIFF scene (larger than a 32 px tile, not a multiple of it),
+# then predict.py with the demo's models restores its last date.
+demo-geotiff: $(VENV)/installed
+	$(PY) -m datasets.synthetic_geotiff $(GEO)/scene --width 600 --height 520 \
+	  --dates 6 --seed 0
+	rm -rf $(GEO)/clear.tif $(GEO)/clear_fill.tif $(GEO)/clear.png \
+	  $(GEO)/clear.tif.work
+	$(PY) predict.py --core_config $(CORE_TEST) --upsampler_config $(UP_TEST) \
+	  --core_logdir $(CORE) --upsampler_logdir $(UP) \
+	  --inputs '$(GEO)/scene/images/*.tif' --scl '$(GEO)/scene/scl/*.tif' \
+	  --overlap 8 --batch_size 8 --out $(GEO)/clear.tif
+
 bench: $(VENV)/installed
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/train_step.py
 	$(PY) bench/train_loop.py
 	$(PY) bench/sampler.py
+	$(PY) bench/predict.py
 
 clean:
 	rm -rf $(DEMO)

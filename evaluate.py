@@ -21,6 +21,7 @@ FID and KID need the Inception-v3 weights: without them they are 'n/a'.
 
 from absl import flags
 
+from datasets import subsets
 from utils import cli
 from utils import results
 
@@ -28,7 +29,7 @@ _CONFIG = cli.define_config(
     'Test config the samples were made with (configs/*_test.py, `:tiny` for '
     'the small CPU variant): its dataset, resolution, downsample_res, '
     'n_channels and timeline are used.')
-flags.DEFINE_enum('subset', 'valid', sorted(results.SUBSETS),
+flags.DEFINE_enum('subset', 'valid', sorted(subsets.WITH_TRUTH),
                   'Subset the samples were drawn from (sample.py --mode=sample'
                   '_<subset>). Not test: its reference date is cloudy, so '
                   'there is no truth.')

@@ -21,8 +21,7 @@ from utils import train_loop
 
 _CONFIG = cli.define_config('Experiment config file (configs/*.py, `:tiny` '
                             'for the small CPU variant).')
-flags.DEFINE_enum('mode', 'train',
-                  ['train', 'eval_train', 'eval_valid', 'eval_test'],
+flags.DEFINE_enum('mode', 'train', ['train', *sorted(eval_loop.MODES)],
                   'train, or evaluate each new checkpoint on a subset.')
 cli.define_logdir('Run directory: checkpoints, summaries, config.yaml.')
 flags.DEFINE_string('pretrain_dir', None, 'Start training from the newest '

@@ -21,7 +21,7 @@ from utils import sample_loop
 
 _CONFIG = cli.define_config('Test config file (configs/*_test.py, `:tiny` '
                             'for the small CPU variant).')
-flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.SUBSETS),
+flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.MODES),
                   'Which subset to sample: valid, test or train.')
 cli.define_logdir('Training run directory (its newest checkpoint is used); '
                   'samples go below it.')

@@ -20,7 +20,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
 from configs import cloudtran_core_train  # pylint: disable=g-import-not-at-top
 from configs import common  # pylint: disable=g-import-not-at-top
-import datasets  # pylint: disable=g-import-not-at-top
+from datasets import pipeline  # pylint: disable=g-import-not-at-top
 from datasets import synthetic  # pylint: disable=g-import-not-at-top
 
 TILES, DATES, SIZE, RESOLUTION, TIMELINE = 24, 8, 256, 224, 6
@@ -73,12 +73,12 @@ def main():
     _, generate_s = timed(synthetic.make_dataset, root, args)
 
     train = point_at(cloudtran_core_train.get_config(), root, 'trainset')
-    train_ds, train_build_s = timed(datasets.get_dataset, 'custom', train,
+    train_ds, train_build_s = timed(pipeline.get_dataset, train,
                                     flags.batch_size, 'train')
     train_rate = examples_per_second(train_ds, flags.train_batches, 2)
 
     test = point_at(cloudtran_core_test.get_config(), root, 'testset')
-    test_ds, test_build_s = timed(datasets.get_dataset, 'custom', test,
+    test_ds, test_build_s = timed(pipeline.get_dataset, test,
                                   flags.batch_size, 'test')
     test_rate, test_examples = pass_rate(test_ds, flags.test_passes)
   print(json.dumps({

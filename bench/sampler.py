@@ -5,12 +5,12 @@
 
 The default core (MODEL_SIZE=128, 64x64, T=6, C=3) with random weights,
 `mode='argmax'`:
-- `fast_batch_<B>`: the fast sampler (`CloudTranCore.sample`, XLA) at each
+- `fast_batch_<B>`: the fast sampler (`CloudTranCore.generate`, XLA) at each
   batch size: compilation (first call minus a steady call) and steady seconds
   per image, with the share of the encoder (compiled alone), which the
   sampler runs once per batch before decoding;
 - `graph_batch_<B>`: the same sampler without XLA (`jit_compile=False`);
-- `oracle_batch_1`: the straightforward decode (`sample_reference`, eager),
+- `oracle_batch_1`: the straightforward decode (`reference=True`, eager),
   timed over its first rows and extrapolated to the whole image (every row
   costs the same: it re-runs the decoders on the whole canvas).
 Prints one JSON object; `speedup` is oracle / fast seconds per image at
@@ -31,7 +31,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import models  # pylint: disable=g-import-not-at-top
 import train_step  # pylint: disable=g-import-not-at-top
-from models import core  # pylint: disable=g-import-not-at-top
+from models import base  # pylint: disable=g-import-not-at-top
 from models import sampler  # pylint: disable=g-import-not-at-top
 
 
@@ -68,7 +68,7 @@ def time_oracle(model, config, rows):
   height, _ = model.resolution
   inputs = train_step.random_inputs(config, 1)
   _, slots, offsets = model.split_inputs(inputs, training=False)
-  z = core.fold_channels(model.encode(slots, offsets))
+  z = base.fold_channels(model.encode(slots, offsets))
   folded = tf.reshape(tf.broadcast_to(offsets, [1, z.shape[0]]), [-1])
   seconds, _ = timed(
       model._reference_decode,  # pylint: disable=protected-access

@@ -10,6 +10,7 @@ Keys that must stay equal across sections (`n_channels`, `hidden_size`,
 line (`--config.model.hidden_size=64`) changes every section that shares it.
 """
 
+import collections
 import os
 
 import ml_collections
@@ -55,7 +56,6 @@ def data_config(config, split, downsample_res, n_channels):
   # When set, the input cubes are also written as PNGs here for inspection.
   config.targets_dir = config_dict.placeholder(str)
   config.flip_masks = False
-  config.use_discriminator = split == 'trainset'
   config.use_augmentation = False
   # New: shuffle buffer of the training input pipeline (examples).
   config.shuffle_buffer = 128
@@ -174,17 +174,52 @@ def sample_config(n_channels, **overrides):
   return sample
 
 
+def tiny_core(model):
+  """The `:tiny` model section of the core."""
+  model.resolution = model.decoder.resolution = (16, 16)
+  model.encoder.ff_size = model.decoder.ff_size = 16
+  model.encoder.num_heads = model.decoder.num_heads = 2
+  model.encoder.num_encoder_layers = 1
+  model.encoder.num_temp_layers = 1
+  model.decoder.num_inner_layers = model.decoder.num_outer_layers = 1
+
+
+def tiny_upsampler(model):
+  """The `:tiny` model section of the upsampler."""
+  model.resolution = (16, 16)
+  model.ff_size = 16
+  model.num_heads = 2
+  model.num_encoder_layers = 1
+
+
+# What differs between the model kinds' configs.
+Kind = collections.namedtuple(
+    'Kind', 'model_size eval_batch_size discriminator model_config '
+    'tiny_model sample')
+KINDS = {
+    'cloudtran_core': Kind(
+        128, 16, True, core_model_config, tiny_core,
+        dict(log_dir='samples_core_valid')),
+    'upsampler': Kind(
+        512, 1, False, upsampler_model_config, tiny_upsampler,
+        dict(log_dir='samples_sup_valid', batch_size=5,
+             gen_file='gen0_sup_valid', upsample_factor=1)),
+}
+
+
 def build(kind, split, variant=''):
   """Builds a full experiment config.
 
   Args:
-    kind: 'cloudtran_core' or 'upsampler'.
+    kind: a key of KINDS, 'cloudtran_core' or 'upsampler'.
     split: 'trainset' or 'testset'; test configs get a `sample` section.
     variant: '' for the upstream defaults, 'tiny' for the small CPU config
       used by the tests and `make demo`.
   """
-  model_size, downsample_size, num_channels = sizes(
-      128 if kind == 'cloudtran_core' else 512)
+  if kind not in KINDS:
+    raise ValueError(f'Unknown model kind {kind!r}.')
+  spec = KINDS[kind]
+  model_size, downsample_size, num_channels = sizes(spec.model_size)
   if variant == 'tiny':
     model_size, downsample_size = 16, 16
   elif variant:
@@ -196,32 +231,22 @@ def build(kind, split, variant=''):
   config = ml_collections.ConfigDict()
   data_config(config, split, downsample_res, n_channels)
   is_train = split == 'trainset'
-  if kind == 'cloudtran_core':
-    training_config(config, 20000 if is_train else 100, 16)
-    config.model = core_model_config(hidden_size, downsample_res, n_channels)
-  elif kind == 'upsampler':
-    training_config(config, 20000 if is_train else 100, 1)
-    config.use_discriminator = False
-    config.model = upsampler_model_config(hidden_size, downsample_res,
-                                          n_channels)
-  else:
-    raise ValueError(f'Unknown model kind {kind!r}.')
-
+  training_config(config, 20000 if is_train else 100, spec.eval_batch_size)
+  config.use_discriminator = is_train and spec.discriminator
+  config.model = spec.model_config(hidden_size, downsample_res, n_channels)
   if not is_train:
-    if kind == 'cloudtran_core':
-      config.sample = sample_config(n_channels, log_dir='samples_core_valid')
-    else:
-      config.sample = sample_config(
-          n_channels, log_dir='samples_sup_valid', batch_size=5,
-          gen_file='gen0_sup_valid', upsample_factor=1)
-
+    config.sample = sample_config(n_channels, **spec.sample)
   if variant == 'tiny':
     tiny(config, split)
+    spec.tiny_model(config.model)
   return config
 
 
 def tiny(config, split):
-  """Shrinks a config for CPU tests and the demo (the synthetic dataset)."""
+  """Shrinks a config for CPU tests and the demo (the synthetic dataset).
+
+  The model section is shrunk by its kind's `tiny_model`.
+  """
   config.resolution = (32, 32)
   config.timeline = 4
   config.ref_index = 3
@@ -235,19 +260,6 @@ def tiny(config, split):
   config.eval_batch_size = 4
   config.polyak_decay = 0.9
   config.optimizer.learning_rate = 1e-3
-  model = config.model
-  if model.name == 'cloudtran_core':
-    model.resolution = model.decoder.resolution = (16, 16)
-    model.encoder.ff_size = model.decoder.ff_size = 16
-    model.encoder.num_heads = model.decoder.num_heads = 2
-    model.encoder.num_encoder_layers = 1
-    model.encoder.num_temp_layers = 1
-    model.decoder.num_inner_layers = model.decoder.num_outer_layers = 1
-  else:
-    model.resolution = (16, 16)
-    model.ff_size = 16
-    model.num_heads = 2
-    model.num_encoder_layers = 1
   if 'sample' in config:
     config.sample.batch_size = 4
     config.sample.num_outputs = 8

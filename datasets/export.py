@@ -10,8 +10,9 @@ iii runs over the input slots 1..T-1.
 import os
 
 from absl import logging
-import numpy as np
-from PIL import Image
+
+from datasets import keys
+from utils import images
 
 
 def export_root(config, subset):
@@ -23,11 +24,8 @@ def export_root(config, subset):
 
 def _save(array, path):
   """(h, w, K) values 0..255 -> PNG (grey for K = 1)."""
-  array = array.astype(np.uint8)
-  if array.shape[-1] == 1:
-    array = array[..., 0]
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  Image.fromarray(array).save(path)
+  images.save(path, array)
 
 
 def export_examples(examples, config, subset):
@@ -36,7 +34,8 @@ def export_examples(examples, config, subset):
   low, n_channels = config.downsample_res, config.n_channels
   count = 0
   for count, example in enumerate(examples.as_numpy_iterator(), start=1):
-    image, mask = example[f'image_{low}'], example[f'mask_{low}']
+    image = example[keys.downsampled('image', low)]
+    mask = example[keys.downsampled('mask', low)]
     for slot in range(1, mask.shape[-1]):
       name = f'{count - 1:05d}/{slot:03d}.png'
       _save(image[..., slot * n_channels:(slot + 1) * n_channels],

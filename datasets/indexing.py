@@ -7,11 +7,8 @@ strings and integers are read).
 
 import json
 
+from datasets import subsets
 from datasets.ondisk import DataError
-
-# subset -> key of the JSON entry of a tile
-JSON_KEYS = {'train': 'index', 'eval_train': 'index', 'valid': 'val_index',
-             'test': 'test_index'}
 
 
 def load_table(jsonf):
@@ -36,14 +33,14 @@ def reference_index(tile, subset, ref_index, table, jsonf=None):
 
   Args:
     tile: an `ondisk.Tile`.
-    subset: 'train', 'eval_train', 'valid' or 'test'.
+    subset: a name of `subsets.SUBSETS`.
     ref_index: `config.ref_index`, used when `table` is None.
     table: the loaded JSON or None.
     jsonf: the JSON path, for messages.
   """
   if table is None:
     return int(ref_index)
-  key = JSON_KEYS[subset]
+  key = subsets.get(subset).json_key
   name = tile.name
   if name not in table:
     raise DataError(f'Tile {name!r} (folder {tile.folder}) is not in '

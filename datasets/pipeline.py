@@ -13,10 +13,13 @@ import tensorflow as tf
 
 from datasets import export
 from datasets import selection as selection_lib
+from datasets import subsets
 from datasets import transforms
 from datasets.ondisk import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
+# config.dataset: the one dataset kind, the upstream on-disk layout.
+DATASETS = ('custom',)
 N_CHANNELS = (1, 3, 4)
 # Uses of the stateless seeds split from an example's train seed.
 SEED_USES = ('pool', 'brighten', 'crop', 'channel')
@@ -33,6 +36,9 @@ def check_config(config):
   if config.timeline < 2:
     raise DataError(f'config.timeline must be >= 2 (a target and at least '
                     f'one input), got {config.timeline}.')
+  if config.dataset not in DATASETS:
+    raise ValueError(f'config.dataset must be one of {DATASETS} (the on-disk '
+                     f'layout of config.data_dir), got {config.dataset!r}.')
   if config.targets_dir and not config.downsample:
     raise DataError('config.targets_dir exports the downsampled cubes; set '
                     'config.downsample=True or unset config.targets_dir.')
@@ -61,9 +67,9 @@ class Loader:
 
   def __init__(self, config, subset, pool):
     self.config = config
-    self.subset = subset
-    self.train = subset == 'train'
-    self.pool = tf.constant(pool) if self.train else None
+    self.subset = subsets.get(subset)
+    self.train = self.subset.training
+    self.pool = tf.constant(pool) if self.subset.clouds == 'random' else None
 
   @staticmethod
   def seeds(seed):
@@ -74,19 +80,20 @@ class Loader:
   def add_clouds(self, record, own, seed):
     """The T-1 (H, W) bool clear-masks of slots 1..T-1, oldest first.
 
-    `own` (the dates' own masks) times synthetic clouds: train draws a
-    random pool mask for every date (slots 1..T-2 augmentation, the
-    reference's slot T-1 synthetic cloud); valid/eval_train use the tile's
-    fixed mask on the reference; test adds nothing.
+    `own` (the dates' own masks) times the subset's synthetic clouds:
+    'random' (train) draws a pool mask for every date (slots 1..T-2
+    augmentation, the reference's slot T-1 synthetic cloud); 'fixed'
+    (valid, eval_train) puts the tile's fixed mask on the reference; none
+    (test) adds nothing.
     """
     flip = self.config.flip_masks
-    if self.train:
+    if self.subset.clouds == 'random':
       draws = tf.random.stateless_uniform(
           [len(own)], self.seeds(seed)['pool'], 0, tf.size(self.pool),
           tf.int32)
       extra = _read_masks(tf.gather(self.pool, draws), flip)
       return [m & e for m, e in zip(own, extra)]
-    if self.subset == 'test':
+    if not self.subset.clouds:
       return own
     synthetic = _read_masks(record['synthetic'][tf.newaxis], flip)[0]
     return own[:-1] + [own[-1] & synthetic]
@@ -161,17 +168,18 @@ class Loader:
     return ds.map(self.preprocess, num_parallel_calls=AUTOTUNE)
 
 
-def get_dataset(name, config, batch_size, subset, input_context=None):
+def get_dataset(config, batch_size, subset, input_context=None):
   """The batched input pipeline of a subset.
 
   Args:
-    name: must be 'custom' (the upstream on-disk layout).
-    config: the experiment config (data keys of configs/common.py).
+    config: the experiment config (data keys of configs/common.py;
+      `config.dataset` must be 'custom', the upstream on-disk layout).
     batch_size: examples per batch of this input pipeline (per replica).
-    subset: 'train' (shuffled, repeated `config.num_epochs` times, -1 =
-      forever, last partial batch dropped), or 'eval_train', 'valid', 'test'
-      (fixed order, one pass, last partial batch kept). train and eval_train
-      read the train split of config.data_dir with the JSON key `index`.
+    subset: a name of `subsets.SUBSETS`: 'train' (training: shuffled,
+      repeated `config.num_epochs` times, -1 = forever, last partial batch
+      dropped), or 'eval_train', 'valid', 'test' (fixed order, one pass,
+      last partial batch kept). train and eval_train read the train split of
+      config.data_dir with the JSON key `index`.
     input_context: optional tf.distribute.InputContext; each input pipeline
       reads its own shard of the tiles.
 
@@ -184,12 +192,9 @@ def get_dataset(name, config, batch_size, subset, input_context=None):
       train with config.random_channel: targets_slice (B, H, W, T)
       (+ _h, _h_up_back) and channel_index (B,) int32.
   """
-  if name != 'custom':
-    raise ValueError(f"Dataset name must be 'custom' (the on-disk layout of "
-                     f'config.data_dir), got {name!r}.')
   check_config(config)
   chosen = selection_lib.select(config, subset)
-  train = subset == 'train'
+  train = subsets.get(subset).training
   records = _records(chosen.examples, False)
   if train and config.use_augmentation:
     records = records.concatenate(_records(chosen.examples, True))

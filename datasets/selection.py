@@ -1,11 +1,12 @@
 """Which tiles of a split make examples (SPEC §1.2-1.3 keep/drop rules).
 
 Rules, applied in this order and logged with the number of tiles each drops:
-  1. reference category: train, eval_train and valid keep a tile only if its
-     reference mask is clear; test keeps it only if it is not clear.
+  1. reference category: a subset with `clear_reference` (train, eval_train,
+     valid) keeps a tile only if its reference mask is clear; the others
+     (test) only if it is not clear.
   2. nothing to recover from: a tile is dropped when some pixel is cloudy in
-     all of slots 1..T-1 (own masks, and for valid/eval_train the tile's
-     deterministic synthetic cloud).
+     all of slots 1..T-1 (own masks, and with 'fixed' clouds (valid,
+     eval_train) the tile's deterministic synthetic cloud).
 
 Both rules are decided here, once, per tile. Train's random clouds (drawn
 anew each epoch) are augmentation of the kept tiles and are not re-checked:
@@ -21,9 +22,9 @@ from absl import logging
 from datasets import indexing
 from datasets import ondisk
 from datasets import scan
+from datasets import subsets
 from datasets.ondisk import DataError
 
-SUBSETS = ('train', 'eval_train', 'valid', 'test')
 RULE_CATEGORY = 'reference category'
 RULE_UNCOVERED = 'a pixel cloudy in every input slot'
 
@@ -47,15 +48,6 @@ class Selection:
   examples: list
   pool: list
   dropped: dict
-
-
-def uses_pool(subset):
-  """Train, eval_train and valid add synthetic clouds to slot T-1."""
-  return subset != 'test'
-
-
-def _keep_category(subset, name):
-  return name != 'clear' if subset == 'test' else name == 'clear'
 
 
 def _moderate_pool(tiles, stats, config):
@@ -93,12 +85,17 @@ def _check_tile(example, config, cache):
   return scan.cloudy_everywhere(clear)
 
 
+def _keep_category(kind, name):
+  """Rule 1: whether a reference mask of category `name` keeps its tile."""
+  return (name == 'clear') == kind.clear_reference
+
+
 def _log_and_check(subset, config, total, kept, dropped):
   counts = ', '.join(f'{n} by {rule!r}' for rule, n in dropped.items())
   logging.info('%s (%s): %d tiles, dropped %s; %d examples.', subset,
                config.data_dir, total, counts, kept)
   if not kept:
-    want = 'not clear' if subset == 'test' else 'clear'
+    want = 'clear' if subsets.get(subset).clear_reference else 'not clear'
     raise DataError(
         f'Subset {subset!r} of {config.data_dir} is empty: of {total} tiles, '
         f'{counts}. Each tile needs a {want} reference mask (coverage <= 5 % '
@@ -113,14 +110,13 @@ def select(config, subset):
   Args:
     config: reads data_dir, mask_dir, jsonf, ref_index, timeline, resolution,
       max_coverage, flip_masks, n_channels.
-    subset: one of SUBSETS; train and eval_train read the train split's
-      `index`, valid `val_index` and test `test_index` of `config.jsonf`.
+    subset: a name of `subsets.SUBSETS` (which says the JSON key of its
+      reference index, its clouds and its keep rule).
 
   Returns:
     A `Selection`.
   """
-  if subset not in SUBSETS:
-    raise ValueError(f'subset must be one of {SUBSETS}, got {subset!r}.')
+  kind = subsets.get(subset)
   tiles = ondisk.list_tiles(config.data_dir, config.mask_dir)
   table = indexing.load_table(config.jsonf) if config.jsonf else None
   examples = [
@@ -129,17 +125,17 @@ def select(config, subset):
                                       config.jsonf), config.timeline))
       for t in tiles]
   size, flip = config.resolution[0], config.flip_masks
-  if uses_pool(subset):
+  if kind.clouds:
     masks = sorted(d.mask for t in tiles for d in t.dates)
   else:
     masks = [e.dates[-1].mask for e in examples]
   stats = dict(zip(masks, scan.parallel_map(
       lambda m: scan.mask_stats(m, flip, size), masks)))
-  pool = _moderate_pool(tiles, stats, config) if uses_pool(subset) else []
+  pool = _moderate_pool(tiles, stats, config) if kind.clouds else []
 
   kept = [e for e in examples if _keep_category(
-      subset, scan.category(stats[e.dates[-1].mask][0], config.max_coverage))]
-  if subset in ('valid', 'eval_train'):
+      kind, scan.category(stats[e.dates[-1].mask][0], config.max_coverage))]
+  if kind.clouds == 'fixed':
     kept = [dataclasses.replace(e, synthetic=random.Random(e.tile).choice(pool))
             for e in kept]
   cache = scan.ImageCache(config.data_dir)

@@ -6,12 +6,12 @@
 from absl import flags
 import numpy as np
 
-import datasets
+from datasets import pipeline
+from datasets import subsets
 from utils import cli
 
 _CONFIG = cli.define_config('Experiment config.')
-_SUBSET = flags.DEFINE_enum('subset', None,
-                            ['train', 'eval_train', 'valid', 'test'],
+_SUBSET = flags.DEFINE_enum('subset', None, list(subsets.SUBSETS),
                             'Subset to read (default: train for a training '
                             'config, valid for a test config).')
 _BATCHES = flags.DEFINE_integer('batches', 1, 'Batches to describe.')
@@ -42,7 +42,7 @@ def per_example(batch):
 
 def summarize(config, subset, batches):
   """The printable summary of the first `batches` batches of `subset`."""
-  dataset = datasets.get_dataset('custom', config, config.batch_size, subset)
+  dataset = pipeline.get_dataset(config, config.batch_size, subset)
   lines = [f'{subset} pipeline of {config.data_dir}: batch '
            f'{config.batch_size}, resolution {config.resolution}, timeline '
            f'{config.timeline}, {config.n_channels} channels.']

@@ -21,10 +21,10 @@ import multiprocessing
 import os
 
 import numpy as np
-from PIL import Image
 
 from datasets import scenes
 from utils import cli
+from utils import images
 
 SPLITS = ('trainset', 'testset')
 NAMINGS = ('l2a', 'inhouse', 'l1c')
@@ -118,14 +118,6 @@ def ensure_moderate(plans):
                    'needs one); raise --dates.')
 
 
-def save(array, path):
-  """PNG (fast compression) or JPEG (quality 95) by extension."""
-  if path.endswith('.png'):
-    Image.fromarray(array).save(path, compress_level=1)
-  else:
-    Image.fromarray(array).save(path, quality=95)
-
-
 def write_tile(out, split, number, serial, plan, args):
   """Renders and writes every date of one tile; returns its tile name."""
   refs, categories = plan
@@ -149,9 +141,9 @@ def write_tile(out, split, number, serial, plan, args):
     mask = (np.zeros(image.shape[:2], np.uint8) if clouds is None
             else clouds.mask.astype(np.uint8) * 255)
     stem = file_stem(args.naming, name, number, day, t)
-    save(image, os.path.join(image_dir, stem + ext))
-    save(255 - mask if args.flip else mask,
-         os.path.join(mask_dir, stem + '.png'))
+    images.save(os.path.join(image_dir, stem + ext), image, fast=True)
+    images.save(os.path.join(mask_dir, stem + '.png'),
+                255 - mask if args.flip else mask, fast=True)
     day += datetime.timedelta(days=int(rng.integers(8, 40)))
   return name
 

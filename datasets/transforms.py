@@ -6,6 +6,8 @@ Masks are 1 = clear, 0 = cloud.
 
 import tensorflow as tf
 
+from datasets import keys
+
 # Value of every channel of a cloudy pixel in the `targets` cubes.
 MASK_VALUE = 40
 # ITU-R BT.601 luma weights, for n_channels = 1.
@@ -167,16 +169,16 @@ def cloud_coverage(mask):
   return 100.0 * (1.0 - tf.reduce_mean(tf.cast(mask, tf.float32)))
 
 
-def add_downsampled(example, keys, low, high):
-  """Adds `<key>_<low>` and `<key>_<low>_up_back` for each key.
+def add_downsampled(example, cubes, low, high):
+  """Adds `<key>_<low>` and `<key>_<low>_up_back` for each key of `cubes`.
 
   `<key>_<low>` is the (high, high) cube area-resized to (low, low);
   `_up_back` is that resized back to (high, high). Keys starting with 'mask'
   stay binary (see `resize_mask`), the others are rounded values.
   """
-  for key in keys:
+  for key in cubes:
     resize = resize_mask if key.startswith('mask') else resize_values
     down = resize(example[key], low)
-    example[f'{key}_{low}'] = down
-    example[f'{key}_{low}_up_back'] = resize(down, high)
+    example[keys.downsampled(key, low)] = down
+    example[keys.up_back(key, low)] = resize(down, high)
   return example

@@ -7,6 +7,7 @@ shaped like the data pipeline's batches (`zero_inputs`).
 
 import tensorflow as tf
 
+from datasets import keys
 from models import core
 from models import discriminator
 from models import upsampler
@@ -17,11 +18,17 @@ MODELS = {
 }
 
 
-def check_config(config):
-  """Raises ValueError naming the keys of an inconsistent config."""
+def model_class(config):
+  """The class of the model `config.model.name` names."""
   if config.model.name not in MODELS:
     raise ValueError(f'config.model.name={config.model.name!r} must be one of '
                      f'{sorted(MODELS)}.')
+  return MODELS[config.model.name]
+
+
+def check_config(config):
+  """Raises ValueError naming the keys of an inconsistent config."""
+  kind = model_class(config)
   if config.n_channels < 1:
     raise ValueError(f'config.n_channels={config.n_channels} must be >= 1.')
   if config.timeline < 3:
@@ -30,10 +37,7 @@ def check_config(config):
   if config.downsample_res > min(config.resolution):
     raise ValueError(f'config.downsample_res={config.downsample_res} must not '
                      f'exceed config.resolution={tuple(config.resolution)}.')
-  if config.model.name == 'cloudtran_core':
-    core.check_config(config)
-  else:
-    upsampler.check_config(config)
+  kind.check_config(config)
 
 
 def zero_inputs(config, batch_size=1):
@@ -52,16 +56,16 @@ def zero_inputs(config, batch_size=1):
                      ('image', timeline * channels), ('mask', timeline),
                      ('targets_slice', timeline)):
     inputs[key] = tf.zeros([batch_size, height, width, depth], tf.int32)
-    inputs[f'{key}_{size}'] = tf.zeros([batch_size, size, size, depth],
-                                       tf.int32)
-    inputs[f'{key}_{size}_up_back'] = inputs[key]
+    inputs[keys.downsampled(key, size)] = tf.zeros(
+        [batch_size, size, size, depth], tf.int32)
+    inputs[keys.up_back(key, size)] = inputs[key]
   return inputs
 
 
 def build(config):
   """The model for `config.model.name`, with all its weights created."""
   check_config(config)
-  model = MODELS[config.model.name](config)
+  model = model_class(config)(config)
   model.get_logits(zero_inputs(config), training=True)
   return model
 
@@ -69,13 +73,7 @@ def build(config):
 def generator_resolution(config):
   """Side of the images the generator of `config` outputs."""
   check_config(config)
-  if config.model.name == 'cloudtran_core':
-    return config.downsample_res
-  height, width = config.resolution
-  if height != width:
-    raise ValueError('The discriminator takes square images; '
-                     f'config.resolution={tuple(config.resolution)}.')
-  return height
+  return model_class(config).output_side(config)
 
 
 def build_discriminator(config):

@@ -6,17 +6,21 @@ the inputs are one random channel per example (`targets_slice_{h}`,
 `C_out = C`). Channels are folded into the batch axis, so each channel goes
 through the same layers independently, with its own symbols `v + 256·c`.
 
-Sampling: `CloudTranCore.sample` runs the fast compiled sampler of
-`models/sampler.py`; `CloudTranCore.sample_reference` is the straightforward
-decode (whole decoders re-run for every pixel), kept as the oracle of the
-tests and the baseline of `bench/sampler.py`. Both return the same outputs
-and draw the same pixels from the same seed (`choose_pixels`).
+Sampling: `CloudTranCore.generate` runs the fast compiled sampler of
+`models/sampler.py`, or with `reference=True` the straightforward decode
+(whole decoders re-run for every pixel), kept as the oracle of the tests and
+the baseline of `bench/sampler.py`. Both return the same outputs and draw
+the same pixels from the same seed (`base.choose_pixels`);
+`CloudTranCore.sample` gives the fast one's result in the form every model
+returns (`base.CloudTranModel.sample`).
 """
 
 import tensorflow as tf
 
+from datasets import keys
 from models import base
 from models import layers
+from models import sampler
 
 NUM_SYMBOLS = base.NUM_SYMBOLS
 STAGES = ('decoder', 'encoder_decoder')
@@ -69,60 +73,6 @@ def check_config(config):
   if enc.posemb != 'learnable':
     raise ValueError(f'config.model.encoder.posemb={enc.posemb!r}: only '
                      "'learnable' is implemented.")
-
-
-def channel_offsets(channel_index, num_channels):
-  """Flat-vocabulary offsets `256·c`, `(B, 1)` or `(1, C)` int32.
-
-  With `channel_index` (B,) (training), one channel per example; without
-  (None), every channel 0..C-1.
-  """
-  if channel_index is None:
-    return NUM_SYMBOLS * tf.range(num_channels, dtype=tf.int32)[None]
-  return NUM_SYMBOLS * tf.reshape(tf.cast(channel_index, tf.int32), [-1, 1])
-
-
-def seed_pair(seed):
-  """The `(2,)` int32 seed of the stateless draws of `mode='sample'`.
-
-  `seed` is an int, a pair of ints (e.g. `[sample.seed, batch index]`) or
-  None (a pair drawn from the global generator: not reproducible).
-  """
-  if seed is None:
-    return tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
-  seed = tf.cast(seed, tf.int32)
-  if seed.shape.rank == 0:
-    seed = tf.stack([seed, 0])
-  return tf.ensure_shape(seed, [2])
-
-
-def choose_pixels(logits, mode, seed, position):
-  """Pixel values `(N,)` int32 from their logits `(N, 256)`.
-
-  `'argmax'`: the most likely value; `'sample'`: a stateless draw from the
-  softmax seeded by the `(2,)` `seed` folded with the raster `position`
-  (row · w + column) of the pixel, so a draw depends only on the seed, the
-  position and the logits.
-  """
-  if mode == 'argmax':
-    return tf.argmax(logits, axis=-1, output_type=tf.int32)
-  pixel_seed = tf.random.experimental.stateless_fold_in(seed, position)
-  return tf.random.stateless_categorical(
-      logits, 1, seed=pixel_seed, dtype=tf.int32)[:, 0]
-
-
-def fold_channels(x):
-  """`(B, H, W, C, ...)` -> `(B·C, H, W, ...)`, channel-major per example."""
-  rank = len(x.shape)
-  x = tf.transpose(x, [0, 3, 1, 2] + list(range(4, rank)))
-  return tf.reshape(x, [-1] + x.shape[2:].as_list())
-
-
-def unfold_channels(x, num_channels):
-  """Inverse of fold_channels: `(B·C, H, W, ...)` -> `(B, H, W, C, ...)`."""
-  rank = len(x.shape)
-  x = tf.reshape(x, [-1, num_channels] + x.shape[1:].as_list())
-  return tf.transpose(x, [0, 2, 3, 1] + list(range(4, rank + 1)))
 
 
 class TimeSeriesEncoder(layers.Layer):
@@ -316,12 +266,12 @@ class CloudTranCore(base.CloudTranModel):
   from the parallel head (stage `decoder` has no parallel head).
   """
 
+  autoregressive = True
+  check_config = staticmethod(check_config)
+
   def __init__(self, config, **kwargs):
-    super().__init__(**kwargs)
-    check_config(config)
-    self.config = config
+    super().__init__(config, **kwargs)
     model = config.model
-    self.num_channels = config.n_channels
     self.resolution = tuple(model.resolution)
     self.stage = model.stage
     hidden_size = model.hidden_size
@@ -338,18 +288,22 @@ class CloudTranCore(base.CloudTranModel):
     self.inner_decoder = InnerDecoder(model.decoder, self.resolution)
     self.final_norm = layers.layer_norm(hidden_size)
     self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size)
-    # The fast sampler (models/sampler.py), made at the first `sample`.
+    # The fast sampler (models/sampler.py), made at the first `generate`.
     self._sampler = None
     # Every weight exists once the constructor returns.
     self.built = True
+
+  @staticmethod
+  def output_side(config):
+    return config.downsample_res
 
   @property
   def metric_keys(self):
     return ['encoder'] if self.parallel_head is not None else []
 
   def _cube_key(self, training):
-    size = self.config.downsample_res
-    return f'targets_slice_{size}' if training else f'targets_{size}'
+    return keys.downsampled('targets_slice' if training else 'targets',
+                            self.config.downsample_res)
 
   def split_inputs(self, inputs, training):
     """(decoder target, encoder slots, offsets) of the inputs.
@@ -359,14 +313,14 @@ class CloudTranCore(base.CloudTranModel):
     """
     cube = tf.cast(inputs[self._cube_key(training)], tf.int32)
     if training:
-      offsets = channel_offsets(inputs['channel_index'], 1)
+      offsets = base.channel_offsets(inputs['channel_index'], 1)
       return cube[..., :1], cube[..., 1:, None], offsets
     num_channels = self.num_channels
     slots = tf.reshape(cube[..., num_channels:],
                        [-1] + list(self.resolution) +
                        [self.config.timeline - 1, num_channels])
     return (cube[..., :num_channels], slots,
-            channel_offsets(None, num_channels))
+            base.channel_offsets(None, num_channels))
 
   def encode(self, slots, offsets, training=False):
     """z `(B, h, w, C_out, D)` from the slots `(B, h, w, T-1, C_out)`."""
@@ -376,7 +330,7 @@ class CloudTranCore(base.CloudTranModel):
   def embed(self, target, offsets):
     """Folded pixel embeddings `(B·C_out, h, w, D)` of `(B, h, w, C_out)`."""
     return self.pixel_embedding(
-        fold_channels(target + offsets[:, None, None])[..., None])
+        base.fold_channels(target + offsets[:, None, None])[..., None])
 
   def logits_from_activations(self, activations):
     """Final layer norm and dense: `(..., D)` -> `(..., 256)`."""
@@ -385,10 +339,10 @@ class CloudTranCore(base.CloudTranModel):
   def decode(self, target, z, offsets, training=False):
     """Autoregressive logits `(B, h, w, C_out, 256)` (teacher forcing)."""
     embeddings = self.embed(target, offsets)
-    z = fold_channels(z)
+    z = base.fold_channels(z)
     upper = self.outer_decoder(embeddings, z, training=training)
     activations = self.inner_decoder(embeddings, upper, z, training=training)
-    return unfold_channels(self.logits_from_activations(activations),
+    return base.unfold_channels(self.logits_from_activations(activations),
                            target.shape[-1])
 
   def get_logits(self, inputs, training):
@@ -411,85 +365,83 @@ class CloudTranCore(base.CloudTranModel):
       total += self.config.encoder_loss_factor * losses['encoder']
     return total, losses
 
-  def gan_inputs(self, inputs, logits, relaxation):
-    if logits.shape[3] != 1:
-      raise ValueError('gan_inputs takes the one-channel logits of training '
-                       f'(random channel); got {logits.shape[3]} channels.')
-    cube = tf.cast(inputs[self._cube_key(True)], tf.float32)
-    fake = base.relax(logits[..., 0, :], relaxation)[..., None]
-    return cube[..., -1:], cube[..., :1], fake, inputs['channel_index']
-
   def sample(self, inputs, mode='argmax', only_parallel=False, seed=None):
+    """See `base.CloudTranModel.sample`: the fast sampler's result.
+
+    OUTPUT is the autoregressive image (`auto_<mode>` of `generate`), or
+    with `only_parallel` the parallel head's argmax; s = downsample_res.
+    """
+    generated = self.generate(inputs, mode, only_parallel, seed)
+    image, proba = ((generated['parallel'], generated['parallel_proba'])
+                    if only_parallel else
+                    (generated[f'auto_{mode}'], generated['proba']))
+    return base.sample_outputs(
+        image, tf.gather(proba, image, batch_dims=image.shape.rank))
+
+  def generate(self, inputs, mode='argmax', only_parallel=False, seed=None,
+               reference=False):
     """Generates every channel of slot 0 from slots 1..T-1 of `targets_{h}`.
 
     Runs `sampler.Sampler` (made once per model, XLA-compiled): the whole
-    decode of a batch is one graph with per-layer caches, and the result
-    equals `sample_reference` up to float rounding.
+    decode of a batch is one graph with per-layer caches. With `reference`,
+    the straightforward decode instead, the oracle of the tests: for every
+    pixel in raster order the outer decoder (once per row) and the inner
+    decoder run on the whole canvas generated so far, which causality makes
+    equal to pixel-by-pixel generation (eager, or in the caller's graph).
+    Both give the same pixels, and probabilities equal up to float rounding.
 
     Args:
-      inputs: batched example dict with `targets_{h}` (slot 0 is ignored).
-      mode: 'argmax' or 'sample' (a draw from the softmax).
-      only_parallel: return the parallel head's output only.
-      seed: the seed of the `'sample'` draws: an int or a pair of ints
-        (stateless, reproducible), or None for a random one (see
-        `seed_pair`); ignored by `'argmax'`.
+      inputs, mode, only_parallel, seed: as `base.CloudTranModel.sample`.
+      reference: run the straightforward decode.
 
     Returns:
-      dict: `auto_<mode>` `(B, h, w, C)` int32, `proba` `(B, h, w, C, 256)`
-      float32 (the softmax of every generated pixel) and, with a parallel
-      head (stage `encoder_decoder`), `parallel` `(B, h, w, C)` int32.
+      dict: with a parallel head (stage `encoder_decoder`), `parallel`
+      `(B, h, w, C)` int32 (its argmax) and `parallel_proba`
+      `(B, h, w, C, 256)` float32 (its softmax); unless only_parallel,
+      `auto_<mode>` `(B, h, w, C)` int32 and `proba` `(B, h, w, C, 256)`
+      float32 (the softmax each generated pixel was chosen from).
     """
-    if self._sampler is None:
-      # models.sampler builds on this module: imported when first needed.
-      from models import sampler  # pylint: disable=g-import-not-at-top
-      self._sampler = sampler.Sampler(self)
-    return self._sampler(inputs, mode, only_parallel, seed)
-
-  def sample_reference(self, inputs, mode='argmax', only_parallel=False,
-                       seed=None):
-    """`sample` by the straightforward decode: the oracle of the tests.
-
-    For every pixel in raster order the outer decoder (once per row) and the
-    inner decoder run on the whole canvas generated so far; causality makes
-    this equal to pixel-by-pixel generation. Eager (or in the caller's
-    graph); arguments and outputs as `sample`.
-    """
+    if not reference:
+      if self._sampler is None:
+        self._sampler = sampler.Sampler(self)
+      return self._sampler(inputs, mode, only_parallel, seed)
     _, slots, offsets = self.split_inputs(inputs, training=False)
-    seed = seed_pair(seed) if mode == 'sample' else None
-    return self.generate(slots, offsets, self._reference_decode, mode,
-                         only_parallel, seed)
+    seed = base.seed_pair(seed) if mode == 'sample' else None
+    return self.generate_with(self._reference_decode, slots, offsets, mode,
+                              only_parallel, seed)
 
-  def generate(self, slots, offsets, decode, mode, only_parallel, seed):
+  def generate_with(self, decode, slots, offsets, mode, only_parallel, seed):
     """Encoder, parallel head and `decode`: the body of both samplers.
 
     slots `(B, h, w, T-1, C)` and offsets `(1, C)` as `split_inputs` gives
     them. `decode(z, offsets, mode, seed)` generates the folded channels: z
     `(N, h, w, D)` and their offsets `(N,)` int32 (N = B·C) in, the pixel
     values `(N, h, w)` int32 and their softmax `(N, h, w, 256)` out. `seed`
-    is the `(2,)` seed of `'sample'` (see `seed_pair`). Outputs as `sample`.
+    is the `(2,)` seed of `'sample'` (see `base.seed_pair`). Outputs as
+    `generate`.
     """
-    if mode not in ('argmax', 'sample'):
-      raise ValueError(f"mode must be 'argmax' or 'sample', got {mode!r}.")
+    base.check_mode(mode)
     if only_parallel and self.parallel_head is None:
       raise ValueError("only_parallel needs a parallel head: set "
                        "config.model.stage='encoder_decoder'.")
     z = self.encode(slots, offsets)
     output = {}
     if self.parallel_head is not None:
-      output['parallel'] = tf.argmax(self.parallel_head(z), axis=-1,
-                                     output_type=tf.int32)
+      logits = self.parallel_head(z)
+      output['parallel'] = tf.argmax(logits, axis=-1, output_type=tf.int32)
+      output['parallel_proba'] = tf.nn.softmax(logits)
     if only_parallel:
       return output
     num_channels = z.shape[3]
     folded_offsets = tf.reshape(
         tf.broadcast_to(offsets, [tf.shape(z)[0], num_channels]), [-1])
-    image, proba = decode(fold_channels(z), folded_offsets, mode, seed)
-    output[f'auto_{mode}'] = unfold_channels(image, num_channels)
-    output['proba'] = unfold_channels(proba, num_channels)
+    image, proba = decode(base.fold_channels(z), folded_offsets, mode, seed)
+    output[f'auto_{mode}'] = base.unfold_channels(image, num_channels)
+    output['proba'] = base.unfold_channels(proba, num_channels)
     return output
 
   def _reference_decode(self, z, offsets, mode, seed, num_rows=None):
-    """`decode` of `generate` re-running the full decoders for every pixel.
+    """`decode` of `generate_with` re-running the full decoders per pixel.
 
     `num_rows` stops after that many rows (the benchmark times a few and
     extrapolates); the rest of the canvas stays 0.
@@ -507,7 +459,7 @@ class CloudTranCore(base.CloudTranModel):
         embeddings = self.pixel_embedding((canvas + offsets)[..., None])
         activations = self.inner_decoder(embeddings, upper, z)
         logits = self.logits_from_activations(activations[:, row, col])
-        pixel = choose_pixels(logits, mode, seed, row * width + col)
+        pixel = base.choose_pixels(logits, mode, seed, row * width + col)
         here = (rows == row) & (cols == col)
         canvas = tf.where(here, pixel[:, None, None], canvas)
         proba = tf.where(here[..., None],

@@ -1,11 +1,11 @@
 """Fast autoregressive sampling of the CloudTran core (SPEC §2, sampling).
 
-`Sampler(model)` is what `CloudTranCore.sample` runs: the encoder, the
-parallel head and the raster-order decode of a batch are one compiled graph
-(`tf.function` with `tf.while_loop`s, XLA by default), and per-layer caches
-make a pixel cost work proportional to one row and one column, not to the
-image. `CloudTranCore.sample_reference` is the straightforward decode it
-replaces, kept as the oracle.
+`Sampler(model)` is what `CloudTranCore.generate` (and so `sample`) runs:
+the encoder, the parallel head and the raster-order decode of a batch are
+one compiled graph (`tf.function` with `tf.while_loop`s, XLA by default),
+and per-layer caches make a pixel cost work proportional to one row and one
+column, not to the image. `CloudTranCore.generate(..., reference=True)` is
+the straightforward decode it replaces, kept as the oracle.
 
 The decoders' conditioning is computed as early as what it depends on
 allows:
@@ -19,7 +19,7 @@ allows:
 
 import tensorflow as tf
 
-from models import core
+from models import base
 
 
 def _write(cache, value, index):
@@ -79,14 +79,15 @@ def _at_column(scale_shifts, column):
 class Sampler:
   """The compiled, cached sampler of one `CloudTranCore`.
 
-  Called like `CloudTranCore.sample` (same arguments and outputs). The
+  Called like `CloudTranCore.generate` (same arguments but `reference`, same
+  outputs). The
   channels are folded into the batch (N = B·C). Per row i:
   1. Inner decoder, pixel by pixel (column j): the input is the embedding of
      pixel j-1 (zeros for j = 0) plus the positional embedding, z and the
      outer context; each causal row-attention layer writes the pixel's key
      and value to its row cache `(N, 1, w, heads, d)` and attends to columns
      <= j; feed-forward, MLP and norms run on the pixel alone; the final norm
-     and dense give the logits and `core.choose_pixels` the value.
+     and dense give the logits and `base.choose_pixels` the value.
   2. Outer decoder on row i alone: the unmasked row attention needs only the
      row; each causal column-attention layer writes the row's keys and values
      to its column cache `(N, w, h, heads, d)` and attends to rows <= i. The
@@ -112,19 +113,19 @@ class Sampler:
     self._generate = tf.function(self._generate_graph, jit_compile=jit_compile)
 
   def __call__(self, inputs, mode='argmax', only_parallel=False, seed=None):
-    """See `CloudTranCore.sample`."""
+    """See `CloudTranCore.generate`."""
     _, slots, offsets = self.model.split_inputs(inputs, training=False)
-    seed = (core.seed_pair(seed) if mode == 'sample' else
+    seed = (base.seed_pair(seed) if mode == 'sample' else
             tf.zeros([2], tf.int32))
     return self._generate(slots, offsets, seed, mode=mode,
                           only_parallel=only_parallel)
 
   def _generate_graph(self, slots, offsets, seed, mode, only_parallel):
-    return self.model.generate(slots, offsets, self.decode, mode,
-                               only_parallel, seed)
+    return self.model.generate_with(self.decode, slots, offsets, mode,
+                                    only_parallel, seed)
 
   def decode(self, z, offsets, mode, seed):
-    """The cached `decode` of `CloudTranCore.generate`.
+    """The cached `decode` of `CloudTranCore.generate_with`.
 
     z `(N, h, w, D)`, offsets `(N,)` int32, seed `(2,)`; returns the pixel
     values `(N, h, w)` int32 and their softmax `(N, h, w, 256)`.
@@ -190,7 +191,7 @@ class Sampler:
         new_caches.append(cache)
       caches = new_caches
       logits = model.logits_from_activations(x)[:, 0, 0]
-      pixel = core.choose_pixels(logits, mode, seed, row * width + column)
+      pixel = base.choose_pixels(logits, mode, seed, row * width + column)
       pixels = pixels.write(column, pixel)
       probs = probs.write(column, tf.nn.softmax(logits))
       previous = model.pixel_embedding(

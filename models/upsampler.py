@@ -3,13 +3,15 @@
 Deterministic and parallel at `H × W = config.resolution`. Conditioned on the
 full resolution masked slots 1..T-1 of `targets` (all channels) and, per
 channel, on the low resolution target brought back to full size
-(`targets_{h}_up_back`, or a generated core output resized to `H × W`).
+(slot 0 of `targets_{h}_up_back`: the truth, or a generated core output
+resized to `H × W` by `Upsampler.with_low_res`).
 """
 
 import tensorflow as tf
 
+from datasets import keys
+from datasets import transforms
 from models import base
-from models import core
 from models import layers
 
 NUM_SYMBOLS = base.NUM_SYMBOLS
@@ -49,12 +51,11 @@ class Upsampler(base.CloudTranModel):
   otherwise.
   """
 
+  check_config = staticmethod(check_config)
+
   def __init__(self, config, **kwargs):
-    super().__init__(**kwargs)
-    check_config(config)
-    self.config = config
+    super().__init__(config, **kwargs)
     model = config.model
-    self.num_channels = config.n_channels
     self.resolution = tuple(config.resolution)
     hidden_size = model.hidden_size
     self.time_embedding = layers.OneHotEmbedding(
@@ -71,11 +72,17 @@ class Upsampler(base.CloudTranModel):
     # Every weight exists once the constructor returns.
     self.built = True
 
+  @staticmethod
+  def output_side(config):
+    height, width = config.resolution
+    if height != width:
+      raise ValueError('The upsampler outputs square images; '
+                       f'config.resolution={tuple(config.resolution)}.')
+    return height
+
   def _low_res_key(self, training):
-    size = self.config.downsample_res
-    if training:
-      return f'targets_slice_{size}_up_back'
-    return f'targets_{size}_up_back'
+    return keys.up_back('targets_slice' if training else 'targets',
+                        self.config.downsample_res)
 
   def _labels_key(self, training):
     return 'targets_slice' if training else 'targets'
@@ -92,21 +99,21 @@ class Upsampler(base.CloudTranModel):
     slots = tf.cast(inputs['targets'], tf.int32)[..., self.num_channels:]
     time = self.time_embedding(slots)
     num_out = low_res.shape[-1]
-    channels = self.channel_embedding(core.fold_channels(
+    channels = self.channel_embedding(base.fold_channels(
         tf.cast(low_res, tf.int32) + offsets[:, None, None])[..., None])
-    time = core.fold_channels(
+    time = base.fold_channels(
         tf.repeat(time[:, :, :, None], num_out, axis=3))
     x = self.input_dense(tf.concat([channels, time], axis=-1))
     x = self.encoder(x, training=training)
-    return core.unfold_channels(self.final_dense(x), num_out)
+    return base.unfold_channels(self.final_dense(x), num_out)
 
   def get_logits(self, inputs, training):
     low_res = tf.cast(inputs[self._low_res_key(training)], tf.int32)
     if training:
-      offsets = core.channel_offsets(inputs['channel_index'], 1)
+      offsets = base.channel_offsets(inputs['channel_index'], 1)
       low_res = low_res[..., :1]
     else:
-      offsets = core.channel_offsets(None, self.num_channels)
+      offsets = base.channel_offsets(None, self.num_channels)
       low_res = low_res[..., :self.num_channels]
     return self.upsample(low_res, offsets, inputs, training=training), {}
 
@@ -120,38 +127,32 @@ class Upsampler(base.CloudTranModel):
     loss = base.bits_per_dim(logits, labels)
     return loss, {'loss': loss}
 
-  def gan_inputs(self, inputs, logits, relaxation):
-    if logits.shape[3] != 1:
-      raise ValueError('gan_inputs takes the one-channel logits of training '
-                       f'(random channel); got {logits.shape[3]} channels.')
-    cube = tf.cast(inputs[self._labels_key(True)], tf.float32)
-    fake = base.relax(logits[..., 0, :], relaxation)[..., None]
-    return cube[..., -1:], cube[..., :1], fake, inputs['channel_index']
+  def sample(self, inputs, mode='argmax', only_parallel=False, seed=None):
+    """See `base.CloudTranModel.sample`; s = resolution.
 
-  def sample(self, inputs, low_res, mode='argmax', seed=None):
-    """Upsamples every channel.
-
-    Args:
-      inputs: batched example dict (slots 1..T-1 of `targets` condition).
-      low_res: `(B, H, W, C)` int, the low resolution target at full size
-        (`targets_{h}_up_back[..., :C]` or a resized core output).
-      mode: 'argmax' or 'sample' (a draw from the softmax per pixel).
-      seed: seed of the `'sample'` draws (stateless): an int or a pair of
-        ints (see `core.seed_pair`), or None.
-
-    Returns:
-      The full resolution image `(B, H, W, C)` int32.
+    Upsamples the low resolution target, slot 0 of `targets_{h}_up_back`
+    (the truth, or another model's output put there by `with_low_res`).
+    The upsampler is parallel: `only_parallel` changes nothing. A
+    `'sample'` draw is one stateless categorical draw over all pixels.
     """
-    logits = self.upsample(low_res, core.channel_offsets(
-        None, self.num_channels), inputs)
-    if mode == 'argmax':
-      return tf.argmax(logits, axis=-1, output_type=tf.int32)
-    if mode != 'sample':
-      raise ValueError(f"mode must be 'argmax' or 'sample', got {mode!r}.")
+    base.check_mode(mode)
+    del only_parallel
+    logits, _ = self.get_logits(inputs, training=False)
     flat = tf.reshape(logits, [-1, NUM_SYMBOLS])
-    if seed is None:
-      draws = tf.random.categorical(flat, 1, dtype=tf.int32)
-    else:
-      draws = tf.random.stateless_categorical(
-          flat, 1, seed=core.seed_pair(seed), dtype=tf.int32)
-    return tf.reshape(draws, tf.shape(logits)[:-1])
+    seed = base.seed_pair(seed) if mode == 'sample' else None
+    pixels = base.choose_pixels(flat, mode, seed, 0)
+    image = tf.reshape(pixels, tf.shape(logits)[:-1])
+    nats = tf.nn.sparse_softmax_cross_entropy_with_logits(image, logits)
+    return base.sample_outputs(image, tf.exp(-nats))
+
+  def with_low_res(self, inputs, low_res):
+    """See `base.CloudTranModel`: `low_res` becomes slot 0 of `_up_back`.
+
+    It is brought to full resolution as the pipeline makes `_up_back`
+    (`transforms.resize_values`); the other slots stay.
+    """
+    key = self._low_res_key(training=False)
+    cube = tf.cast(inputs[key], tf.int32)
+    image = transforms.resize_values(low_res, cube.shape[1])
+    return dict(inputs, **{key: tf.concat(
+        [image, cube[..., self.num_channels:]], axis=-1)})

@@ -6,7 +6,6 @@ import tensorflow as tf
 
 import models
 from models import base
-from models import core
 import model_helpers
 
 SIZE = model_helpers.SIZE
@@ -198,9 +197,11 @@ def test_gan_inputs(model, inputs):
     model.gan_inputs(inputs, eval_logits, 'soft')
 
 
-def test_sample_reference_decoder(model, inputs):
-  output = model.sample(inputs, mode='argmax')
-  assert sorted(output) == ['auto_argmax', 'parallel', 'proba']
+def test_generated_images_agree_with_teacher_forcing(model, inputs):
+  """The fast sampler's outputs are what the model predicts on them."""
+  output = model.generate(inputs, mode='argmax')
+  assert sorted(output) == ['auto_argmax', 'parallel', 'parallel_proba',
+                            'proba']
   image = output['auto_argmax']
   assert image.shape == output['parallel'].shape == (2, SIZE, SIZE, 3)
   assert image.dtype == output['parallel'].dtype == tf.int32
@@ -217,15 +218,34 @@ def test_sample_reference_decoder(model, inputs):
   np.testing.assert_array_equal(
       tf.argmax(aux['encoder_logits'], -1, output_type=tf.int32),
       output['parallel'])
-  only = model.sample(inputs, only_parallel=True)
-  assert list(only) == ['parallel']
+  np.testing.assert_allclose(tf.nn.softmax(aux['encoder_logits']),
+                             output['parallel_proba'], atol=1e-6)
+  only = model.generate(inputs, only_parallel=True)
+  assert sorted(only) == ['parallel', 'parallel_proba']
+
+
+@pytest.mark.parametrize('only_parallel', [False, True])
+def test_sample_returns_the_common_outputs(model, inputs, only_parallel):
+  """`sample` gives `generate`'s image and the probability of each value."""
+  generated = model.generate(inputs, only_parallel=only_parallel)
+  image, proba = ((generated['parallel'], generated['parallel_proba'])
+                  if only_parallel else
+                  (generated['auto_argmax'], generated['proba']))
+  output = model.sample(inputs, only_parallel=only_parallel)
+  assert sorted(output) == sorted([base.OUTPUT, base.CONFIDENCE])
+  np.testing.assert_array_equal(output[base.OUTPUT], image)
+  confidence = output[base.CONFIDENCE]
+  assert confidence.shape == (2, SIZE, SIZE, 3)
+  assert confidence.dtype == tf.float32
+  # argmax: each value is the most likely one, so its probability is the max.
+  np.testing.assert_allclose(confidence, tf.reduce_max(proba, -1), atol=1e-6)
 
 
 def test_sample_draws_are_seeded_and_compile(model, inputs):
   small = {k: v[:1] for k, v in inputs.items()}
-  first = model.sample(small, mode='sample', seed=3)['auto_sample']
+  first = model.sample(small, mode='sample', seed=3)[base.OUTPUT]
   compiled = tf.function(lambda x: model.sample(x, mode='sample', seed=3))
-  again = compiled(small)['auto_sample']
+  again = compiled(small)[base.OUTPUT]
   np.testing.assert_array_equal(first, again)
   assert first.shape == (1, SIZE, SIZE, 3)
 
@@ -251,11 +271,3 @@ def test_config_errors_name_the_keys():
   config.model.decoder.cond_att_act = 'gelu'
   with pytest.raises(ValueError, match='decoder.cond_att_act'):
     models.build(config)
-
-
-def test_fold_unfold_channels():
-  x = tf.reshape(tf.range(2 * 3 * 4 * 5 * 6), [2, 3, 4, 5, 6])
-  folded = core.fold_channels(x)
-  assert folded.shape == (10, 3, 4, 6)
-  np.testing.assert_array_equal(folded[5 + 2], x[1, :, :, 2])
-  np.testing.assert_array_equal(core.unfold_channels(folded, 5), x)

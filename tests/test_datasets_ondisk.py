@@ -10,6 +10,7 @@ import pytest
 from datasets import indexing
 from datasets import ondisk
 from datasets import scan
+from datasets import subsets
 from datasets import testing
 from datasets.ondisk import DataError
 
@@ -109,7 +110,7 @@ def test_json_indexing_per_subset(tmp_path):
       {'T31TCJ': {'index': '5', 'val_index': 6, 'test_index': '7'}}))
   table = indexing.load_table(str(jsonf))
   got = {s: indexing.reference_index(tile, s, 99, table, str(jsonf))
-         for s in indexing.JSON_KEYS}
+         for s in subsets.SUBSETS}
   assert got == {'train': 5, 'eval_train': 5, 'valid': 6, 'test': 7}
   assert indexing.reference_index(tile, 'valid', 4, None) == 4
   dates = indexing.slot_dates(tile, 6, timeline=4)

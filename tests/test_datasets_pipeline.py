@@ -9,7 +9,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-import datasets
+from datasets import pipeline
 from datasets import selection
 from datasets import testing
 from datasets import transforms
@@ -29,7 +29,7 @@ def config(root):
 
 
 def first(config, subset, batch_size=1):
-  return next(datasets.get_dataset('custom', config, batch_size, subset)
+  return next(pipeline.get_dataset(config, batch_size, subset)
               .as_numpy_iterator())
 
 
@@ -80,7 +80,7 @@ def test_test_subset_masks_its_cloudy_reference(config):
 
 
 def test_valid_masks_are_the_same_on_every_pass(config):
-  ds = datasets.get_dataset('custom', config, 1, 'valid')
+  ds = pipeline.get_dataset(config, 1, 'valid')
   passes = [b['mask'] for _ in range(2) for b in ds.as_numpy_iterator()]
   again = first(config, 'valid')['mask']
   assert len(passes) == 2
@@ -113,7 +113,7 @@ def train_config(config, **changes):
 
 
 def train_examples(config, batches, batch_size=2):
-  ds = datasets.get_dataset('custom', config, batch_size, 'train')
+  ds = pipeline.get_dataset(config, batch_size, 'train')
   return list(ds.take(batches).as_numpy_iterator()), ds
 
 
@@ -173,7 +173,7 @@ def test_sharding_splits_the_tiles(tmp_path):
   seen = []
   for pipeline_id in range(2):
     context = tf.distribute.InputContext(2, pipeline_id, 2)
-    ds = datasets.get_dataset('custom', config, 4, 'valid', context)
+    ds = pipeline.get_dataset(config, 4, 'valid', context)
     seen.append(sorted(t for b in ds.as_numpy_iterator() for t in b['tile']))
   assert seen == [[0, 5], [4, 6]]
 
@@ -229,12 +229,13 @@ def test_bad_config(config, change, message):
   for key, value in change.items():
     setattr(config, key, value)
   with pytest.raises(DataError, match=message):
-    datasets.get_dataset('custom', config, 1, 'valid')
+    pipeline.get_dataset(config, 1, 'valid')
 
 
 def test_unknown_dataset_name(config):
-  with pytest.raises(ValueError, match="must be 'custom'"):
-    datasets.get_dataset('cifar10', config, 1, 'valid')
+  config.dataset = 'cifar10'
+  with pytest.raises(ValueError, match="config.dataset must be one of"):
+    pipeline.get_dataset(config, 1, 'valid')
 
 
 # Transforms: each one eagerly and inside tf.data.map (they can differ).
@@ -327,8 +328,8 @@ def test_brighten_gain_and_contrast():
   assert any(v[0] == 0 and 0 < v[1] < 100 for v in values)   # contrast only
 
 
-def test_resize_to_for_generated_images():
+def test_resize_values_of_generated_batches():
   generated = tf.zeros((2, 4, 4, C), tf.int32) + 7
-  out = datasets.resize_to(generated, 8)
+  out = transforms.resize_values(generated, 8)
   assert out.shape == (2, 8, 8, C) and out.dtype == tf.int32
   assert int(tf.reduce_min(out)) == int(tf.reduce_max(out)) == 7

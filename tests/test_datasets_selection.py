@@ -17,6 +17,7 @@ from PIL import Image
 import pytest
 
 from datasets import selection
+from datasets import subsets
 from datasets import testing
 from datasets.ondisk import DataError
 
@@ -124,3 +125,15 @@ def test_too_few_dates_and_tile_smaller_than_resolution(config):
 def test_unknown_subset(config):
   with pytest.raises(ValueError, match="subset must be one of"):
     selection.select(config, 'validation')
+
+
+def test_subsets_table_gives_the_command_modes():
+  assert subsets.modes('eval') == {
+      'eval_train': subsets.SUBSETS['eval_train'],
+      'eval_valid': subsets.SUBSETS['valid'],
+      'eval_test': subsets.SUBSETS['test']}
+  assert subsets.WITH_TRUTH == ('train', 'valid')
+  assert [s.json_key for s in subsets.SUBSETS.values()] == [
+      'index', 'index', 'val_index', 'test_index']
+  with pytest.raises(ValueError, match='subset must be one of'):
+    subsets.get('validation')

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config_at
-import datasets
+from datasets import pipeline
 from datasets import tfrecords
 from utils import baselines
 from utils import metrics
@@ -25,7 +25,7 @@ BINS = ['0-10%', '10-30%', '>30%']
 def _data(synthetic_data):
   """The valid subset's arrays, read from the pipeline: {key: (N, ...)}."""
   config = tiny_config_at(synthetic_data, CONFIG)
-  batches = list(datasets.get_dataset('custom', config, 4, 'valid')
+  batches = list(pipeline.get_dataset(config, 4, 'valid')
                  .as_numpy_iterator())
   data = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
   data['config'] = config

@@ -26,8 +26,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-import datasets
 from conftest import tiny_config_at
+from datasets import pipeline
 from datasets import scan
 from datasets import selection
 from datasets import summary
@@ -65,7 +65,7 @@ def test_16bit_masks_agree_between_startup_and_pipeline(tmp_path):
   root = testing.write_known_split(str(tmp_path / 'data'))
   config = testing.known_config(root)
   tiles = [e.tile for e in selection.select(config, 'test').examples]
-  batch = datasets.get_dataset('custom', config, 4, 'test')
+  batch = pipeline.get_dataset(config, 4, 'test')
   masks = next(batch.as_numpy_iterator())['mask']
   cloudy = {p: np.asarray(Image.open(p)) > 0 for p in mask_paths(root)}
   for value in (1, 255, 256, 65535):
@@ -81,8 +81,8 @@ def test_16bit_masks_agree_between_startup_and_pipeline(tmp_path):
     old = tf.io.decode_image(tf.io.read_file(path), channels=1)
     assert (old.numpy().max() == 0) == (value < 256) or not cloud.any()
     assert [e.tile for e in selection.select(config, 'test').examples] == tiles
-    np.testing.assert_array_equal(next(datasets.get_dataset(
-        'custom', config, 4, 'test').as_numpy_iterator())['mask'], masks)
+    np.testing.assert_array_equal(next(pipeline.get_dataset(
+        config, 4, 'test').as_numpy_iterator())['mask'], masks)
 
 
 def test_flipped_16bit_mask_is_clear_at_its_maximum(tmp_path):

@@ -60,6 +60,17 @@ def test_identical_images():
   assert metrics.ssim(image, image) == pytest.approx(1.)
 
 
+def test_per_image_scores_every_table_entry(pair):
+  truth, noisy = pair
+  scores = metrics.per_image(noisy, truth)
+  assert list(scores) == ['psnr', 'ssim', 'mse'] == list(metrics.PER_IMAGE)
+  for name, values in scores.items():
+    np.testing.assert_array_equal(values, metrics.PER_IMAGE[name](noisy,
+                                                                  truth))
+  one = metrics.per_image(noisy[0], truth[0])
+  assert all(v.shape == (1,) for v in one.values())
+
+
 def test_shape_mismatch_raises():
   with pytest.raises(ValueError, match='same shape'):
     metrics.psnr(np.zeros((2, 16, 16, 3)), np.zeros((1, 16, 16, 3)))

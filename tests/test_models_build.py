@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from datasets import keys
 import models
+from models import base
 from models import core
 from models import upsampler
 import model_helpers
@@ -47,6 +49,8 @@ def test_zero_inputs_follow_the_pipeline_shapes():
   assert inputs['mask'].shape == (2,) + full + (3,)
   assert inputs[f'targets_{SIZE}'].shape == (2, SIZE, SIZE, 12)
   assert inputs[f'targets_slice_{SIZE}_up_back'].shape == (2,) + full + (3,)
+  assert inputs[keys.downsampled('mask', SIZE)].shape == (2, SIZE, SIZE, 3)
+  assert inputs[keys.up_back('image', SIZE)].shape == (2,) + full + (12,)
   assert inputs['channel_index'].shape == (2,)
   assert all(v.dtype == tf.int32 for v in inputs.values())
 
@@ -72,12 +76,17 @@ def test_compiled_train_step(make_config):
 
   @tf.function(jit_compile=True)
   def step(batch):
-    with tf.GradientTape() as tape:
-      logits, aux = model.get_logits(batch, training=True)
-      total, _ = model.loss(batch, logits, aux, training=True)
-    grads = tape.gradient(total, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    total, grads = model_helpers.gradients(model, batch, training=True)
+    optimizer.apply_gradients([(g, v) for v, g in grads])
     return total
 
   losses = [float(step(inputs)) for _ in range(3)]
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_fold_unfold_channels():
+  x = tf.reshape(tf.range(2 * 3 * 4 * 5 * 6), [2, 3, 4, 5, 6])
+  folded = base.fold_channels(x)
+  assert folded.shape == (10, 3, 4, 6)
+  np.testing.assert_array_equal(folded[5 + 2], x[1, :, :, 2])
+  np.testing.assert_array_equal(base.unfold_channels(folded, 5), x)

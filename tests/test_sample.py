@@ -112,7 +112,7 @@ def test_upsampler_reads_core_tfrecords(core_run, synthetic_data, tmp_path):
   assert width > (core_config.timeline - 1) * panel and height > 3 * panel
 
 
-def test_upsampler_from_truth_and_only_parallel(synthetic_data, tmp_path):
+def test_core_only_parallel_on_the_test_subset(synthetic_data, tmp_path):
   from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
   config = small_job(tiny_config_at(synthetic_data, 'cloudtran_core_test'),
                      outputs=2)

@@ -1,7 +1,8 @@
 """The fast sampler (models/sampler.py) against the reference decode.
 
-The reference (`CloudTranCore.sample_reference`) re-runs the whole decoders
-for every pixel; the fast sampler must generate the same images. Weights get
+The reference (`CloudTranCore.generate(..., reference=True)`) re-runs the
+whole decoders for every pixel; the fast sampler must generate the same
+images. Weights get
 noise everywhere (also the zero-initialised relative position biases), so a
 wrong cache position or bias index changes the probabilities.
 """
@@ -45,8 +46,8 @@ def rgb():
 
 
 def _assert_same_argmax(model, inputs):
-  fast = model.sample(inputs, mode='argmax')
-  reference = model.sample_reference(inputs, mode='argmax')
+  fast = model.generate(inputs, mode='argmax')
+  reference = model.generate(inputs, mode='argmax', reference=True)
   assert sorted(fast) == sorted(reference)
   for key, value in fast.items():
     assert value.dtype == reference[key].dtype
@@ -55,6 +56,8 @@ def _assert_same_argmax(model, inputs):
   np.testing.assert_allclose(fast['proba'], reference['proba'], atol=1e-5)
   if 'parallel' in reference:
     np.testing.assert_array_equal(fast['parallel'], reference['parallel'])
+    np.testing.assert_allclose(fast['parallel_proba'],
+                               reference['parallel_proba'], atol=1e-5)
   return fast
 
 
@@ -65,7 +68,8 @@ def test_argmax_equals_the_reference(rgb, channels, timeline, seeds):
     _randomize(model, seed)
     inputs = model_helpers.random_inputs(model.config, 2, seed=seed)
     out = _assert_same_argmax(model, inputs)
-    assert sorted(out) == ['auto_argmax', 'parallel', 'proba']
+    assert sorted(out) == ['auto_argmax', 'parallel', 'parallel_proba',
+                           'proba']
     shape = (2, SIZE, SIZE, channels)
     assert out['auto_argmax'].shape == out['parallel'].shape == shape
     assert out['auto_argmax'].dtype == out['parallel'].dtype == tf.int32
@@ -86,16 +90,16 @@ def test_toggled_decoder_equals_the_reference():
 
 def test_batch_of_two_equals_two_batches_of_one(rgb):
   inputs = model_helpers.random_inputs(rgb.config, 2, seed=5)
-  both = rgb.sample(inputs)['auto_argmax']
+  both = rgb.generate(inputs)['auto_argmax']
   for index in range(2):
-    one = rgb.sample({k: v[index:index + 1] for k, v in inputs.items()})
+    one = rgb.generate({k: v[index:index + 1] for k, v in inputs.items()})
     np.testing.assert_array_equal(one['auto_argmax'], both[index:index + 1])
 
 
 def test_draws_are_seeded(rgb):
   inputs = model_helpers.random_inputs(rgb.config, 1, seed=3)
-  draw = lambda seed: rgb.sample(inputs, mode='sample',
-                                 seed=seed)['auto_sample'].numpy()
+  draw = lambda seed: rgb.generate(inputs, mode='sample',
+                                   seed=seed)['auto_sample'].numpy()
   first = draw([4, 0])
   assert first.shape == (1, SIZE, SIZE, 3) and first.dtype == np.int32
   assert 0 <= first.min() and first.max() < 256
@@ -107,16 +111,19 @@ def test_draws_are_seeded(rgb):
   graph = sampler.Sampler(rgb, jit_compile=False)
   np.testing.assert_array_equal(
       graph(inputs, mode='sample', seed=[4, 1])['auto_sample'],
-      rgb.sample_reference(inputs, mode='sample', seed=[4, 1])['auto_sample'])
+      rgb.generate(inputs, mode='sample', seed=[4, 1],
+                   reference=True)['auto_sample'])
 
 
 def test_only_parallel(rgb):
   inputs = model_helpers.random_inputs(rgb.config, 2, seed=2)
-  only = rgb.sample(inputs, only_parallel=True)
-  assert list(only) == ['parallel']
+  only = rgb.generate(inputs, only_parallel=True)
+  assert sorted(only) == ['parallel', 'parallel_proba']
   _, aux = rgb.get_logits(inputs, training=False)
   np.testing.assert_array_equal(
       only['parallel'],
       tf.argmax(aux['encoder_logits'], -1, output_type=tf.int32))
+  with pytest.raises(ValueError, match='mode'):
+    rgb.generate(inputs, mode='beam')
   with pytest.raises(ValueError, match='mode'):
     rgb.sample(inputs, mode='beam')

@@ -9,10 +9,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-import datasets
 from configs import cloudtran_core_test
 from configs import cloudtran_core_train
 from datasets import ondisk
+from datasets import pipeline
 from datasets import scan
 from datasets import scenes
 from datasets import synthetic
@@ -93,7 +93,7 @@ def test_clouds_are_white_where_the_mask_says(l2a):
 def test_every_subset_yields_under_the_tiny_config(l2a, subset, module, split):
   out, _ = l2a
   config = tiny_config(module, out, split)
-  batch = next(datasets.get_dataset('custom', config, 1, subset)
+  batch = next(pipeline.get_dataset(config, 1, subset)
                .as_numpy_iterator())
   size, t = config.resolution[0], config.timeline
   assert batch['image'].shape == (1, size, size, t * config.n_channels)
@@ -112,7 +112,7 @@ def test_inhouse_naming_has_fixed_references(tmp_path, capsys):
              for _, refs, _ in tiles['testset'])
   config = tiny_config(cloudtran_core_train, out, 'trainset', json_file=False)
   config.ref_index = 5
-  batch = next(datasets.get_dataset('custom', config, 1, 'eval_train')
+  batch = next(pipeline.get_dataset(config, 1, 'eval_train')
                .as_numpy_iterator())
   assert batch['tile'].tolist() == [0]
 
@@ -126,7 +126,7 @@ def test_l1c_naming_with_flipped_masks(tmp_path):
   assert np.asarray(Image.open(clear_mask)).min() == 255
   config = tiny_config(cloudtran_core_test, out, 'testset')
   config.flip_masks = True
-  batch = next(datasets.get_dataset('custom', config, 4, 'valid')
+  batch = next(pipeline.get_dataset(config, 4, 'valid')
                .as_numpy_iterator())
   assert batch['tile'].shape[0] == 3
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 import yaml
 
 from conftest import tiny_config_at
+from datasets import pipeline
 from utils import checkpoints
 from utils import distribute
 from utils import eval_loop
@@ -129,8 +130,7 @@ def test_two_replicas_match_one_device(tiny_config, name):
   config.optimizer.type = 'sgd'
   config.optimizer.learning_rate = 0.5
   config.batch_size = 2
-  from datasets import get_dataset  # pylint: disable=g-import-not-at-top
-  batch = next(iter(get_dataset('custom', config, 2, 'train')))
+  batch = next(iter(pipeline.get_dataset(config, 2, 'train')))
   start = train_loop.TrainState(config, one_device())
   weights = [v.numpy() for v in start.model.trainable_variables]
   single = _one_step_weights(config, one_device(), batch, weights)
@@ -148,8 +148,7 @@ def test_gan_relaxation_gradient(tiny_config, relaxation, has_gradient):
   config = tiny_config('cloudtran_core_train')
   config.gan_relaxation = relaxation
   state = train_loop.TrainState(config, one_device())
-  from datasets import get_dataset  # pylint: disable=g-import-not-at-top
-  batch = next(iter(get_dataset('custom', config, 2, 'train')))
+  batch = next(iter(pipeline.get_dataset(config, 2, 'train')))
   with tf.GradientTape() as tape:
     _, _, losses = train_loop.losses_on_batch(state, batch)
   grads = tape.gradient(losses['generator'],
@@ -169,8 +168,8 @@ def test_eval_uses_averaged_weights_and_stops_at_last_checkpoint(
   assert np.isfinite(results[4]['loss']) and results[4]['loss'] > 0
   assert os.listdir(eval_loop.summary_dir(logdir, 'eval_valid'))
 
-  state = eval_loop.EvalState(eval_config, one_device())
-  state.restore_averaged(tf.train.latest_checkpoint(logdir))
+  state = checkpoints.AveragedModel(eval_config, one_device())
+  state.restore(tf.train.latest_checkpoint(logdir))
   for var, shadow in zip(state.model.trainable_variables,
                          trained_state.ema.shadows):
     np.testing.assert_array_equal(var.numpy(), shadow.numpy())

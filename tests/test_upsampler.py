@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from datasets import transforms
 import models
+from models import base
 import model_helpers
 
 SIZE = model_helpers.SIZE
@@ -84,16 +86,46 @@ def test_checkpoint_round_trip(tmp_path, inputs):
 
 
 def test_sample(model, inputs):
-  low_res = inputs[UP_BACK][..., :3]
-  image = model.sample(inputs, low_res, mode='argmax')
+  output = model.sample(inputs, mode='argmax')
+  assert sorted(output) == sorted([base.OUTPUT, base.CONFIDENCE])
+  image = output[base.OUTPUT]
   assert image.shape == (2, FULL, FULL, 3) and image.dtype == tf.int32
   logits, _ = model.get_logits(inputs, training=False)
   np.testing.assert_array_equal(
       image, tf.argmax(logits, -1, output_type=tf.int32))
-  drawn = model.sample(inputs, low_res, mode='sample', seed=1)
+  np.testing.assert_allclose(output[base.CONFIDENCE],
+                             tf.reduce_max(tf.nn.softmax(logits), -1),
+                             atol=1e-6)
+  # The upsampler is parallel: only_parallel changes nothing.
+  np.testing.assert_array_equal(
+      model.sample(inputs, only_parallel=True)[base.OUTPUT], image)
+  drawn = model.sample(inputs, mode='sample', seed=1)[base.OUTPUT]
   assert drawn.shape == (2, FULL, FULL, 3) and drawn.dtype == tf.int32
   np.testing.assert_array_equal(
-      drawn, model.sample(inputs, low_res, mode='sample', seed=1))
+      drawn, model.sample(inputs, mode='sample', seed=1)[base.OUTPUT])
+  assert not np.array_equal(
+      drawn, model.sample(inputs, mode='sample', seed=2)[base.OUTPUT])
+  with pytest.raises(ValueError, match='mode'):
+    model.sample(inputs, mode='beam')
+
+
+def test_with_low_res_conditions_on_another_models_output(model, inputs):
+  """The output becomes slot 0 of `_up_back`, resized as the pipeline does."""
+  low = tf.constant(np.random.default_rng(0).integers(
+      0, 256, (2, SIZE, SIZE, 3)), tf.int32)
+  chained = model.with_low_res(inputs, low)
+  np.testing.assert_array_equal(chained[UP_BACK][..., :3],
+                                transforms.resize_values(low, FULL))
+  np.testing.assert_array_equal(chained[UP_BACK][..., 3:],
+                                inputs[UP_BACK][..., 3:])
+  assert all(chained[k] is inputs[k] for k in inputs if k != UP_BACK)
+  logits, _ = model.get_logits(chained, training=False)
+  np.testing.assert_array_equal(
+      model.sample(chained)[base.OUTPUT],
+      tf.argmax(logits, -1, output_type=tf.int32))
+  core = models.build(model_helpers.core_config())
+  with pytest.raises(ValueError, match='gen_data_dir'):
+    core.with_low_res(inputs, low)
 
 
 def test_gan_inputs(model, inputs):

@@ -20,7 +20,9 @@ import shutil
 from absl import logging
 import tensorflow as tf
 
+import models
 from utils import distribute
+from utils import ema as ema_lib
 
 CHECKPOINT_NAME = 'model'
 MAX_TO_KEEP = 10
@@ -142,6 +144,29 @@ def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir):
     logging.info('Loaded pretrained weights from %s.', pretrained)
     return 'pretrained'
   return 'fresh'
+
+
+class AveragedModel:
+  """A model to evaluate or sample with: its weights are the EMA's.
+
+  Built under the strategy's scope (the default one unless given);
+  `restore(path)` loads a training checkpoint's model and EMA and puts the
+  averaged weights into the model.
+  """
+
+  def __init__(self, config, strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+      self.model = models.build(config)
+      self.ema = ema_lib.ExponentialMovingAverage(
+          self.model.trainable_variables, config.polyak_decay)
+    self.checkpoint = tf.train.Checkpoint(model=self.model, ema=self.ema)
+
+  def restore(self, path):
+    """Loads the checkpoint `path` and copies the EMA into the weights."""
+    self.checkpoint.restore(path).expect_partial()
+    self.ema.copy_to(self.model.trainable_variables)
+    logging.info('Restored the averaged weights of %s.', path)
 
 
 def remove_worker_scratch(strategy, logdir):

@@ -180,8 +180,11 @@ def _flag_error(error, argv):
   return f'{_one_line(text)} — see --helpfull for the flags'
 
 
-def parse_flags(argv):
-  """Parses argv into FLAGS; raises InputError with the message to print."""
+def parse_flags(argv, positional=False):
+  """Parses argv into FLAGS; raises InputError with the message to print.
+
+  Arguments that are not flags are refused unless `positional`.
+  """
   try:
     rest = FLAGS(argv)
   except (flags.Error, AttributeError, KeyError) as e:
@@ -195,7 +198,7 @@ def parse_flags(argv):
                        'give the path of a configs/*.py file, with :tiny '
                        'appended for the small variant')
     _unset_empty_keys(name)
-  if len(rest) > 1:
+  if len(rest) > 1 and not positional:
     raise InputError(f'unexpected arguments {rest[1:]} — flags take the form '
                      '--name=value; see --helpfull')
   return rest
@@ -241,12 +244,16 @@ def guard(fn, *args, show_traceback=False):
     _report(message, status, show_traceback)
 
 
-def run(main):
-  """Parses the flags and runs `main(argv)`, reporting errors as one line."""
+def run(main, positional=False):
+  """Parses the flags and runs `main(argv)`, reporting errors as one line.
+
+  `main` gets argv without the flags; with `positional` it may hold
+  arguments for `main` to check, otherwise any is refused.
+  """
 
   def parse(args):
     try:
-      return parse_flags(args)
+      return parse_flags(args, positional)
     except InputError as e:
       _report(str(e), USAGE_EXIT, _wants_traceback(args))
 

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
-import datasets
+from datasets import pipeline
+from datasets import subsets
 from datasets import tfrecords
 from utils import cli
 from utils import images
@@ -74,7 +75,7 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
   core = tfrecords.read_images(core_dir, (h, h, c), '--core')
   upsampled = tfrecords.read_images(upsampled_dir, (side, side, c),
                                     '--upsampled')
-  data = datasets.get_dataset('custom', config, 1, subset).unbatch()
+  data = pipeline.get_dataset(config, 1, subset).unbatch()
   os.makedirs(out_dir, exist_ok=True)
   paths = []
   for index, (example, low, high) in enumerate(zip(
@@ -95,7 +96,7 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
               (f'upsampled {side}px', tile_image(high, panel)),
               ('truth', tile_image(targets[:, :, 0], panel))]
     path = os.path.join(out_dir, f'{index:05d}_sheet.png')
-    images.save_png(path, sheet([dates, mask_row], bottom, panel))
+    images.save(path, sheet([dates, mask_row], bottom, panel))
     paths.append(path)
   if not paths:
     raise ValueError(f'No outputs to show: {core_dir} or {upsampled_dir} '
@@ -110,7 +111,8 @@ def define_flags():
   flags.DEFINE_string('core', None, 'Sample dir of the core job.')
   flags.DEFINE_string('upsampled', None, 'Sample dir of the upsampler job.')
   flags.DEFINE_string('out', None, 'Directory for the sheets.')
-  flags.DEFINE_enum('subset', 'valid', ['valid', 'test', 'eval_train'],
+  flags.DEFINE_enum('subset', 'valid',
+                    [s.name for s in subsets.EVALUATED.values()],
                     'Subset both jobs sampled.')
   flags.DEFINE_integer('count', None, 'At most this many sheets.')
   flags.mark_flags_as_required(['core', 'upsampled', 'out'])

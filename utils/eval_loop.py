@@ -12,39 +12,19 @@ import os
 from absl import logging
 import tensorflow as tf
 
-import datasets
-import models
+from datasets import pipeline
+from datasets import subsets
 from utils import checkpoints
-from utils import ema as ema_lib
 from utils import runconfig
 
-# run.py mode -> (pipeline subset, name in the summary directory)
-SUBSETS = {
-    'eval_train': ('eval_train', 'train'),
-    'eval_valid': ('valid', 'valid'),
-    'eval_test': ('test', 'test'),
-}
+# run.py mode (eval_<label>) -> the subset it evaluates.
+MODES = subsets.modes('eval')
 
 
 def summary_dir(logdir, mode):
-  """`<logdir>/eval_<subset>_summaries_pyk_True` (upstream naming)."""
-  return os.path.join(logdir, f'eval_{SUBSETS[mode][1]}_summaries_pyk_True')
-
-
-class EvalState:
-  """Model and EMA to restore into, under the strategy's scope."""
-
-  def __init__(self, config, strategy):
-    with strategy.scope():
-      self.model = models.build(config)
-      self.ema = ema_lib.ExponentialMovingAverage(
-          self.model.trainable_variables, config.polyak_decay)
-    self.checkpoint = tf.train.Checkpoint(model=self.model, ema=self.ema)
-
-  def restore_averaged(self, path):
-    """Loads the checkpoint and puts the EMA weights into the model."""
-    self.checkpoint.restore(path).expect_partial()
-    self.ema.copy_to(self.model.trainable_variables)
+  """`<logdir>/eval_<label>_summaries_pyk_True` (upstream naming)."""
+  return os.path.join(logdir,
+                      f'eval_{MODES[mode].label}_summaries_pyk_True')
 
 
 def make_eval_step(model, strategy):
@@ -93,13 +73,13 @@ def evaluate(config, logdir, strategy, mode):
   appears within `config.eval_checkpoint_wait_secs` (if > 0).
   Returns {step: mean losses}.
   """
-  if mode not in SUBSETS:
-    raise ValueError(f'mode must be one of {sorted(SUBSETS)}, got {mode!r}.')
-  subset = SUBSETS[mode][0]
-  state = EvalState(config, strategy)
+  if mode not in MODES:
+    raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
+  subset = MODES[mode].name
+  state = checkpoints.AveragedModel(config, strategy)
   dataset = strategy.distribute_datasets_from_function(
-      lambda ctx: datasets.get_dataset('custom', config,
-                                       config.eval_batch_size, subset, ctx))
+      lambda ctx: pipeline.get_dataset(config, config.eval_batch_size, subset,
+                                       ctx))
   eval_step = make_eval_step(state.model, strategy)
   writer = tf.summary.create_file_writer(summary_dir(logdir, mode))
   wait = config.eval_checkpoint_wait_secs
@@ -107,7 +87,7 @@ def evaluate(config, logdir, strategy, mode):
   for path in tf.train.checkpoints_iterator(
       logdir, timeout=wait if wait > 0 else None):
     step = checkpoints.step_of(path)
-    state.restore_averaged(path)
+    state.restore(path)
     losses, count = mean_losses(config, strategy, eval_step, dataset)
     results[step] = losses
     with writer.as_default(step=step):

@@ -1,4 +1,8 @@
-"""Image outputs: PNGs of model outputs, coverage maps and contact sheets."""
+"""Image files: every PNG (and JPEG) the project writes goes through `save`.
+
+Model outputs, coverage maps, contact sheets, the `targets_dir` export and the
+synthetic dataset's dates and masks.
+"""
 
 import os
 
@@ -55,8 +59,25 @@ def coverage_image(clear_masks):
   return inferno(clear_masks.shape[-1] + 1)[counts]
 
 
-def save_png(path, pil_image):
-  """Writes a PNG atomically (a killed job never leaves half a file)."""
+def save(path, image, fast=False):
+  """Writes an image atomically (a killed job never leaves half a file).
+
+  Args:
+    path: ends in .png, or .jpeg/.jpg (written at quality 95).
+    image: a PIL image, or (H, W) or (H, W, C) values 0..255 (see `to_pil`).
+    fast: PNG with the fastest compression (larger files).
+  """
+  if not isinstance(image, Image.Image):
+    image = np.asarray(image)
+    image = to_pil(image[..., None] if image.ndim == 2 else image)
+  ext = os.path.splitext(path)[1].lower()
+  if ext == '.png':
+    options = dict(format='PNG', compress_level=1 if fast else 6)
+  elif ext in ('.jpeg', '.jpg'):
+    options = dict(format='JPEG', quality=95)
+  else:
+    raise ValueError(f'Cannot tell the image format of {path}: use .png or '
+                     '.jpeg.')
   tmp = f'{path}.tmp'
-  pil_image.save(tmp, format='PNG')
+  image.save(tmp, **options)
   os.replace(tmp, path)

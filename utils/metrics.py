@@ -92,6 +92,17 @@ def ssim(a, b):
   return _unbatch_like(values, a)
 
 
+# The per-image scores, by name: the columns of sample.py's metrics.csv and
+# its TensorBoard scalars (as named here) and of evaluate.py's tables (upper
+# case).
+PER_IMAGE = {'psnr': psnr, 'ssim': ssim, 'mse': mse}
+
+
+def per_image(a, b):
+  """{name: (N,) float64} of every PER_IMAGE score of images a against b."""
+  return {name: np.atleast_1d(score(a, b)) for name, score in PER_IMAGE.items()}
+
+
 def _check_activations(a, b):
   """Returns two (N, d) activation arrays as float64."""
   a = np.asarray(a, np.float64)

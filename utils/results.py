@@ -29,17 +29,17 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-import datasets
+from datasets import keys
+from datasets import pipeline
+from datasets import subsets
 from datasets import tfrecords
 from utils import baselines
 from utils import metrics
 
-# evaluate.py --subset -> data pipeline subset
-SUBSETS = {'valid': 'valid', 'train': 'eval_train'}
 BASELINES = ('cloudy input', 'mosaic')
-COLUMNS = ('method', 'resolution', 'coverage', 'n', 'PSNR', 'SSIM', 'MSE',
-           'FID', 'KID')
-SCORES = {'PSNR': metrics.psnr, 'SSIM': metrics.ssim, 'MSE': metrics.mse}
+# The per-image scores' columns: metrics.PER_IMAGE's names in upper case.
+SCORES = tuple(name.upper() for name in metrics.PER_IMAGE)
+COLUMNS = ('method', 'resolution', 'coverage', 'n', *SCORES, 'FID', 'KID')
 ALL = 'all'
 MISSING = 'n/a'
 # Examples per batch of the data pipeline while gathering (order-neutral).
@@ -109,10 +109,10 @@ def read_entry(name, path, n_channels, sides):
 
 
 def resolutions(config):
-  """{side: pipeline key suffix} of the resolutions the pipeline provides."""
-  sides = {config.resolution[0]: ''}
+  """Sides of the resolutions the pipeline provides (see `keys.at_side`)."""
+  sides = {config.resolution[0]}
   if config.downsample:
-    sides.setdefault(config.downsample_res, f'_{config.downsample_res}')
+    sides.add(config.downsample_res)
   return sides
 
 
@@ -121,21 +121,22 @@ def gather(config, subset, sides, skip, count):
 
   Returns:
     {'tile': (N,), 'coverage': (N,), side: {'truth', 'cloudy input',
-    'mosaic'} (N, s, s, C) uint8} for each side of `sides` ({side: suffix}).
+    'mosaic'} (N, s, s, C) uint8} for each side of `sides`.
   """
   c = config.n_channels
-  ds = datasets.get_dataset('custom', config, PIPELINE_BATCH, SUBSETS[subset])
+  ds = pipeline.get_dataset(config, PIPELINE_BATCH,
+                            subsets.EVALUATED[subset].name)
   ds = ds.unbatch().skip(skip).take(count).batch(PIPELINE_BATCH)
   parts = collections.defaultdict(list)
   for batch in ds.as_numpy_iterator():
     parts['tile'].append(batch['tile'])
     parts['coverage'].append(batch['coverage'])
-    for side, suffix in sides.items():
-      targets = batch['targets' + suffix]
+    for side in sides:
+      targets = batch[keys.at_side('targets', side, config)]
       parts[side, 'truth'].append(targets[..., :c])
       parts[side, 'cloudy input'].append(baselines.cloudy_input(targets, c))
-      parts[side, 'mosaic'].append(
-          baselines.mosaic(targets, batch['mask' + suffix], c))
+      parts[side, 'mosaic'].append(baselines.mosaic(
+          targets, batch[keys.at_side('mask', side, config)], c))
   found = sum(len(t) for t in parts['tile'])
   if found < count:
     raise ValueError(f'The {subset} subset has {found} examples after the '
@@ -221,7 +222,8 @@ def score_rows(entry, truth, groups, features=None):
     [dict keyed by COLUMNS]; a value that cannot be computed is None (FID
     and KID need features and 2 outputs, the means 1 output).
   """
-  scores = {key: fn(entry.images, truth) for key, fn in SCORES.items()}
+  scores = {name.upper(): values for name, values in
+            metrics.per_image(entry.images, truth).items()}
   rows = []
   for label, idx in groups:
     row = dict.fromkeys(COLUMNS)
@@ -336,8 +338,8 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   if not samples:
     raise ValueError('No method to evaluate: give at least one sample '
                      'directory.')
-  if subset not in SUBSETS:
-    raise ValueError(f'subset must be one of {sorted(SUBSETS)}, got '
+  if subset not in subsets.WITH_TRUTH:
+    raise ValueError(f'subset must be one of {subsets.WITH_TRUTH}, got '
                      f'{subset!r}: the test subset\'s reference date is '
                      'cloudy, so there is no truth to compare with.')
   sides = resolutions(config)
@@ -351,8 +353,8 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
       logging.info('%s: evaluating the first %d of %d outputs.', m.name,
                    count, len(m.images))
   methods = [m._replace(images=m.images[:count]) for m in methods]
-  data = gather(config, subset, {m.side: sides[m.side] for m in methods},
-                skip_outputs, count)
+  data = gather(config, subset, {m.side for m in methods}, skip_outputs,
+                count)
   for path in samples.values():
     check_numbering(path, skip_outputs, data['tile'])
   groups = coverage_groups(data['coverage'], coverage_bins)

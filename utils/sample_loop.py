@@ -6,6 +6,10 @@ one batch at a time: a batch's records and metric rows are written to
 last, after its PNGs. A job that is killed and started again counts the
 committed batches, skips them, and carries on; when every batch is done the
 parts are joined into `<gen_file>.tfrecords` and `metrics.csv`.
+
+Any model works the same way: the job writes and scores `model.sample`'s
+OUTPUT at its resolution, and with `sample.gen_data_dir` it first hands the
+earlier model's outputs to `model.with_low_res`.
 """
 
 import csv
@@ -18,25 +22,26 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-import datasets
+from datasets import keys
+from datasets import pipeline
+from datasets import subsets
 from datasets import tfrecords
-import models
-from utils import ema as ema_lib
+from models import base
+from utils import checkpoints
 from utils import images
 from utils import metrics
 from utils import progress
 from utils import runlock
 
-# sample.py mode -> data pipeline subset
-SUBSETS = {'sample_valid': 'valid', 'sample_test': 'test',
-           'sample_train': 'eval_train'}
-METRIC_FIELDS = ['output', 'tile', 'coverage', 'psnr', 'ssim', 'mse']
+# sample.py mode (sample_<label>) -> the subset it samples.
+MODES = subsets.modes('sample')
+METRIC_FIELDS = ['output', 'tile', 'coverage', *metrics.PER_IMAGE]
 
 
 def sample_dir(config, logdir):
   """`<logdir>/<sample.log_dir>`, `_parallel` appended with only_parallel."""
   name = config.sample.log_dir
-  if config.model.name == 'cloudtran_core' and config.sample.only_parallel:
+  if config.sample.only_parallel:
     name += '_parallel'
   return os.path.join(logdir, name)
 
@@ -48,77 +53,42 @@ def restore_averaged_model(config, logdir):
     raise FileNotFoundError(
         f'No checkpoint in {logdir}; train first (run.py --mode=train '
         f'--logdir {logdir}) or point --logdir at a training run.')
-  model = models.build(config)
-  ema = ema_lib.ExponentialMovingAverage(model.trainable_variables,
-                                         config.polyak_decay)
-  tf.train.Checkpoint(model=model, ema=ema).restore(path).expect_partial()
-  ema.copy_to(model.trainable_variables)
-  logging.info('Restored the averaged weights of %s.', path)
-  return model
+  averaged = checkpoints.AveragedModel(config)
+  averaged.restore(path)
+  return averaged.model
 
 
 class Views:
-  """The arrays of one batch that outputs and metrics are made from.
+  """The arrays of one batch that outputs and metrics are compared with.
 
-  Core outputs live at `downsample_res`, upsampler outputs at `resolution`.
+  Taken at `side`, the resolution of the model's outputs.
   """
 
-  def __init__(self, batch, config):
+  def __init__(self, batch, config, side):
     c = config.n_channels
-    suffix = (f'_{config.downsample_res}'
-              if config.model.name == 'cloudtran_core' else '')
-    targets = batch['targets' + suffix].numpy()
-    self.truth = targets[..., :c]                         # _gt: slot 0
-    self.cloudy = targets[..., -c:]                       # _tar: slot T-1
-    self.unmasked = batch['image' + suffix].numpy()[..., :c]   # _unm
-    self.clear_masks = batch['mask' + suffix].numpy()[..., 1:]  # _cov
+    at_side = lambda key: batch[keys.at_side(key, side, config)].numpy()
+    targets = at_side('targets')
+    self.truth = targets[..., :c]                          # _gt: slot 0
+    self.cloudy = targets[..., -c:]                        # _tar: slot T-1
+    self.unmasked = at_side('image')[..., :c]              # _unm
+    self.clear_masks = at_side('mask')[..., 1:]            # _cov
     self.tile = batch['tile'].numpy()
     self.coverage = batch['coverage'].numpy()
 
 
-class Generator:
-  """Runs the model on a batch: returns (B, h, w, C) int32 outputs."""
-
-  def __init__(self, config, model, gen_batches):
-    self.config = config
-    self.model = model
-    self.gen_batches = gen_batches
-
-  @property
-  def output_name(self):
-    """PNG suffix: 'gen' (core autoregressive) or 'sam'."""
-    if (self.config.model.name == 'cloudtran_core' and
-        not self.config.sample.only_parallel):
-      return 'gen'
-    return 'sam'
-
-  def __call__(self, batch, seed):
-    sample_cfg = self.config.sample
-    if self.config.model.name == 'cloudtran_core':
-      out = self.model.sample(batch, mode=sample_cfg.mode,
-                              only_parallel=sample_cfg.only_parallel,
-                              seed=seed)
-      key = 'parallel' if sample_cfg.only_parallel else f'auto_{sample_cfg.mode}'
-      return np.asarray(out[key])
-    low_res = self.low_res(batch)
-    return np.asarray(self.model.sample(batch, low_res, mode=sample_cfg.mode,
-                                       seed=seed))
-
-  def low_res(self, batch):
-    """The upsampler's input: the core's output resized, or the truth."""
-    c, h = self.config.n_channels, self.config.downsample_res
-    if self.gen_batches is None:
-      return batch[f'targets_{h}_up_back'][..., :c]
-    generated = next(self.gen_batches)
-    return datasets.resize_to(generated, self.config.resolution[0])
+def output_name(config, model):
+  """PNG name of the outputs: 'gen' (autoregressive) or 'sam' (parallel)."""
+  if model.autoregressive and not config.sample.only_parallel:
+    return 'gen'
+  return 'sam'
 
 
 def check_sample_config(config):
   """Clear errors for `config.sample` values that cannot work."""
   s = config.sample
-  if s.mode not in ('argmax', 'sample'):
-    raise ValueError(f"config.sample.mode must be 'argmax' or 'sample', got "
-                     f'{s.mode!r}.')
+  if s.mode not in base.SAMPLE_MODES:
+    raise ValueError(f'config.sample.mode must be one of {base.SAMPLE_MODES}, '
+                     f'got {s.mode!r}.')
   if s.num_samples != 1:
     raise ValueError('config.sample.num_samples must be 1: run one job per '
                      'draw with its own sample.seed and gen_file.')
@@ -180,28 +150,30 @@ class Parts:
 
 
 def write_pngs(directory, index, views, j, generated, name, config):
-  """The PNG set of one output (SPEC §5)."""
+  """The PNG set of one output (SPEC §5); `_up` at full resolution."""
   s = config.sample
-  suffix = '_up' if config.model.name == 'upsampler' else ''
+  suffix = '' if generated.shape[1] == config.downsample_res else '_up'
   factor = s.upsample_factor
   enhance = dict(brightness=s.png_brightness, contrast=s.png_contrast)
   arrays = {'unm': views.unmasked[j], 'gt': views.truth[j],
             'tar': views.cloudy[j], name: generated[j]}
   for key, array in arrays.items():
-    images.save_png(os.path.join(directory, f'{index:05d}_{key}{suffix}.png'),
-                    images.to_pil(images.enlarge(array, factor), **enhance))
+    images.save(os.path.join(directory, f'{index:05d}_{key}{suffix}.png'),
+                images.to_pil(images.enlarge(array, factor), **enhance))
   coverage = images.enlarge(images.coverage_image(views.clear_masks[j]), factor)
-  images.save_png(os.path.join(directory, f'{index:05d}_cov{suffix}.png'),
-                  images.to_pil(coverage))
+  images.save(os.path.join(directory, f'{index:05d}_cov{suffix}.png'),
+              coverage)
 
 
-def gen_batches_for(config, batch_size, skip):
-  """Iterator over the core's generated batches, or None."""
+def previous_outputs(config, batch_size, skip):
+  """Batches of the outputs `sample.gen_data_dir` holds, or None if unset.
+
+  They are the outputs of the model before this one in the chain (the core's
+  for the upsampler), at `downsample_res`, batched and skipped like the
+  subset.
+  """
   gen_dir = config.sample.gen_data_dir
-  if config.model.name != 'upsampler' or not gen_dir:
-    if config.model.name == 'upsampler':
-      logging.info('No sample.gen_data_dir: upsampling the low-resolution '
-                   'truth.')
+  if not gen_dir:
     return None
   h = config.downsample_res
   shape = (h, h, config.n_channels)
@@ -209,12 +181,30 @@ def gen_batches_for(config, batch_size, skip):
   return iter(dataset.skip(skip))
 
 
+def score_rows(first, views, generated, name, writer):
+  """metrics.csv rows of a batch's outputs; logs them and their scalars."""
+  scores = metrics.per_image(generated, views.truth[:len(generated)])
+  rows = []
+  for j in range(len(generated)):
+    index = first + j
+    values = [float(scores[key][j]) for key in metrics.PER_IMAGE]
+    rows.append([index, int(views.tile[j]), float(views.coverage[j]),
+                 *values])
+    logging.info('output %05d tile %05d | %s', index, views.tile[j],
+                 ' '.join(f'{key} {value:.4g}' for key, value in
+                          zip(metrics.PER_IMAGE, values)))
+    with writer.as_default(step=index):
+      for key, value in zip(metrics.PER_IMAGE, values):
+        tf.summary.scalar(f'{key}_{name}', value)
+  return rows
+
+
 def sample(config, logdir, mode):
   """Runs a sampling job; returns {'dir', 'outputs', 'metrics'}."""
-  if mode not in SUBSETS:
-    raise ValueError(f'mode must be one of {sorted(SUBSETS)}, got {mode!r}.')
+  if mode not in MODES:
+    raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
   check_sample_config(config)
-  subset = SUBSETS[mode]
+  subset = MODES[mode]
   s = config.sample
   out_dir = sample_dir(config, logdir)
   record_path = os.path.join(out_dir, f'{s.gen_file}.tfrecords')
@@ -232,17 +222,18 @@ def _sample_into(config, logdir, subset, out_dir, model):
   """`sample` once the model is restored and `out_dir` is held."""
   s = config.sample
   record_path = os.path.join(out_dir, f'{s.gen_file}.tfrecords')
-  csv_path = os.path.join(out_dir, 'metrics.csv') if subset != 'test' else None
+  csv_path = (os.path.join(out_dir, 'metrics.csv') if subset.clear_reference
+              else None)
   parts = Parts(out_dir, s.gen_file)
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
   skip = s.skip_batches + done
-  data = iter(datasets.get_dataset('custom', config, s.batch_size, subset)
+  name = output_name(config, model)
+  data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
               .skip(skip))
-  generate = Generator(config, model, gen_batches_for(config, s.batch_size,
-                                                      skip))
+  previous = previous_outputs(config, s.batch_size, skip)
   writer = tf.summary.create_file_writer(
-      os.path.join(logdir, f'sample_{subset}'))
+      os.path.join(logdir, f'sample_{subset.name}'))
   tracker = progress.Progress(num_batches, done=done)
   if done:
     logging.info('Resuming after %d complete batches.', done)
@@ -250,34 +241,31 @@ def _sample_into(config, logdir, subset, out_dir, model):
     try:
       batch = next(data)
     except StopIteration:
-      logging.info('The %s subset ended after %d batches.', subset, b)
+      logging.info('The %s subset ended after %d batches.', subset.name, b)
       num_batches = b
       break
-    views = Views(batch, config)
+    if previous is not None:
+      low_res = next(previous, None)
+      if low_res is None:
+        raise ValueError(f'config.sample.gen_data_dir={s.gen_data_dir} holds '
+                         f'fewer outputs than the {subset.name} subset '
+                         f'after {s.skip_batches + b} batches; sample them '
+                         'first or lower sample.num_outputs.')
+      batch = model.with_low_res(batch, low_res)
     first = (s.skip_batches + b) * s.batch_size
-    count = min(len(views.truth), s.num_outputs - b * s.batch_size)
-    generated = generate(batch, seed=[s.seed, s.skip_batches + b])[:count]
-    rows = []
-    for j in range(count):
-      index = first + j
-      if s.im_outputs:
-        write_pngs(out_dir, index, views, j, generated, generate.output_name,
-                   config)
-      if csv_path:
-        truth = views.truth[j]
-        row = [index, int(views.tile[j]), float(views.coverage[j]),
-               float(metrics.psnr(generated[j], truth)),
-               float(metrics.ssim(generated[j], truth)),
-               float(metrics.mse(generated[j], truth))]
-        rows.append(row)
-        logging.info('output %05d tile %05d | PSNR %.3f SSIM %.4f MSE %.2f',
-                     *row[:2], *row[3:])
-        with writer.as_default(step=index):
-          for name, value in zip(METRIC_FIELDS[3:], row[3:]):
-            tf.summary.scalar(f'{name}_{generate.output_name}', value)
+    count = min(len(batch['tile']), s.num_outputs - b * s.batch_size)
+    outputs = model.sample(batch, mode=s.mode, only_parallel=s.only_parallel,
+                           seed=[s.seed, s.skip_batches + b])
+    generated = np.asarray(outputs[base.OUTPUT])[:count]
+    views = Views(batch, config, generated.shape[1])
+    if s.im_outputs:
+      for j in range(count):
+        write_pngs(out_dir, first + j, views, j, generated, name, config)
+    rows = (score_rows(first, views, generated, name, writer) if csv_path
+            else [])
     parts.commit(b, generated.astype(np.int64), rows)
     tracker.update(b + 1)
-    logging.info('%s %s', subset, tracker.bar())
+    logging.info('%s %s', subset.name, tracker.bar())
 
   rows = parts.join(record_path, csv_path, num_batches)
   written = sum(1 for _ in tf.data.TFRecordDataset(record_path))
@@ -285,12 +273,13 @@ def _sample_into(config, logdir, subset, out_dir, model):
   if rows:
     values = np.array([[float(v) for v in r[3:]] for r in rows])
     finite = lambda x: x[np.isfinite(x)]
-    summary = {name: float(np.mean(finite(values[:, i])))
-               for i, name in enumerate(METRIC_FIELDS[3:])}
-    logging.info('average over %d outputs | PSNR %.3f SSIM %.4f MSE %.2f',
-                 len(rows), summary['psnr'], summary['ssim'], summary['mse'])
+    summary = {key: float(np.mean(finite(values[:, i])))
+               for i, key in enumerate(metrics.PER_IMAGE)}
+    logging.info('average over %d outputs | %s', len(rows),
+                 ' '.join(f'{key} {value:.4g}'
+                          for key, value in summary.items()))
     with writer.as_default(step=0):
-      for name, value in summary.items():
-        tf.summary.scalar(f'average_{name}_{generate.output_name}', value)
+      for key, value in summary.items():
+        tf.summary.scalar(f'average_{key}_{name}', value)
   writer.flush()
   return {'dir': out_dir, 'outputs': written, 'metrics': summary}

@@ -11,7 +11,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
-import datasets
+from datasets import pipeline
 from datasets import selection
 import models
 from utils import checkpoints
@@ -162,7 +162,7 @@ def make_train_loop(state):
 def train_dataset(config, strategy):
   """The distributed training input, sharded per input pipeline."""
   def dataset_fn(input_context):
-    return datasets.get_dataset('custom', config, config.batch_size, 'train',
+    return pipeline.get_dataset(config, config.batch_size, 'train',
                                 input_context)
   return strategy.distribute_datasets_from_function(dataset_fn)
 

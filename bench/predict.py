@@ -1,0 +1,158 @@
+"""Megapixels per second and peak memory of predict.py, by scene size.
+
+  .venv/bin/python bench/predict.py [--sizes 512,1024] [--only_parallel] \
+      [--core_logdir runs/demo/core --upsampler_logdir runs/demo/upsampler]
+
+For each size a synthetic 4-date scene (uint16, SCL; datasets.synthetic_geotiff)
+is written to a temporary directory, then one fresh process predicts its
+last date with the `:tiny` models (32 px tiles, overlap 8, batch 8): the
+demo's runs when given, else random weights (the speed is the same). Each
+process reports the seconds of model loading and compilation (the first
+batch), of the tiles and of the assembly, megapixels per second over tiles
+and assembly, and its peak resident memory (ru_maxrss). Prints one JSON
+object; `load_average` is the 1-minute load before and after, since the
+figures scale with it on a shared machine.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+TILE_FLAGS = dict(overlap=8, batch_size=8)
+
+
+def save_random_models(directory):
+  """Tiny core and upsampler checkpoints with random weights."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import models  # pylint: disable=g-import-not-at-top
+  from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
+  from configs import upsampler_test  # pylint: disable=g-import-not-at-top
+  from utils import ema as ema_lib  # pylint: disable=g-import-not-at-top
+  logdirs = []
+  for module in (cloudtran_core_test, upsampler_test):
+    config = module.get_config('tiny')
+    tf.keras.utils.set_random_seed(0)
+    model = models.build(config)
+    ema = ema_lib.ExponentialMovingAverage(model.trainable_variables,
+                                           config.polyak_decay)
+    logdir = os.path.join(directory, config.model.name)
+    tf.train.Checkpoint(model=model, ema=ema).save(
+        os.path.join(logdir, 'model'))
+    logdirs.append(logdir)
+  return logdirs
+
+
+class Timed:
+  """A predictor wrapper that times the first (compiling) call apart."""
+
+  def __init__(self, predictor):
+    self.predictor = predictor
+    self.first_seconds = None
+
+  def __call__(self, rgb, clear):
+    start = time.perf_counter()
+    out = self.predictor(rgb, clear)
+    if self.first_seconds is None:
+      self.first_seconds = time.perf_counter() - start
+    return out
+
+
+def child(args):
+  """One prediction in this process; prints its figures as JSON."""
+  from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
+  from configs import upsampler_test  # pylint: disable=g-import-not-at-top
+  from datasets import rasters  # pylint: disable=g-import-not-at-top
+  from utils import predict_loop  # pylint: disable=g-import-not-at-top
+  from utils import predict_output  # pylint: disable=g-import-not-at-top
+  core_config = cloudtran_core_test.get_config('tiny')
+  up_config = upsampler_test.get_config('tiny')
+  start = time.perf_counter()
+  predictor, identity = predict_loop.load_predictor(
+      core_config, args.core_logdir, up_config, args.upsampler_logdir,
+      args.only_parallel)
+  load_seconds = time.perf_counter() - start
+  timed = Timed(predictor)
+  phases = {}
+  assemble = predict_loop.assemble
+
+  def timed_assemble(*a, **k):
+    phases['tiles_done'] = time.perf_counter()
+    return assemble(*a, **k)
+
+  predict_loop.assemble = timed_assemble
+  scene = args.scene
+  with rasters.open_series(os.path.join(scene, 'images', '*.tif'),
+                           scl=os.path.join(scene, 'scl', '*.tif')) as series:
+    tiles_start = time.perf_counter()
+    predict_loop.predict(series, timed, args.out,
+                         tile_size=up_config.resolution[0],
+                         timeline=core_config.timeline, identity=identity,
+                         **TILE_FLAGS)
+    end = time.perf_counter()
+    pixels = series.grid.width * series.grid.height
+  tiles_seconds = phases['tiles_done'] - tiles_start - timed.first_seconds
+  print(json.dumps({
+      'megapixels': round(pixels / 1e6, 3),
+      'load_seconds': round(load_seconds, 1),
+      'first_batch_seconds': round(timed.first_seconds, 1),
+      'tiles_seconds': round(tiles_seconds, 1),
+      'assembly_seconds': round(end - phases['tiles_done'], 1),
+      'megapixels_per_second': round(
+          pixels / 1e6 / (end - tiles_start - timed.first_seconds), 4),
+      'peak_rss_mb': round(resource.getrusage(
+          resource.RUSAGE_SELF).ru_maxrss / 1024),
+      'output_bytes': os.path.getsize(predict_output.paths(args.out)['image']),
+  }))
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--sizes', default='512,1024')
+  parser.add_argument('--only_parallel', action='store_true')
+  parser.add_argument('--core_logdir')
+  parser.add_argument('--upsampler_logdir')
+  parser.add_argument('--scene', help=argparse.SUPPRESS)
+  parser.add_argument('--out', help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.scene:
+    return child(args)
+  from datasets import synthetic_geotiff  # pylint: disable=g-import-not-at-top
+  load_before = os.getloadavg()[0]
+  results = {'mode': 'parallel' if args.only_parallel else 'argmax',
+             'tile': 32, **TILE_FLAGS}
+  with tempfile.TemporaryDirectory(prefix='bench_predict_') as tmp:
+    core, upsampler = args.core_logdir, args.upsampler_logdir
+    if not (core and upsampler):
+      core, upsampler = save_random_models(tmp)
+      results['weights'] = 'random'
+    for size in (int(s) for s in args.sizes.split(',')):
+      scene = os.path.join(tmp, f'scene_{size}')
+      synthetic_geotiff.write_scene(scene, width=size, height=size, dates=4)
+      command = [sys.executable, os.path.abspath(__file__), '--scene', scene,
+                 '--out', os.path.join(tmp, f'out_{size}.tif'),
+                 '--core_logdir', core, '--upsampler_logdir', upsampler]
+      if args.only_parallel:
+        command.append('--only_parallel')
+      done = subprocess.run(command, capture_output=True, text=True,
+                            check=False)
+      if done.returncode:
+        sys.exit(f'bench/predict.py: the {size} px run failed:\n'
+                 f'{done.stderr[-3000:]}')
+      last_line = done.stdout.strip().splitlines()[-1]
+      results[f'scene_{size}'] = json.loads(last_line)
+  results['load_average'] = [round(load_before, 2),
+                             round(os.getloadavg()[0], 2)]
+  print(json.dumps(results, indent=1))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,133 @@
+r"""Writes a cloud-free GeoTIFF of one date from a series of dated rasters.
+
+  python predict.py --core_logdir $CORE_LOGDIR --upsampler_logdir $UP_LOGDIR \
+      --inputs 'scenes/*.tif' --scl 'scenes/*_SCL.tif' --target 2024-07-14 \
+      --out clear_2024-07-14.tif
+
+Inputs are one raster per date (date in the file name as YYYYMMDD,
+YYYY-MM-DD or a Sentinel-2 product name, or in TIFFTAG_DATETIME), RGB bands
+picked with --bands, or one file per band with --band_files. Cloud masks
+come from exactly one of --masks (0 = clear), --scl (L2A scene
+classification) or --cloud_prob with --cloud_threshold. Every date is read on
+the target's grid (warped when it differs). The models are the averaged
+weights of the newest checkpoints of a core run and an upsampler run, with
+the test configs (`:tiny` appended for the demo's small models).
+
+The scene is cut into tiles of the upsampler's resolution overlapping by
+--overlap pixels and blended without seams. Outputs, beside --out: the image
+(a tiled, deflate-compressed GeoTIFF with overviews, the target's CRS and
+transform; uint8 RGB, or reflectance in the inputs' dtype with
+--output_reflectance), `<stem>_fill.tif` (0 = clear target pixel kept,
+1 = filled by the model, 2 = filled though none of the model's dates was
+clear) and
+`<stem>.png`, a quicklook. Clear target pixels are kept bit for bit unless
+--replace_all. `--shard i/n` does every n-th tile (for n machines sharing
+the output directory); the last shard to finish, or `--merge`, writes the
+output. A killed run started again resumes from `<out>.work/`.
+"""
+
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from datasets import rasters
+from datasets.ondisk import DataError
+from utils import cli
+from utils import predict_loop
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+_CORE_CONFIG = config_flags.DEFINE_config_file(
+    'core_config', os.path.join(ROOT, 'configs', 'cloudtran_core_test.py'),
+    'Test config of the core (`:tiny` for the small CPU variant); '
+    'overrides as --core_config.<key>=value.', lock_config=True)
+_UP_CONFIG = config_flags.DEFINE_config_file(
+    'upsampler_config', os.path.join(ROOT, 'configs', 'upsampler_test.py'),
+    'Test config of the upsampler; its resolution is the tile size.',
+    lock_config=True)
+flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
+                    'checkpoint, averaged weights).')
+flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
+flags.DEFINE_multi_string('inputs', None, 'Glob pattern(s) of the dated image '
+                          'files (quote them).')
+flags.DEFINE_list('bands', None, 'RGB band numbers (1-based) of multi-band '
+                  'inputs; default 4,3,2 for 12/13 bands, 1,2,3 for 3.')
+flags.DEFINE_bool('band_files', False, 'Inputs are one file per band '
+                  '(*_B04_10m.jp2, *_B03_10m.jp2, *_B02_10m.jp2).')
+flags.DEFINE_string('masks', None, 'Glob of cloud masks, one per date, '
+                    '0 = clear.')
+flags.DEFINE_string('scl', None, 'Glob of L2A scene classification rasters '
+                    '(3, 8, 9, 10 cloudy; 0 missing).')
+flags.DEFINE_string('cloud_prob', None, 'Glob of cloud probability rasters '
+                    '(percent).')
+flags.DEFINE_float('cloud_threshold', 40, 'Cloud probability above which a '
+                   'pixel is cloudy (--cloud_prob).')
+flags.DEFINE_integer('offset', None, 'Reflectance DN offset (1000 for '
+                     'processing baseline >= 04.00); default: from each '
+                     "file's metadata, else 0.")
+flags.DEFINE_string('target', None, 'Date to make cloud-free (YYYY-MM-DD); '
+                    'default the last date.')
+flags.DEFINE_string('out', None, 'Output GeoTIFF path.')
+flags.DEFINE_integer('overlap', 32, 'Pixels shared by neighbouring tiles '
+                     '(at most half the tile).')
+flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
+flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel head "
+                  'instead of its autoregressive argmax.')
+flags.DEFINE_string('shard', '0/1', 'i/n: do every n-th tile starting at i.')
+flags.DEFINE_bool('merge', False, 'Only assemble the output from the tiles '
+                  'the shards finished.')
+flags.DEFINE_bool('replace_all', False, 'Use the model everywhere, clear '
+                  'pixels too.')
+flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
+                  "inputs' dtype instead of 8-bit RGB.")
+flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'inputs',
+                              'out'])
+
+FLAGS = flags.FLAGS
+
+
+def parse_shard(text):
+  """'i/n' -> (i, n)."""
+  try:
+    index, count = (int(v) for v in text.split('/'))
+  except ValueError:
+    raise DataError(f'--shard={text!r}: write it i/n, e.g. 0/4.') from None
+  if not 0 <= index < count:
+    raise DataError(f'--shard={text}: need 0 <= i < n.')
+  return index, count
+
+
+def parse_bands(values):
+  if values is None:
+    return None
+  try:
+    return [int(v) for v in values]
+  except ValueError:
+    raise DataError(f'--bands={",".join(values)}: give three 1-based band '
+                    'numbers, e.g. 4,3,2.') from None
+
+
+def main(_):
+  core_config, up_config = _CORE_CONFIG.value, _UP_CONFIG.value
+  predict_loop.check_configs(core_config, up_config)
+  shard = parse_shard(FLAGS.shard)
+  out = os.path.abspath(FLAGS.out)
+  with rasters.open_series(
+      FLAGS.inputs, bands=parse_bands(FLAGS.bands),
+      band_files=FLAGS.band_files, masks=FLAGS.masks, scl=FLAGS.scl,
+      cloud_prob=FLAGS.cloud_prob, cloud_threshold=FLAGS.cloud_threshold,
+      target=FLAGS.target, offset=FLAGS.offset) as series:
+    predict_loop.slot_dates(series, core_config.timeline)
+    predictor, identity = predict_loop.load_predictor(
+        core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,
+        FLAGS.only_parallel)
+    predict_loop.predict(
+        series, predictor, out, tile_size=up_config.resolution[0],
+        timeline=core_config.timeline, overlap=FLAGS.overlap,
+        batch_size=FLAGS.batch_size, shard=shard, merge=FLAGS.merge,
+        replace_all=FLAGS.replace_all,
+        output_reflectance=FLAGS.output_reflectance, identity=identity)
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,330 @@
+"""Cloud-free prediction of a whole scene, tile by tile: what `predict.py`
+runs.
+
+`predict(series, predictor, out, ...)` cuts the target date's grid into
+overlapping tiles of the upsampler's resolution (`utils.tiling`), and for
+each batch of tiles reads the model's dates (the T-2 dates before the target
+and the target itself), runs `predictor` and commits every tile to the work
+directory beside `out` (`utils.workdir`). With `shard=(i, n)` only every
+n-th tile is done. When every tile is done (by this job or by others), the
+output is assembled in 256 px blocks: overlapping tiles are blended, the
+target's clear pixels are kept bit for bit (unless `replace_all`), and the
+image, its fill map and a quicklook are written (`utils.predict_output`).
+A killed job started again skips the committed tiles and writes the same
+bytes.
+
+`ModelPredictor` turns tiles into the batches the models take and runs the
+core and the upsampler; tests swap in any callable with its signature.
+"""
+
+import collections
+import os
+import time
+
+from absl import logging
+import numpy as np
+from rasterio.windows import Window
+import tensorflow as tf
+
+from datasets import radiometry
+from datasets import transforms
+from datasets.ondisk import DataError
+from models import base
+from utils import predict_output
+from utils import progress
+from utils import sample_loop
+from utils import tiling
+from utils import workdir
+
+# Tiles kept in memory while blocks are assembled.
+TILE_CACHE = 64
+# Seconds between progress lines.
+PROGRESS_SECS = 10
+
+
+def slot_dates(series, timeline):
+  """Date indices of slots 1..T-1: the T-2 dates before the target, oldest
+  first, then the target.
+
+  Raises:
+    DataError: fewer than T-2 dates before the target.
+  """
+  need, target = timeline - 2, series.target_index
+  if target < need:
+    raise DataError(
+        f'The models take {timeline} slots ({need} dates before the target), '
+        f'but the inputs have {target} date(s) before {series.target}; add '
+        'earlier dates or choose a later --target.')
+  return list(range(target - need, target)) + [target]
+
+
+def model_batch(rgb, clear, downsample_res):
+  """The example dict the models read, from a batch of tiles.
+
+  Args:
+    rgb: (B, T-1, S, S, C) uint8, the model's dates oldest first, the target
+      last.
+    clear: (B, T-1, S, S) bool, True = clear.
+    downsample_res: the core's side `h`.
+
+  Returns:
+    {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`}
+    int32, slot 0 = the target, slots 1..T-1 = the dates (SPEC §1.3), cloudy
+    pixels set to 40 in `targets`, resized as the data pipeline does.
+  """
+  dates = rgb.shape[1]
+  image = transforms.to_slots([rgb[:, t].astype(np.int32)
+                               for t in range(dates)])
+  mask = transforms.to_slots([clear[:, t, ..., None].astype(np.int32)
+                              for t in range(dates)])
+  batch = {'targets': transforms.mask_targets(image, mask, rgb.shape[-1]),
+           'mask': mask}
+  return transforms.add_downsampled(batch, ['targets', 'mask'],
+                                    downsample_res, rgb.shape[2])
+
+
+def generate(core, upsampler, batch, only_parallel):
+  """Core then upsampler on a model batch: (B, S, S, C) int.
+
+  The one place that calls the models' `sample`.
+  """
+  low = core.sample(batch, mode='argmax',
+                    only_parallel=only_parallel)[base.OUTPUT]
+  batch = upsampler.with_low_res(batch, low)
+  return upsampler.sample(batch, mode='argmax')[base.OUTPUT]
+
+
+def check_configs(core_config, upsampler_config):
+  """ValueError naming the key when the two models cannot work together."""
+  if core_config.model.name != 'cloudtran_core':
+    raise ValueError(f'--core_config is a {core_config.model.name!r} config; '
+                     'give configs/cloudtran_core_test.py.')
+  if upsampler_config.model.name != 'upsampler':
+    raise ValueError(f'--upsampler_config is a '
+                     f'{upsampler_config.model.name!r} config; give '
+                     'configs/upsampler_test.py.')
+  for key in ('timeline', 'downsample_res', 'n_channels'):
+    if core_config[key] != upsampler_config[key]:
+      raise ValueError(
+          f'config.{key} differs between the core ({core_config[key]}) and '
+          f'the upsampler ({upsampler_config[key]}); the two runs must match.')
+  if core_config.n_channels != 3:
+    raise ValueError(f'config.n_channels={core_config.n_channels}: predict.py '
+                     'fills RGB scenes and needs models with 3 channels.')
+  height, width = upsampler_config.resolution
+  if height != width:
+    raise ValueError(f'config.resolution={(height, width)} of the upsampler '
+                     'must be square (it is the tile size).')
+
+
+def load_predictor(core_config, core_logdir, upsampler_config,
+                   upsampler_logdir, only_parallel):
+  """A ModelPredictor with the averaged weights of both runs, and its
+  identity (checkpoint paths and mode) for the work directory."""
+  check_configs(core_config, upsampler_config)
+  core = sample_loop.restore_averaged_model(core_config, core_logdir)
+  upsampler = sample_loop.restore_averaged_model(upsampler_config,
+                                                 upsampler_logdir)
+  identity = {'core': os.path.abspath(tf.train.latest_checkpoint(core_logdir)),
+              'upsampler': os.path.abspath(
+                  tf.train.latest_checkpoint(upsampler_logdir)),
+              'only_parallel': bool(only_parallel)}
+  return ModelPredictor(core, upsampler, core_config, upsampler_config,
+                        only_parallel), identity
+
+
+class ModelPredictor:
+  """(B, T-1, S, S, C) uint8 dates + (B, T-1, S, S) clear -> (B, S, S, C)
+  uint8, by the core (argmax or its parallel head) and the upsampler."""
+
+  def __init__(self, core, upsampler, core_config, upsampler_config,
+               only_parallel):
+    self.core, self.upsampler = core, upsampler
+    self.downsample_res = core_config.downsample_res
+    self.tile_size = upsampler_config.resolution[0]
+    self.only_parallel = only_parallel
+
+  def __call__(self, rgb, clear):
+    batch = model_batch(rgb, clear, self.downsample_res)
+    out = generate(self.core, self.upsampler, batch, self.only_parallel)
+    return np.clip(np.asarray(out), 0, 255).astype(np.uint8)
+
+
+def _window(tile):
+  return Window(tile.left, tile.top, tile.width, tile.height)
+
+
+def _read_tile(series, tile, slots, size):
+  """One tile's (T-1, S, S, C) uint8 dates and (T-1, S, S) clear masks,
+  padded to S, and its (h, w) map of pixels clear on none of the dates."""
+  rgb, cloudy, _ = series.read(_window(tile), slots)
+  clear = ~cloudy
+  pad = lambda a: np.moveaxis(tiling.pad_to(np.moveaxis(a, 0, 2), size), 2, 0)
+  return pad(rgb), pad(clear), ~clear.any(axis=0)
+
+
+class Ticker:
+  """Logs '<name> [###...] done/total rate/s ETA' every PROGRESS_SECS and at
+  the end. The rate counts from the first update, after the first batch
+  (which compiles the models)."""
+
+  def __init__(self, name, total):
+    self.name = name
+    self.total = total
+    self.tracker = None
+    self.last = -PROGRESS_SECS
+
+  def update(self, done):
+    if self.tracker is None:
+      self.tracker = progress.Progress(self.total, done=done)
+    self.tracker.update(done)
+    now = time.monotonic()
+    if now - self.last >= PROGRESS_SECS or done == self.total:
+      logging.info('%s %s', self.name, self.tracker.bar())
+      self.last = now
+
+
+def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
+  """Predicts and commits `tiles` in batches, with a progress line."""
+  ticker = Ticker('tiles', len(tiles))
+  for start in range(0, len(tiles), batch_size):
+    chunk = tiles[start:start + batch_size]
+    reads = [_read_tile(series, t, slots, size) for t in chunk]
+    # Full batches only, so the models keep one compiled shape.
+    reads += reads[-1:] * (batch_size - len(reads))
+    predictions = predictor(np.stack([r[0] for r in reads]),
+                            np.stack([r[1] for r in reads]))
+    for tile, prediction, read in zip(chunk, predictions, reads):
+      work.save(tile.index, prediction[:tile.height, :tile.width], read[2])
+    ticker.update(start + len(chunk))
+
+
+class _TileCache:
+  """Loads committed tiles, keeping the most recent ones."""
+
+  def __init__(self, work):
+    self.work = work
+    self.items = collections.OrderedDict()
+
+  def __getitem__(self, index):
+    if index in self.items:
+      self.items.move_to_end(index)
+    else:
+      self.items[index] = self.work.load(index)
+      if len(self.items) > TILE_CACHE:
+        self.items.popitem(last=False)
+    return self.items[index]
+
+
+def assemble(series, work, tiles, size, overlap, out, replace_all,
+             output_reflectance):
+  """Blends the committed tiles and writes the output files."""
+  grid = series.grid
+  dtype = series.dtype if output_reflectance else np.uint8
+  writer = predict_output.Writer(work.scratch, grid, 3, dtype)
+  cache = _TileCache(work)
+  target = series.target_index
+  blocks = tiling.blocks(grid.height, grid.width, predict_output.BLOCK)
+  ticker = Ticker('assembly', len(blocks))
+  for b, window in enumerate(blocks):
+    top, left, height, width = window
+    covering = tiling.covering(tiles, window, size, overlap)
+    model = tiling.blend(window, [(t, cache[t.index][0]) for t in covering],
+                         size, overlap)
+    no_clear = np.zeros((height, width), bool)
+    for t in covering:
+      r0, c0 = max(top, t.top), max(left, t.left)
+      r1 = min(top + height, t.top + t.height)
+      c1 = min(left + width, t.left + t.width)
+      no_clear[r0 - top:r1 - top, c0 - left:c1 - left] = cache[t.index][1][
+          r0 - t.top:r1 - t.top, c0 - t.left:c1 - t.left]
+    win = Window(left, top, width, height)
+    rgb, cloudy, _ = series.read(win, [target])
+    keep = ~cloudy[0]
+    fill = np.where(keep, predict_output.FILL_KEPT,
+                    np.where(no_clear, predict_output.FILL_NO_CLEAR,
+                             predict_output.FILL_MODEL)).astype(np.uint8)
+    if replace_all:
+      keep = np.zeros_like(keep)
+    rgb8 = np.where(keep[..., None], rgb[0], model)
+    image = rgb8
+    if output_reflectance:
+      model_dn = radiometry.from_uint8(model, series.offsets[target], dtype)
+      image = np.where(keep[..., None], series.read_reflectance(win),
+                       model_dn)
+    writer.write(window, image, fill, rgb8)
+    ticker.update(b + 1)
+  return writer.finish(out)
+
+
+def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
+            batch_size=4, shard=(0, 1), merge=False, replace_all=False,
+            output_reflectance=False, identity=None):
+  """Predicts the target date of `series` into `out` (see the module doc).
+
+  Args:
+    series: a `datasets.rasters.Series`.
+    predictor: callable as `ModelPredictor`.
+    out: the output GeoTIFF path.
+    tile_size: side of the model's tiles (the upsampler resolution).
+    timeline: the models' `config.timeline`.
+    overlap: pixels shared by neighbouring tiles.
+    batch_size: tiles per model call.
+    shard: (i, n): do the tiles whose index is i modulo n.
+    merge: only assemble (every tile must be done).
+    replace_all: use the model's output for clear pixels too.
+    output_reflectance: write reflectance in the inputs' dtype, not uint8.
+    identity: JSON-ready description of the models; a work directory made
+      with another identity (or other inputs or tiling) is refused.
+
+  Returns:
+    {'image', 'fill', 'quicklook'} paths once assembled, else None (other
+    shards still have tiles to do).
+  """
+  index, count = shard
+  if not 0 <= index < count:
+    raise DataError(f'--shard {index}/{count}: need 0 <= i < n.')
+  slots = slot_dates(series, timeline)
+  grid = series.grid
+  tiles = tiling.grid(grid.height, grid.width, tile_size, overlap)
+  manifest = {'inputs': [str(p) for p in series.paths],
+              'masks': [str(p) for p in series.mask_paths],
+              'target': str(series.target), 'grid': grid.to_dict(),
+              'tile_size': tile_size, 'overlap': overlap, 'models': identity}
+  names = predict_output.paths(out)
+  if os.path.exists(out) and not os.path.exists(workdir.work_dir(out)):
+    logging.info('%s exists: this prediction is complete.', out)
+    return names
+  work = workdir.WorkDir(out, manifest)
+  logging.info('%dx%d px, %d tiles of %d px (overlap %d); dates %s.',
+               grid.width, grid.height, len(tiles), tile_size, overlap,
+               ', '.join(str(series.dates[t]) for t in slots))
+  if not merge:
+    with work.lock(f'shard_{index}_of_{count}'):
+      mine = [t for t in tiles[index::count] if not work.done(t.index)]
+      skipped = len(tiles[index::count]) - len(mine)
+      if skipped:
+        logging.info('Resuming: %d tile(s) of this shard already done.',
+                     skipped)
+      run_tiles(series, predictor, work, mine, slots, tile_size, batch_size)
+  left = sum(not work.done(t.index) for t in tiles)
+  if left:
+    if merge:
+      raise DataError(f'{left} of {len(tiles)} tiles are not done yet in '
+                      f'{work.dir}; run the remaining --shard jobs first.')
+    logging.info('%d tile(s) of other shards remain; the last shard to '
+                 'finish (or --merge) writes %s.', left, out)
+    return None
+  try:
+    with work.lock('assemble'):
+      names = assemble(series, work, tiles, tile_size, overlap, out,
+                       replace_all, output_reflectance)
+  except workdir.LockHeld:
+    if merge:
+      raise
+    logging.info('Another job is assembling %s.', out)
+    return None
+  work.remove()
+  logging.info('Wrote %s, %s and %s.', names['image'], names['fill'],
+               names['quicklook'])
+  return names
