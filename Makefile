@@ -2,7 +2,10 @@
 # requirements.txt when they are missing or older than requirements.txt.
 # `make demo` runs the whole method on a synthetic dataset; each stage is a
 # target of its own (make demo-data, demo-train-core, ...) to rerun one.
-PYTHON ?= python3
+# The code needs Python >= 3.11: python3.11 when it is installed, else python3
+# (checked below); `make PYTHON=/path/to/python3.12` picks another.
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+NEEDS_311 := import sys; sys.exit(sys.version_info < (3, 11))
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
@@ -30,7 +33,13 @@ help:
 	@echo "make bench   the benchmarks in bench/ (JSON figures)"
 
 $(VENV)/installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -c '$(NEEDS_311)' || { echo "error: Python \
+	3.11 or newer is needed, $(PYTHON) is $$($(PYTHON) --version 2>&1); \
+	install python3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c '$(NEEDS_311)' || { echo "error: $(VENV) runs \
+	$$($(PY) --version 2>&1), Python 3.11 or newer is needed; remove $(VENV) \
+	and run make again" >&2; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@

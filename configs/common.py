@@ -8,6 +8,9 @@ key is declared once. Sizes come from the upstream environment variables
 Keys that must stay equal across sections (`n_channels`, `hidden_size`,
 `downsample_res`) are `FieldReference`s: overriding one of them on the command
 line (`--config.model.hidden_size=64`) changes every section that shares it.
+Keys derived from them (`ff_size` from `hidden_size`, the models'
+`resolution` from `downsample_res`) follow too, until they are overridden
+themselves.
 """
 
 import collections
@@ -34,6 +37,13 @@ def sizes(default_model_size):
   return (_env_int('MODEL_SIZE', default_model_size),
           _env_int('DOWNSAMPLE_SIZE', 64),
           _env_int('NUM_CHANNELS', 3))
+
+
+def square(size):
+  """A `(size, size)` tuple reference that follows the int reference `size`."""
+  return config_dict.FieldReference(
+      (), field_type=tuple,
+      op=config_dict._Op(lambda _, side: (side, side), [size]))  # pylint: disable=protected-access
 
 
 def data_config(config, split, downsample_res, n_channels):
@@ -95,12 +105,12 @@ def core_model_config(hidden_size, downsample_res, n_channels):
   model.n_channels = n_channels
   model.hidden_size = hidden_size
   model.stage = 'encoder_decoder'
-  model.resolution = (downsample_res.get(), downsample_res.get())
+  model.resolution = square(downsample_res)
   model.name = 'cloudtran_core'
 
   enc = model.encoder = ml_collections.ConfigDict()
   enc.n_channels = n_channels
-  enc.ff_size = hidden_size.get()
+  enc.ff_size = hidden_size.identity()
   enc.hidden_size = hidden_size
   enc.num_heads = 4
   enc.num_encoder_layers = 4
@@ -111,9 +121,9 @@ def core_model_config(hidden_size, downsample_res, n_channels):
 
   dec = model.decoder = ml_collections.ConfigDict()
   dec.n_channels = n_channels
-  dec.ff_size = hidden_size.get()
+  dec.ff_size = hidden_size.identity()
   dec.hidden_size = hidden_size
-  dec.resolution = (downsample_res.get(), downsample_res.get())
+  dec.resolution = square(downsample_res)
   dec.num_heads = 4
   dec.num_inner_layers = 2
   dec.num_outer_layers = 2
@@ -132,6 +142,10 @@ def core_model_config(hidden_size, downsample_res, n_channels):
   dec.cond_att_k = True
   dec.cond_att_scale = True
   dec.cond_att_act = 'identity'
+  # New: context of the inner decoder's conditional norms while sampling:
+  # 'image' (z of the whole image, as in training) or 'row' (the row being
+  # generated only: upstream's sampling, for imported upstream models).
+  dec.cond_ln_sampling = 'image'
   return model
 
 
@@ -140,10 +154,10 @@ def upsampler_model_config(hidden_size, downsample_res, n_channels):
   model = ml_collections.ConfigDict()
   model.n_channels = n_channels
   model.hidden_size = hidden_size
-  model.ff_size = hidden_size.get()
+  model.ff_size = hidden_size.identity()
   model.num_heads = 4
   model.num_encoder_layers = 3
-  model.resolution = (downsample_res.get(), downsample_res.get())
+  model.resolution = square(downsample_res)
   model.name = 'upsampler'
   return model
 
@@ -176,8 +190,6 @@ def sample_config(n_channels, **overrides):
 
 def tiny_core(model):
   """The `:tiny` model section of the core."""
-  model.resolution = model.decoder.resolution = (16, 16)
-  model.encoder.ff_size = model.decoder.ff_size = 16
   model.encoder.num_heads = model.decoder.num_heads = 2
   model.encoder.num_encoder_layers = 1
   model.encoder.num_temp_layers = 1
@@ -186,22 +198,21 @@ def tiny_core(model):
 
 def tiny_upsampler(model):
   """The `:tiny` model section of the upsampler."""
-  model.resolution = (16, 16)
-  model.ff_size = 16
   model.num_heads = 2
   model.num_encoder_layers = 1
 
 
 # What differs between the model kinds' configs.
 Kind = collections.namedtuple(
-    'Kind', 'model_size eval_batch_size discriminator model_config '
-    'tiny_model sample')
+    'Kind', 'model_size eval_batch_size discriminator loss_factor '
+    'model_config tiny_model sample')
 KINDS = {
     'cloudtran_core': Kind(
-        128, 16, True, core_model_config, tiny_core,
+        128, 16, True, 0.99, core_model_config, tiny_core,
         dict(log_dir='samples_core_valid')),
     'upsampler': Kind(
-        512, 1, False, upsampler_model_config, tiny_upsampler,
+        # Upstream's upsampler configs have no loss_factor: its default, 1.
+        512, 1, False, 1.0, upsampler_model_config, tiny_upsampler,
         dict(log_dir='samples_sup_valid', batch_size=5,
              gen_file='gen0_sup_valid', upsample_factor=1)),
 }
@@ -234,6 +245,7 @@ def build(kind, split, variant=''):
   training_config(config, 20000 if is_train else 100, spec.eval_batch_size)
   config.use_discriminator = is_train and spec.discriminator
   config.model = spec.model_config(hidden_size, downsample_res, n_channels)
+  config.loss_factor = spec.loss_factor
   if not is_train:
     config.sample = sample_config(n_channels, **spec.sample)
   if variant == 'tiny':

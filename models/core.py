@@ -25,6 +25,10 @@ from models import sampler
 NUM_SYMBOLS = base.NUM_SYMBOLS
 STAGES = ('decoder', 'encoder_decoder')
 AGGREGATIONS = ('conv', 'attention', 'sum')
+# Context of the inner decoder's conditional norms while sampling: 'image' =
+# z of the whole image, as in training; 'row' = z of the row being generated
+# only, as upstream's sampler (for models imported from upstream).
+COND_LN_SAMPLING = ('image', 'row')
 
 
 def check_config(config):
@@ -70,6 +74,10 @@ def check_config(config):
     if dec[key] not in allowed:
       raise ValueError(f'config.model.decoder.{key}={dec[key]!r} must be one '
                        f'of {allowed}.')
+  if dec.cond_ln_sampling not in COND_LN_SAMPLING:
+    raise ValueError(
+        f'config.model.decoder.cond_ln_sampling={dec.cond_ln_sampling!r} '
+        f'must be one of {COND_LN_SAMPLING}.')
   if enc.posemb != 'learnable':
     raise ValueError(f'config.model.encoder.posemb={enc.posemb!r}: only '
                      "'learnable' is implemented.")
@@ -81,8 +89,9 @@ class TimeSeriesEncoder(layers.Layer):
   1. Each slot-channel symbol (value + 256·c) is embedded (one-hot, dense to
      D with bias) and every `(h, w)` slot-channel map goes through one shared
      axial encoder stack.
-  2. Per channel the T-1 outputs are stacked on a time axis and a learned
-     temporal embedding is added.
+  2. Per channel the T-1 outputs are stacked on a time axis; for `conv` and
+     `attention` a learned temporal embedding is added (not for `sum`, as
+     upstream).
   3. Aggregation over time: `conv` = per pixel and feature, an MLP over the
      time axis (T-1 -> D with ReLU, -> 1; the two 1×1×1 Conv3D of upstream);
      `attention` = temporal self-attention layers (each with feed-forward and
@@ -103,8 +112,9 @@ class TimeSeriesEncoder(layers.Layer):
     self.encoder = layers.AxialEncoder(
         hidden_size, config.ff_size, config.num_heads,
         config.num_encoder_layers, resolution, config.dropout)
-    self.temporal_position = layers.PositionEmbedding(
-        (num_slots,), hidden_size)
+    if self.aggregation != 'sum':
+      self.temporal_position = layers.PositionEmbedding(
+          (num_slots,), hidden_size)
     if self.aggregation == 'conv':
       self.time_hidden = layers.dense(
           hidden_size, num_slots, activation_name='relu')
@@ -132,10 +142,10 @@ class TimeSeriesEncoder(layers.Layer):
     encoded = tf.reshape(
         encoded, [-1, num_slots, num_channels, height, width, hidden_size])
     # (B, h, w, C, S, D)
-    series = self.temporal_position(
-        tf.transpose(encoded, [0, 3, 4, 2, 1, 5]))
+    series = tf.transpose(encoded, [0, 3, 4, 2, 1, 5])
     if self.aggregation == 'sum':
       return tf.reduce_sum(series, axis=4)
+    series = self.temporal_position(series)
     if self.aggregation == 'conv':
       per_feature = tf.linalg.matrix_transpose(series)  # (B, h, w, C, D, S)
       return self.time_output(self.time_hidden(per_feature))[..., 0]
@@ -405,6 +415,11 @@ class CloudTranCore(base.CloudTranModel):
       if self._sampler is None:
         self._sampler = sampler.Sampler(self)
       return self._sampler(inputs, mode, only_parallel, seed)
+    if self.config.model.decoder.cond_ln_sampling != 'image':
+      raise ValueError(
+          'The reference decode conditions the norms on the whole image; '
+          "config.model.decoder.cond_ln_sampling='row' is implemented by the "
+          'fast sampler only.')
     _, slots, offsets = self.split_inputs(inputs, training=False)
     seed = base.seed_pair(seed) if mode == 'sample' else None
     return self.generate_with(self._reference_decode, slots, offsets, mode,

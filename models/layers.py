@@ -192,8 +192,9 @@ class AxialAttention(Layer):
   2. q, k, v: `D -> (heads, D/heads)` without bias. With a context, each of
      q, k, v selected by `cond_q/cond_k/cond_v` is modulated by a dense map
      of the context, `D_ctx -> (heads, 2·D/heads)` split into scale and
-     shift (`x * scale + shift`, `cond_scale=True`) or `D_ctx ->
-     (heads, D/heads)` added as a shift. `cond_act` is applied to both.
+     shift (`x * scale + shift`, `cond_scale=True`, `cond_act` applied to
+     both) or `D_ctx -> (heads, D/heads)` added as a shift (no activation,
+     as upstream).
   3. Logits `q·k / sqrt(D/heads)` plus a learned relative position bias
      (`heads × 2L`, zero-initialised); with `causal=True` a position sees only
      itself and earlier positions.
@@ -263,7 +264,7 @@ class AxialAttention(Layer):
     if self.cond_scale:
       scale, shift = tf.split(cond, 2, axis=-1)
       return self.cond_act(scale), self.cond_act(shift)
-    return None, self.cond_act(cond)
+    return None, cond
 
   def scale_shift(self, context):
     """The context part of q, k and v, to pass to `project`.
@@ -426,8 +427,9 @@ class ConditionalLayerNorm(Layer):
 class ConditionalMLP(Layer):
   """Modulates a feed-forward output by a dense map of the context.
 
-  `'shift'`: `x + act(dense_D(context))`; `'affine'`: `dense_2D(context)`
-  is split into (shift, scale) and `x * act(scale) + act(shift)`.
+  `'shift'`: `x + dense_D(context)` (no activation, as upstream);
+  `'affine'`: `dense_2D(context)` is split into (shift, scale) and
+  `x * act(scale) + act(shift)`.
   Input `(B, H, W, D)`, context `(B, H, W, D_ctx)`; output `(B, H, W, D)`.
   """
 
@@ -446,7 +448,7 @@ class ConditionalMLP(Layer):
     in `'shift'` mode)."""
     params = self.project(context)
     if self.mode == 'shift':
-      return None, self.act(params)
+      return None, params
     shift, scale = tf.split(params, 2, axis=-1)
     return self.act(scale), self.act(shift)
 

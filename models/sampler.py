@@ -10,7 +10,9 @@ the straightforward decode it replaces, kept as the oracle.
 The decoders' conditioning is computed as early as what it depends on
 allows:
 - the conditional layer norms of both decoders average their context, z,
-  over the whole image: once per batch;
+  over the whole image: once per batch (with
+  `config.model.decoder.cond_ln_sampling='row'`, upstream's sampling, the
+  inner decoder's norms see only the row being generated: once per row);
 - the outer decoder's attention and MLP are conditioned on z: per row;
 - the inner decoder's attention and MLP are conditioned on
   `concat(z, outer context)`: once per row, for the whole row, before its
@@ -134,7 +136,9 @@ class Sampler:
     _, height, width, hidden_size = z.shape
     num = tf.shape(z)[0]
     outer_norms = _norm_scale_shifts(outer.blocks, z)
-    inner_norms = _norm_scale_shifts(self.model.inner_decoder.blocks, z)
+    inner_blocks = self.model.inner_decoder.blocks
+    row_norms = self.model.config.model.decoder.cond_ln_sampling == 'row'
+    inner_norms = None if row_norms else _norm_scale_shifts(inner_blocks, z)
     # Keys and values of the rows generated so far, per causal column layer.
     caches = [
         tuple(tf.zeros([num, width, height, attention.num_heads,
@@ -146,8 +150,12 @@ class Sampler:
     proba = tf.TensorArray(tf.float32, size=height)
     for row in tf.range(height):
       z_row = _take(z, row, 1)
-      pixels, probs = self._inner_row(row, z_row, upper, offsets, mode, seed,
-                                      inner_norms)
+      # Upstream's sampling: z_row (N, 1, w, D) against the (1, h, w, 1)
+      # spatial weights broadcasts to (N, h, w, D) before the average.
+      pixels, probs = self._inner_row(
+          row, z_row, upper, offsets, mode, seed,
+          _norm_scale_shifts(inner_blocks, z_row) if row_norms
+          else inner_norms)
       image = image.write(row, pixels)
       proba = proba.write(row, probs)
       upper, caches = self._outer_row(row, pixels, z_row, offsets,

@@ -125,7 +125,7 @@ class Upsampler(base.CloudTranModel):
     num_out = 1 if training else self.num_channels
     labels = inputs[self._labels_key(training)][..., :num_out]
     loss = base.bits_per_dim(logits, labels)
-    return loss, {'loss': loss}
+    return self.config.loss_factor * loss, {'loss': loss}
 
   def sample(self, inputs, mode='argmax', only_parallel=False, seed=None):
     """See `base.CloudTranModel.sample`; s = resolution.

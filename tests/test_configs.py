@@ -1,7 +1,10 @@
 """The configs: upstream keys, env sizes, tiny variant, overrides."""
 
 import importlib
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -93,6 +96,62 @@ def test_shared_keys_propagate():
   assert config.model.encoder.hidden_size == config.model.decoder.hidden_size
   assert config.model.encoder.hidden_size == 32
   assert config.model.decoder.n_channels == 1
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_downsample_res_sets_the_model_resolution(name):
+  config = _load(name)
+  config.downsample_res = 32
+  assert config.model.resolution == (32, 32)
+  if 'decoder' in config.model:
+    assert config.model.decoder.resolution == (32, 32)
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_hidden_size_sets_the_feed_forward_size(name):
+  config = _load(name)
+  config.model.hidden_size = 48
+  if name.startswith('cloudtran_core'):
+    for section in (config.model.encoder, config.model.decoder):
+      assert section.hidden_size == section.ff_size == 48
+    config.model.encoder.ff_size = 24
+    assert config.model.hidden_size == config.model.decoder.ff_size == 48
+    assert config.model.encoder.ff_size == 24
+  else:
+    assert config.model.ff_size == 48
+    config.model.ff_size = 24
+    assert config.model.hidden_size == 48
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_n_channels_sets_every_section(name):
+  config = _load(name)
+  config.n_channels = 4
+  sections = [config.model]
+  if name.startswith('cloudtran_core'):
+    sections += [config.model.encoder, config.model.decoder]
+  if name.endswith('_test'):
+    sections.append(config.sample)
+  assert [s.n_channels for s in sections] == [4] * len(sections)
+
+
+def test_overrides_on_the_command_line_propagate(tmp_path):
+  script = tmp_path / 'show.py'
+  script.write_text(
+      'from absl import app\n'
+      'from ml_collections import config_flags\n'
+      "C = config_flags.DEFINE_config_file('config', lock_config=True)\n"
+      'def main(_):\n'
+      '  m = C.value.model\n'
+      '  print(m.resolution, m.decoder.resolution, m.encoder.ff_size)\n'
+      'app.run(main)\n')
+  done = subprocess.run(
+      [sys.executable, str(script), '--config',
+       str(ROOT / 'configs' / 'cloudtran_core_test.py'),
+       '--config.downsample_res=32', '--config.model.hidden_size=64'],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      capture_output=True, text=True, check=True)
+  assert done.stdout.split('\n')[0] == '(32, 32) (32, 32) 64'
 
 
 def test_unknown_variant():

@@ -271,3 +271,30 @@ def test_config_errors_name_the_keys():
   config.model.decoder.cond_att_act = 'gelu'
   with pytest.raises(ValueError, match='decoder.cond_att_act'):
     models.build(config)
+  config = model_helpers.core_config()
+  config.model.decoder.cond_ln_sampling = 'pixel'
+  with pytest.raises(ValueError, match='decoder.cond_ln_sampling'):
+    models.build(config)
+
+
+def test_sum_aggregation_ignores_the_order_of_the_dates(inputs):
+  """No temporal embedding in `sum` mode (as upstream)."""
+  config = model_helpers.core_config(channels=3, timeline=4)
+  config.model.encoder.aggregation = 'sum'
+  model = models.build(config)
+  _, slots, offsets = model.split_inputs(inputs, training=False)
+  reversed_slots = slots[..., ::-1, :]
+  np.testing.assert_allclose(model.encode(reversed_slots, offsets),
+                             model.encode(slots, offsets), atol=1e-5)
+  assert not any('temporal' in v.path for v in model.variables)
+
+
+def test_reference_sampler_refuses_row_norms(model, inputs):
+  config = model.config
+  config.model.decoder.cond_ln_sampling = 'row'
+  try:
+    with pytest.raises(ValueError, match='cond_ln_sampling'):
+      model.generate(inputs, reference=True)
+  finally:
+    config.model.decoder.cond_ln_sampling = 'image'
+

@@ -124,6 +124,27 @@ def test_conditional_mlp(mode):
   np.testing.assert_allclose(mlp(x, context), expected, atol=1e-6)
 
 
+def test_shift_only_conditioning_has_no_activation():
+  """As upstream: `cond_act`/`cond_mlp_act` act on scale and shift only in
+  the affine forms."""
+  context = _random([1, 2, 2, 3], 1)
+  mlp = layers.ConditionalMLP(D, 3, mode='shift', act='tanh')
+  x = _random([1, 2, 2, D])
+  np.testing.assert_allclose(mlp(x, context), x + mlp.project(context),
+                             atol=1e-6)
+  affine = layers.ConditionalMLP(D, 3, mode='affine', act='tanh')
+  params = affine.project(context)
+  np.testing.assert_allclose(
+      affine(x, context),
+      x * np.tanh(params[..., D:]) + np.tanh(params[..., :D]), atol=1e-6)
+  attention = layers.AxialAttention(D, HEADS, 2, 'row', context_size=3,
+                                    cond_q=True, cond_act='tanh')
+  _, shift = attention.scale_shift(context)[0]
+  np.testing.assert_allclose(
+      shift, np.einsum('brlc,chd->brlhd', context, attention.cond_q_kernel),
+      atol=1e-6)
+
+
 def test_axial_encoder_mixes_the_whole_image():
   encoder = layers.AxialEncoder(D, 16, HEADS, 1, (4, 5))
   x = _random([1, 4, 5, D])

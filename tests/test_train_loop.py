@@ -67,6 +67,7 @@ def test_config_yaml_round_trips(tiny_config, tmp_path):
     loaded = yaml.unsafe_load(f)
   assert loaded['model']['name'] == 'upsampler'
   assert tuple(loaded['resolution']) == tuple(config.resolution)
+  assert loaded['model']['ff_size'] == config.model.ff_size  # derived
 
 
 def test_loss_falls_when_overfitting(tiny_config, tmp_path):

@@ -37,12 +37,23 @@ def test_output_shapes(channels, timeline):
 
 
 def test_uniform_logits_cost_8_bits_and_total_is_the_loss(model, inputs):
+  assert model.config.loss_factor == 1.0  # upstream's default
   for training, channels in ((True, 1), (False, 3)):
     uniform = tf.zeros([2, FULL, FULL, channels, 256])
     total, losses = model.loss(inputs, uniform, {}, training=training)
     assert list(losses) == ['loss']
     assert float(total) == float(losses['loss']) == pytest.approx(8.0,
                                                                   abs=1e-5)
+
+
+def test_total_loss_is_scaled_by_loss_factor(inputs):
+  config = model_helpers.upsampler_config(resolution=FULL)
+  config.loss_factor = 0.25
+  model = models.build(config)
+  uniform = tf.zeros([2, FULL, FULL, 1, 256])
+  total, losses = model.loss(inputs, uniform, {}, training=True)
+  assert float(losses['loss']) == pytest.approx(8.0, abs=1e-5)
+  assert float(total) == pytest.approx(2.0, abs=1e-5)
 
 
 def test_every_variable_gets_a_gradient(model, inputs):

@@ -10,6 +10,7 @@ file is kept as `config-<step>.yaml`. Evaluation jobs read the run's
 import os
 
 from absl import logging
+import ml_collections
 import tensorflow as tf
 import yaml
 
@@ -22,6 +23,12 @@ FREE_KEYS = ('max_train_steps', 'num_epochs', 'save_checkpoint_secs',
 
 def path_in(logdir):
   return os.path.join(logdir, FILE_NAME)
+
+
+def _text(config):
+  """config.yaml's text: values, not references (a derived reference holds a
+  function that YAML cannot load back)."""
+  return ml_collections.ConfigDict(config.to_dict()).to_yaml()
 
 
 def _flat(tree, prefix=''):
@@ -72,7 +79,7 @@ def changes(config, logdir):
   old = read(logdir)
   if old is None:
     return []
-  new = _load(config.to_yaml())
+  new = _load(_text(config))
   return [f'{key}: {old.get(key)!r} -> {new.get(key)!r}'
           for key in sorted(old.keys() | new.keys())
           if key not in FREE_KEYS and old.get(key) != new.get(key)]
@@ -102,7 +109,7 @@ def write(config, logdir, step, changed):
     logging.warning('The config changed at step %d (%s); the old one is kept '
                     'as %s.', step, '; '.join(changed), kept)
   with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(config.to_yaml())
+    f.write(_text(config))
 
 
 def max_train_steps(config, logdir):
