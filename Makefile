@@ -77,8 +77,7 @@ demo-train-upsampler: $(VENV)/installed
 	  --config.max_train_steps=$(UP_STEPS) --steps_per_summaries=100
 
 demo-eval: $(VENV)/installed
-	$(PY) run.py --config $(CORE_TEST) --mode=eval_valid --logdir $(CORE) $(CPU) \
-	  --config.max_train_steps=$(CORE_STEPS)
+	$(PY) run.py --config $(CORE_TEST) --mode=eval_valid --logdir $(CORE) $(CPU)
 
 demo-sample-core: $(VENV)/installed
 	$(PY) sample.py --config $(CORE_TEST) --mode=sample_valid --logdir $(CORE)

@@ -19,17 +19,16 @@ cloudy. Writes results.csv (rows per method, resolution and coverage group,
 FID and KID need the Inception-v3 weights: without them they are 'n/a'.
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from datasets import subsets
+from utils import cli
 from utils import results
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Test config the samples were made with (configs/*_test.py'
-    ', `:tiny` for the small CPU variant): its dataset, resolution, '
-    'downsample_res, n_channels and timeline are used.', lock_config=True)
+_CONFIG = cli.define_config(
+    'Test config the samples were made with (configs/*_test.py, `:tiny` for '
+    'the small CPU variant): its dataset, resolution, downsample_res, '
+    'n_channels and timeline are used.')
 flags.DEFINE_enum('subset', 'valid', sorted(subsets.WITH_TRUTH),
                   'Subset the samples were drawn from (sample.py --mode=sample'
                   '_<subset>). Not test: its reference date is cloudy, so '
@@ -52,14 +51,12 @@ flags.DEFINE_integer('num_outputs', None, 'Evaluate at most this many outputs '
 flags.DEFINE_list('coverage_bins', ['10', '30'], 'Bin edges (percent) of the '
                   'per-coverage breakdown, by the cloud coverage of the target '
                   'date: 10,30 gives 0-10%, 10-30%, >30%.')
-flags.mark_flags_as_required(['config', 'samples'])
+flags.mark_flag_as_required('samples')
 
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main(_):
   samples = results.parse_samples(FLAGS.samples)
   results.evaluate(
       _CONFIG.value, FLAGS.subset, samples,
@@ -70,4 +67,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

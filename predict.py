@@ -27,14 +27,13 @@ output. A killed run started again resumes from `<out>.work/`.
 """
 
 import os
-import sys
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from datasets import rasters
 from datasets.ondisk import DataError
+from utils import cli
 from utils import predict_loop
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -108,9 +107,7 @@ def parse_bands(values):
                     'numbers, e.g. 4,3,2.') from None
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main(_):
   core_config, up_config = _CORE_CONFIG.value, _UP_CONFIG.value
   predict_loop.check_configs(core_config, up_config)
   shard = parse_shard(FLAGS.shard)
@@ -132,14 +129,5 @@ def main(argv):
         output_reflectance=FLAGS.output_reflectance, identity=identity)
 
 
-def main_or_error_line(argv):
-  """`main`, with bad input reported as one line and exit status 2."""
-  try:
-    main(argv)
-  except (ValueError, OSError) as e:
-    sys.stderr.write(f'error: {" ".join(str(e).split())}\n')
-    sys.exit(2)
-
-
 if __name__ == '__main__':
-  app.run(main_or_error_line)
+  cli.run(main)

@@ -16,35 +16,38 @@ config) are refused unless --restart deletes them and starts over.
 
 import os
 
-from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from utils import cli
 from utils import sample_loop
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Test config file (configs/*_test.py, `:tiny` for the '
-    'small CPU variant).', lock_config=True)
+_CONFIG = cli.define_config('Test config file (configs/*_test.py, `:tiny` '
+                            'for the small CPU variant).')
 flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.MODES),
                   'Which subset to sample: valid, test or train.')
-flags.DEFINE_string('logdir', None, 'Training run directory (its newest '
-                    'checkpoint is used); samples go below it.')
+cli.define_logdir('Training run directory (its newest checkpoint is used); '
+                  'samples go below it.')
+cli.define_ignored({
+    name: 'sampling runs on one device.' for name in (
+        'accelerator_type', 'devices_per_worker', 'num_workers', 'master',
+        'tpu_worker_name')})
+cli.define_ignored({'summaries_log_dir': 'summaries go to '
+                                         '<logdir>/sample_<subset>.',
+                    'steps_per_summaries': 'every output is logged.'})
 flags.DEFINE_bool('restart', False, 'Delete the outputs this job would '
                   'continue (e.g. sampled from an older checkpoint) and '
                   'start it over.')
-flags.mark_flags_as_required(['config', 'logdir'])
 
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main(_):
   config = _CONFIG.value
   if 'sample' not in config:
-    raise app.UsageError('This config has no `sample` section; use a test '
-                         'config (configs/*_test.py).')
+    raise ValueError(f'--config={FLAGS["config"].config_filename} has no '
+                     '`sample` section — use a test config '
+                     '(configs/*_test.py).')
   logdir = os.path.abspath(FLAGS.logdir)
   result = sample_loop.sample(config, logdir, FLAGS.mode,
                               restart=FLAGS.restart)
@@ -52,4 +55,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

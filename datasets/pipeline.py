@@ -107,7 +107,7 @@ class Loader:
     """
     n_channels = self.config.n_channels
     image = transforms.to_slots([
-        transforms.decode_image(tf.io.read_file(p), n_channels)
+        transforms.decode_image(tf.io.read_file(p), n_channels, p)
         for p in tf.unstack(record['images'])])
     if self.train and self.config.use_augmentation:
       image = tf.cond(

@@ -44,6 +44,7 @@ from datasets import cloudmasks
 from datasets import rasters
 from datasets import scan
 from datasets.ondisk import DataError
+from utils import cli
 
 SPLITS = ('trainset', 'testset')
 NO_CLEAR = 'no clear date after timeline-2 earlier dates'
@@ -356,4 +357,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, positional=True)

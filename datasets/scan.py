@@ -1,22 +1,33 @@
 """Start-up reads of the files of a split, run in a thread pool.
 
-Masks are read whole (their coverage decides categories and keep/drop);
-images only have their header and their last bytes checked (size and
-truncation), since tf.data decodes them later.
+Files are decoded with the pipeline's own decoders (`transforms`), so the
+start-up and the training see the same values. Masks are read whole (their
+coverage decides categories and keep/drop); every image a split uses is
+decoded whole too, so a corrupt file fails here, naming it, and not at some
+training step. Images already decoded are remembered in `ImageCache`.
 """
 
 import concurrent.futures
+import hashlib
+import json
 import os
+import threading
 
 import numpy as np
-from PIL import Image
+import tensorflow as tf
 
+from datasets import transforms
 from datasets.ondisk import DataError
 
-FORMATS = ('PNG', 'JPEG')
+# Leading bytes of each accepted format.
+MAGIC = {'PNG': b'\x89PNG\r\n\x1a\n', 'JPEG': b'\xff\xd8\xff'}
 # A complete file ends with its end marker, possibly followed by padding.
 END_MARKERS = {'PNG': b'IEND', 'JPEG': b'\xff\xd9'}
 TAIL_BYTES = 64
+CHANNEL_NAMES = {1: 'grayscale', 2: 'grayscale+alpha', 3: 'RGB', 4: 'RGBA'}
+# Where ImageCache keeps its files; the environment variable overrides it.
+CACHE_ENV = 'CLOUDTRAN_CACHE_DIR'
+DEFAULT_CACHE = os.path.join('~', '.cache', 'cloudtran_tf')
 
 
 def parallel_map(fn, items):
@@ -27,28 +38,115 @@ def parallel_map(fn, items):
 
 
 def _open_error(path, what, error):
-  return DataError(f'Cannot read {what} {path} ({error}); it is unreadable or '
-                   'truncated: replace it or remove its tile.')
+  return DataError(f'Cannot read {what} {path} ({error}); it is unreadable, '
+                   'corrupt or truncated: replace it or remove its tile.')
+
+
+def _read(path, what):
+  """The bytes of a complete PNG/JPEG file; DataError otherwise."""
+  try:
+    with open(path, 'rb') as f:
+      contents = f.read()
+  except OSError as e:
+    raise _open_error(path, what, e.strerror) from None
+  kind = next((k for k, magic in MAGIC.items()
+               if contents.startswith(magic)), None)
+  if kind is None:
+    raise DataError(f'{what.capitalize()} {path} is not a PNG or JPEG file; '
+                    'convert it or remove its tile.')
+  if END_MARKERS[kind] not in contents[-TAIL_BYTES:]:
+    raise _open_error(path, what, f'no {kind} end marker')
+  return contents
+
+
+# Decoders traced on first use (not at import, which would start TensorFlow
+# before a multi-worker strategy is made): key -> concrete function.
+_DECODER_FNS = {
+    'mask': lambda c: transforms.decode_clear_mask(c, False),
+    'flipped mask': lambda c: transforms.decode_clear_mask(c, True),
+    'image': transforms.decode_native,
+}
+_DECODERS = {}
+_DECODERS_LOCK = threading.Lock()
+
+
+def _decoder(key):
+  """`_DECODER_FNS[key]` traced once into one graph call: far fewer eager ops
+  per file, and nothing left to trace when the threads call it."""
+  with _DECODERS_LOCK:
+    if key not in _DECODERS:
+      _DECODERS[key] = tf.function(_DECODER_FNS[key]).get_concrete_function(
+          tf.TensorSpec([], tf.string))
+    return _DECODERS[key]
+
+
+def _decode(fn, path, what):
+  """fn(the file's bytes) as numpy; a decoder error becomes a DataError
+  naming `path`."""
+  contents = _read(path, what)
+  try:
+    return fn(tf.constant(contents)).numpy()
+  except tf.errors.OpError as e:
+    raise _open_error(path, what, e.message.splitlines()[0]) from None
 
 
 def read_clear_mask(path, flip):
-  """A mask file as (H, W) bool, True = clear (value 0 after the flip).
+  """A mask file as (H, W) bool, True = clear (`transforms.decode_clear_mask`).
 
   Args:
-    path: a single-channel PNG (other modes are converted to luminance).
-    flip: `config.flip_masks`; the stored value m is read as 255 - m.
+    path: a PNG mask, 8 or 16 bits, read by value (0 = clear).
+    flip: `config.flip_masks`; clear is then the maximum value (255 - m = 0).
   """
-  try:
-    with Image.open(path) as im:
-      mask_format = im.format
-      mask = np.asarray(im if im.mode == 'L' else im.convert('L'))
-  except (OSError, SyntaxError, ValueError) as e:
-    raise _open_error(path, 'mask', e) from None
-  if mask_format not in FORMATS:
-    raise DataError(f'Mask {path} is {mask_format}; masks must be PNG.')
-  if flip:
-    mask = 255 - mask
-  return mask == 0
+  return _decode(_decoder('flipped mask' if flip else 'mask'), path, 'mask')
+
+
+class ImageCache:
+  """(H, W, channels) of images decoded whole before, keyed by path, size
+  and modification time, in one JSON file per data directory under
+  $CLOUDTRAN_CACHE_DIR (default ~/.cache/cloudtran_tf). A changed file misses
+  the cache and is decoded again; an unwritable cache only costs time."""
+
+  def __init__(self, data_dir):
+    root = os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+    name = hashlib.sha1(os.path.abspath(data_dir).encode()).hexdigest()[:16]
+    self.path = os.path.join(root, f'decoded-{name}.json')
+    try:
+      with open(self.path) as f:
+        self.entries = json.load(f)
+    except (OSError, ValueError):
+      self.entries = {}
+    self.changed = False
+
+  @staticmethod
+  def key(path):
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+  def get(self, path):
+    """(H, W, channels) if `path` is unchanged since it was decoded."""
+    entry = self.entries.get(path)
+    try:
+      if entry and entry[:2] == self.key(path):
+        return tuple(entry[2:])
+    except OSError:
+      pass
+    return None
+
+  def put(self, path, key, shape):
+    self.entries[path] = key + list(shape)
+    self.changed = True
+
+  def save(self):
+    if not self.changed:
+      return
+    try:
+      os.makedirs(os.path.dirname(self.path), exist_ok=True)
+      tmp = f'{self.path}.{os.getpid()}.tmp'
+      with open(tmp, 'w') as f:
+        json.dump(self.entries, f)
+      os.replace(tmp, self.path)
+    except OSError:
+      pass
 
 
 def central_crop(array, size):
@@ -78,20 +176,24 @@ def mask_stats(path, flip, size):
   return coverage(clear, size), clear.shape
 
 
-def check_image(path, shape):
-  """Raises DataError unless `path` is a complete PNG/JPEG of (H, W) `shape`."""
-  try:
-    with Image.open(path) as im:
-      image_format, (width, height) = im.format, im.size
-  except (OSError, SyntaxError, ValueError) as e:
-    raise _open_error(path, 'image', e) from None
-  if image_format not in FORMATS:
-    raise DataError(f'Image {path} is {image_format}; use PNG or JPEG.')
-  with open(path, 'rb') as f:
-    f.seek(max(os.path.getsize(path) - TAIL_BYTES, 0))
-    tail = f.read()
-  if END_MARKERS[image_format] not in tail:
-    raise _open_error(path, 'image', f'no {image_format} end marker')
+def check_image(path, shape, n_channels=3, cache=None):
+  """Decodes an image whole; DataError unless it is a complete PNG/JPEG of
+  (H, W) `shape` with channels that `n_channels` reads (see
+  `transforms.decode_image`)."""
+  key = ImageCache.key(path) if cache is not None else None
+  found = cache.get(path) if cache is not None else None
+  if found is None:
+    found = _decode(_decoder('image'), path, 'image').shape
+    if cache is not None:
+      cache.put(path, key, found)
+  height, width, channels = found
+  accepted = transforms.ACCEPTED_CHANNELS[n_channels]
+  if channels not in accepted:
+    want = ' or '.join(CHANNEL_NAMES[c] for c in accepted)
+    raise DataError(
+        f'Image {path} is {CHANNEL_NAMES.get(channels, channels)} but '
+        f'config.n_channels={n_channels} reads {want} images; convert it '
+        '(or set NUM_CHANNELS to match the data).')
   if (height, width) != tuple(shape):
     raise DataError(f'Image {path} is {height}x{width} but its mask is '
                     f'{shape[0]}x{shape[1]}; masks must match their images.')

@@ -69,11 +69,12 @@ def _moderate_pool(tiles, stats, config):
   return pool
 
 
-def _check_tile(example, resolution, flip):
-  """Checks the images of an example; True if rule 2 drops it."""
+def _check_tile(example, config, cache):
+  """Decodes the images of an example; True if rule 2 drops it."""
+  resolution, flip = config.resolution[0], config.flip_masks
   clear = [scan.read_clear_mask(d.mask, flip) for d in example.dates]
   for date, mask in zip(example.dates, clear):
-    scan.check_image(date.image, mask.shape)
+    scan.check_image(date.image, mask.shape, config.n_channels, cache)
   height, width = clear[0].shape
   if height == width < resolution:
     raise DataError(
@@ -108,7 +109,7 @@ def select(config, subset):
 
   Args:
     config: reads data_dir, mask_dir, jsonf, ref_index, timeline, resolution,
-      max_coverage, flip_masks.
+      max_coverage, flip_masks, n_channels.
     subset: a name of `subsets.SUBSETS` (which says the JSON key of its
       reference index, its clouds and its keep rule).
 
@@ -137,7 +138,12 @@ def select(config, subset):
   if kind.clouds == 'fixed':
     kept = [dataclasses.replace(e, synthetic=random.Random(e.tile).choice(pool))
             for e in kept]
-  uncovered = scan.parallel_map(lambda e: _check_tile(e, size, flip), kept)
+  cache = scan.ImageCache(config.data_dir)
+  try:
+    uncovered = scan.parallel_map(lambda e: _check_tile(e, config, cache),
+                                  kept)
+  finally:
+    cache.save()
   final = [e for e, drop in zip(kept, uncovered) if not drop]
   dropped = {RULE_CATEGORY: len(examples) - len(kept),
              RULE_UNCOVERED: len(kept) - len(final)}

@@ -3,17 +3,17 @@
   python -m datasets.summary --config configs/cloudtran_core_train.py:tiny
 """
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 import numpy as np
 
 from datasets import pipeline
 from datasets import subsets
+from utils import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config.')
-_SUBSET = flags.DEFINE_enum('subset', 'train', list(subsets.SUBSETS),
-                            'Subset to read.')
+_CONFIG = cli.define_config('Experiment config.')
+_SUBSET = flags.DEFINE_enum('subset', None, list(subsets.SUBSETS),
+                            'Subset to read (default: train for a training '
+                            'config, valid for a test config).')
 _BATCHES = flags.DEFINE_integer('batches', 1, 'Batches to describe.')
 
 
@@ -52,12 +52,16 @@ def summarize(config, subset, batches):
   return '\n'.join(lines)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  print(summarize(_CONFIG.value, _SUBSET.value, _BATCHES.value))
+def default_subset(config):
+  """'valid' for a test config (it has a `sample` section), else 'train'."""
+  return 'valid' if 'sample' in config else 'train'
+
+
+def main(_):
+  config = _CONFIG.value
+  subset = _SUBSET.value or default_subset(config)
+  print(summarize(config, subset, _BATCHES.value))
 
 
 if __name__ == '__main__':
-  flags.mark_flag_as_required('config')
-  app.run(main)
+  cli.run(main)

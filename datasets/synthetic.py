@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from datasets import scenes
+from utils import cli
 from utils import images
 
 SPLITS = ('trainset', 'testset')
@@ -210,7 +211,7 @@ def parse_mix(text):
 
 
 def parser():
-  p = argparse.ArgumentParser(
+  p = cli.ArgumentParser(
       prog='python -m datasets.synthetic',
       description='Writes a synthetic Sentinel-2-like cloud-removal dataset '
                   'in the upstream CloudTran layout.')
@@ -245,4 +246,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  cli.guard(main)

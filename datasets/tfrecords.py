@@ -44,18 +44,21 @@ def _name_number(path):
   return (int(match.group()) if match else math.inf, os.path.basename(path))
 
 
-def record_files(path_or_dir):
-  """A file, or the `*.tfrecords` files of a directory in numeric order."""
+def record_files(path_or_dir, flag='config.sample.gen_data_dir'):
+  """A file, or the `*.tfrecords` files of a directory in numeric order.
+
+  `flag` is the option that gave the path, named in the errors.
+  """
   if not tf.io.gfile.exists(path_or_dir):
-    raise FileNotFoundError(f'No TFRecords at {path_or_dir}; run the core '
-                            'sampler first or fix sample.gen_data_dir.')
+    raise FileNotFoundError(f'No TFRecords at {path_or_dir} — run sample.py '
+                            f'first or fix {flag}.')
   if not tf.io.gfile.isdir(path_or_dir):
     return [path_or_dir]
   files = [os.path.join(path_or_dir, f)
            for f in tf.io.gfile.listdir(path_or_dir) if f.endswith(SUFFIX)]
   if not files:
-    raise FileNotFoundError(f'No *{SUFFIX} file in {path_or_dir}; run the core '
-                            'sampler first or fix sample.gen_data_dir.')
+    raise FileNotFoundError(f'No *{SUFFIX} file in {path_or_dir} — run '
+                            f'sample.py first or fix {flag}.')
   return sorted(files, key=_name_number)
 
 
@@ -72,9 +75,9 @@ def _parse(path, record, shape):
     return tf.reshape(tf.cast(values, tf.int32), shape)
 
 
-def read_images(path_or_dir, shape):
+def read_images(path_or_dir, shape, flag='config.sample.gen_data_dir'):
   """tf.data.Dataset of (h, w, C) int32 images, in file then record order."""
-  files = tf.data.Dataset.from_tensor_slices(record_files(path_or_dir))
+  files = tf.data.Dataset.from_tensor_slices(record_files(path_or_dir, flag))
   records = files.interleave(
       lambda f: tf.data.TFRecordDataset(f).map(lambda r: (f, r)),
       cycle_length=1)

@@ -12,28 +12,63 @@ from datasets import keys
 MASK_VALUE = 40
 # ITU-R BT.601 luma weights, for n_channels = 1.
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+# config.n_channels -> the channel counts an image file may have.
+ACCEPTED_CHANNELS = {1: (1, 3), 3: (3,), 4: (4,)}
 # Augmentation of dark scenes (config.use_augmentation).
 CONTRAST_FACTOR, CONTRAST_PROB = 1.5, 0.5
 GAIN_FACTOR, GAIN_PROB = 3.0, 0.7
 
 
-def decode_image(contents, n_channels):
-  """PNG/JPEG bytes -> (H, W, n_channels) uint8: RGB, luma for 1, RGBA for 4
-  (PNG only)."""
-  if n_channels != 1:
-    return tf.io.decode_image(contents, channels=n_channels,
-                              expand_animations=False)
-  rgb = tf.io.decode_image(contents, channels=3, expand_animations=False)
+def decode_native(contents):
+  """PNG/JPEG bytes -> (H, W, c) uint8 with the file's own channels c.
+
+  16-bit PNGs keep their high byte (v // 256): this is the one place where
+  16-bit images are read, at start-up and in the pipeline alike.
+  """
+  return tf.io.decode_image(contents, channels=0, expand_animations=False)
+
+
+def decode_image(contents, n_channels, path=''):
+  """PNG/JPEG bytes -> (H, W, n_channels) uint8.
+
+  The file must have one of ACCEPTED_CHANNELS[n_channels] channels: RGB for
+  3 (RGBA for 4); for 1, grayscale as is or RGB turned into luma. Any other
+  count fails naming `path`.
+  """
+  image = decode_native(contents)
+  channels = tf.shape(image)[-1]
+  accepted = ACCEPTED_CHANNELS[n_channels]
+  check = tf.debugging.Assert(
+      tf.reduce_any(tf.equal(channels, accepted)),
+      [f'An image does not have the {" or ".join(map(str, accepted))} '
+       f'channel(s) that config.n_channels={n_channels} reads; convert it. '
+       'File and channels:', path, channels])
+  with tf.control_dependencies([check]):
+    if n_channels == 1:
+      image = tf.cond(tf.equal(channels, 3), lambda: _luma(image),
+                      lambda: image[..., :1])
+  return tf.ensure_shape(image, [None, None, n_channels])
+
+
+def _luma(rgb):
   luma = tf.tensordot(tf.cast(rgb, tf.float32), tf.constant(GRAY_WEIGHTS), 1)
   return tf.cast(tf.round(luma), tf.uint8)[..., tf.newaxis]
 
 
 def decode_clear_mask(contents, flip):
-  """Mask PNG bytes -> (H, W) bool, True = clear (0 after `255 - m` if flip)."""
-  mask = tf.io.decode_image(contents, channels=1, expand_animations=False)
-  if flip:
-    mask = 255 - mask
-  return tf.equal(mask[..., 0], 0)
+  """Mask bytes -> (H, W) bool, True = clear.
+
+  Read by value at any bit depth: clear = every colour channel (alpha aside)
+  is 0, or with `flip` is the maximum of its depth (255 for 8 bits, 65535
+  for 16 bits, i.e. `255 - m` = 0 for 8-bit masks). Used by the start-up
+  scan and the pipeline alike.
+  """
+  mask = tf.io.decode_image(contents, channels=0, dtype=tf.uint16,
+                            expand_animations=False)
+  channels = tf.shape(mask)[-1]
+  colours = tf.where(tf.equal(channels % 2, 0), channels - 1, channels)
+  value = tf.constant(65535 if flip else 0, tf.uint16)
+  return tf.reduce_all(tf.equal(mask[..., :colours], value), axis=-1)
 
 
 def to_slots(dates):

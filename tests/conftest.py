@@ -3,8 +3,11 @@
 import importlib
 import os
 import sys
+import tempfile
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The start-up decode cache (datasets.scan.ImageCache) of the test session.
+os.environ.setdefault('CLOUDTRAN_CACHE_DIR', tempfile.mkdtemp(prefix='cache'))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 

@@ -14,6 +14,7 @@ from datasets import pipeline
 from utils import checkpoints
 from utils import distribute
 from utils import eval_loop
+from utils import runconfig
 from utils import train_loop
 
 
@@ -96,7 +97,7 @@ def test_disc_chkpt_dir_errors(trained, tmp_path):
 
 def test_config_yaml_round_trips(tiny_config, tmp_path):
   config = tiny_config('upsampler_train')
-  train_loop.write_config(config, str(tmp_path))
+  runconfig.write(config, str(tmp_path), 0, [])
   with open(tmp_path / 'config.yaml') as f:
     loaded = yaml.unsafe_load(f)
   assert loaded['model']['name'] == 'upsampler'

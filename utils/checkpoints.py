@@ -5,10 +5,17 @@ A training checkpoint holds the model, its EMA, the optimizer and, with
 `model-<step>` in the logdir. TensorFlow writes the data files first and the
 `checkpoint` index last, so a run killed mid-save leaves the previous
 checkpoint as the newest readable one.
+
+A checkpoint that cannot be read (truncated or missing files) is moved to
+`<logdir>/corrupt/` with a warning and the one before it is restored; a
+checkpoint that reads but does not fit the model stops the run, since every
+older one would fail the same way.
 """
 
+import glob
 import os
 import re
+import shutil
 
 from absl import logging
 import tensorflow as tf
@@ -19,6 +26,7 @@ from utils import ema as ema_lib
 
 CHECKPOINT_NAME = 'model'
 MAX_TO_KEEP = 10
+CORRUPT_DIR = 'corrupt'
 
 
 def step_of(path):
@@ -38,6 +46,71 @@ def make_manager(checkpoint, strategy, logdir):
       max_to_keep=keep)
 
 
+def saved_paths(logdir):
+  """Paths `<logdir>/model-<step>` of every checkpoint on disk, oldest first.
+
+  Found from the `.index` files, so a checkpoint the `checkpoint` index file
+  no longer lists (or a lost index file) is still seen.
+  """
+  pattern = os.path.join(glob.escape(logdir), f'{CHECKPOINT_NAME}-*.index')
+  paths = [p[:-len('.index')] for p in glob.glob(pattern)]
+  return sorted((p for p in paths if re.search(r'-\d+$', p)), key=step_of)
+
+
+def move_aside(path, logdir):
+  """Moves the files of checkpoint `path` to `<logdir>/corrupt/`."""
+  target = os.path.join(logdir, CORRUPT_DIR)
+  os.makedirs(target, exist_ok=True)
+  for name in glob.glob(glob.escape(path) + '.*'):
+    shutil.move(name, os.path.join(target, os.path.basename(name)))
+  return target
+
+
+def write_index(logdir, paths):
+  """Rewrites the `checkpoint` index file to list `paths`, newest last."""
+  names = [os.path.basename(p) for p in paths]
+  text = ''.join([f'model_checkpoint_path: "{names[-1]}"\n'] + [
+      f'all_model_checkpoint_paths: "{n}"\n' for n in names])
+  index = os.path.join(logdir, 'checkpoint')
+  with open(index + '.tmp', 'w') as f:
+    f.write(text)
+  os.replace(index + '.tmp', index)
+
+
+def restore_newest(checkpoint, logdir):
+  """Restores the newest checkpoint of `logdir` that reads; returns its path.
+
+  Unreadable ones are moved aside on the way. Returns None when `logdir` has
+  no checkpoint.
+
+  Raises:
+    ValueError: a checkpoint does not fit the model, or none could be read.
+  """
+  paths = saved_paths(logdir)
+  for path in reversed(paths):
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+    except (IndexError, tf.errors.OpError) as e:
+      where = move_aside(path, logdir)
+      logging.warning('Checkpoint %s cannot be read (%s); moved it to %s and '
+                      'trying the one before.', path, e, where)
+      continue
+    except (ValueError, AssertionError) as e:
+      raise ValueError(
+          f'Checkpoint {path} does not fit this model ({str(e)[:300]}) — '
+          'resume with the model config and MODEL_SIZE the run was started '
+          'with, or use another --logdir') from e
+    if path != paths[-1]:
+      write_index(logdir, [p for p in paths if os.path.exists(p + '.index')])
+    return path
+  if paths:
+    raise ValueError(
+        f'None of the {len(paths)} checkpoints in {logdir} can be read (moved '
+        f'to {os.path.join(logdir, CORRUPT_DIR)}) — restore them from a backup,'
+        ' or start afresh in another --logdir')
+  return None
+
+
 def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir):
   """Resumes from the newest checkpoint in `logdir`, else loads pretraining.
 
@@ -51,9 +124,8 @@ def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir):
   Returns:
     'resumed', 'pretrained' or 'fresh'.
   """
-  latest = tf.train.latest_checkpoint(logdir)
+  latest = restore_newest(checkpoint, logdir)
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
     logging.info('Resumed from %s.', latest)
     return 'resumed'
   if pretrain_dir:

@@ -12,9 +12,7 @@ resolution (low-resolution images enlarged by nearest neighbour).
 
 import os
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
@@ -22,6 +20,7 @@ from PIL import ImageDraw
 from datasets import pipeline
 from datasets import subsets
 from datasets import tfrecords
+from utils import cli
 from utils import images
 
 LABEL_HEIGHT = 12
@@ -73,8 +72,9 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
   """
   c, h, side = config.n_channels, config.downsample_res, config.resolution[0]
   panel = side * max(1, -(-MIN_PANEL // side))
-  core = tfrecords.read_images(core_dir, (h, h, c))
-  upsampled = tfrecords.read_images(upsampled_dir, (side, side, c))
+  core = tfrecords.read_images(core_dir, (h, h, c), '--core')
+  upsampled = tfrecords.read_images(upsampled_dir, (side, side, c),
+                                    '--upsampled')
   data = pipeline.get_dataset(config, 1, subset).unbatch()
   os.makedirs(out_dir, exist_ok=True)
   paths = []
@@ -107,8 +107,7 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
 def define_flags():
   """The command-line flags (defined only when run as a program, so that
   importing this module never clashes with another module's `--config`)."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Test config of the dataset (upsampler_test.py works).')
+  cli.define_config('Test config of the dataset (upsampler_test.py works).')
   flags.DEFINE_string('core', None, 'Sample dir of the core job.')
   flags.DEFINE_string('upsampled', None, 'Sample dir of the upsampler job.')
   flags.DEFINE_string('out', None, 'Directory for the sheets.')
@@ -116,12 +115,10 @@ def define_flags():
                     [s.name for s in subsets.EVALUATED.values()],
                     'Subset both jobs sampled.')
   flags.DEFINE_integer('count', None, 'At most this many sheets.')
-  flags.mark_flags_as_required(['config', 'core', 'upsampled', 'out'])
+  flags.mark_flags_as_required(['core', 'upsampled', 'out'])
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main(_):
   f = flags.FLAGS
   paths = make_sheets(f.config, f.core, f.upsampled, f.out, f.subset, f.count)
   print(f'{len(paths)} contact sheets in {f.out}, e.g. {paths[0]}')
@@ -129,4 +126,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -15,6 +15,7 @@ import tensorflow as tf
 from datasets import pipeline
 from datasets import subsets
 from utils import checkpoints
+from utils import runconfig
 
 # run.py mode (eval_<label>) -> the subset it evaluates.
 MODES = subsets.modes('eval')
@@ -67,8 +68,9 @@ def mean_losses(config, strategy, eval_step, dataset):
 def evaluate(config, logdir, strategy, mode):
   """Evaluates each new checkpoint in `logdir` until the last one.
 
-  Stops after the checkpoint of `config.max_train_steps`, or when no new
-  checkpoint appears within `config.eval_checkpoint_wait_secs` (if > 0).
+  Stops after the checkpoint of the training run's `max_train_steps` (from
+  its config.yaml, else `config.max_train_steps`), or when no new checkpoint
+  appears within `config.eval_checkpoint_wait_secs` (if > 0).
   Returns {step: mean losses}.
   """
   if mode not in MODES:
@@ -95,7 +97,7 @@ def evaluate(config, logdir, strategy, mode):
     logging.info('eval %s step %d | %d examples | loss %.4f bits/dim | %s',
                  subset, step, count, losses['loss'],
                  ' '.join(f'{k} {v:.4f}' for k, v in sorted(losses.items())))
-    if step >= config.max_train_steps:
+    if step >= runconfig.max_train_steps(config, logdir):
       break
   else:
     logging.info('No new checkpoint in %ss; stopping.', wait)

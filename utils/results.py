@@ -73,10 +73,10 @@ def default_out_dir(samples):
 
 def record_file(path):
   """The one `*.tfrecords` file of a sample directory, or `path` itself."""
-  files = tfrecords.record_files(path)
+  files = tfrecords.record_files(path, '--samples')
   if len(files) > 1:
     raise ValueError(f'{path} holds several TFRecord files ({files}); pass '
-                     'the one to evaluate as NAME=FILE.')
+                     'the one to evaluate as --samples NAME=FILE.')
   return files[0]
 
 

@@ -37,6 +37,7 @@ from utils import checkpoints
 from utils import images
 from utils import metrics
 from utils import progress
+from utils import runlock
 from utils import sample_jobs
 
 # sample.py mode (sample_<label>) -> the subset it samples.
@@ -271,7 +272,18 @@ def sample(config, logdir, mode, restart=False):
   job = sample_jobs.identity(config, subset.label, checkpoint, inputs)
   out_dir = sample_jobs.sample_dir(config, logdir, subset.label)
   gen_file = sample_jobs.gen_file(config, subset.label)
+  # Before anything is written: a wrong --logdir fails here.
+  model = restore_averaged_model(config, logdir, checkpoint)
   os.makedirs(out_dir, exist_ok=True)
+  with runlock.hold(out_dir, 'sample', f'{gen_file}.sample'):
+    return _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
+                        restart)
+
+
+def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
+                 restart):
+  """`sample` once the model is restored and `out_dir` is held."""
+  s = config.sample
   record_path = os.path.join(out_dir, f'{gen_file}.tfrecords')
   csv_path = (os.path.join(out_dir, 'metrics.csv') if subset.clear_reference
               else None)
@@ -284,11 +296,9 @@ def sample(config, logdir, mode, restart=False):
   if os.path.exists(record_path):
     logging.info('%s exists: this job is complete.', record_path)
     return {'dir': out_dir, 'outputs': None, 'metrics': None}
-
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
   skip = s.skip_batches + done
-  model = restore_averaged_model(config, logdir, checkpoint)
   name = output_name(config, model)
   data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
               .skip(skip))

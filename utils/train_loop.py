@@ -9,15 +9,17 @@ import os
 import time
 
 from absl import logging
-import ml_collections
 import tensorflow as tf
 
 from datasets import pipeline
+from datasets import selection
 import models
 from utils import checkpoints
 from utils import distribute
 from utils import ema as ema_lib
 from utils import progress
+from utils import runconfig
+from utils import runlock
 
 OPTIMIZERS = {
     'rmsprop': tf.keras.optimizers.RMSprop,
@@ -179,21 +181,6 @@ def load_discriminator(state, disc_chkpt_dir):
   logging.info('Loaded the discriminator of %s.', path)
 
 
-def write_config(config, logdir):
-  """Writes `config.yaml`, logging when a resumed run's config changed."""
-  path = os.path.join(logdir, 'config.yaml')
-  # Values, not references: a derived reference (ff_size, resolution) holds
-  # a function YAML cannot load back.
-  text = ml_collections.ConfigDict(config.to_dict()).to_yaml()
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      if f.read() != text:
-        logging.warning('The config differs from the one in %s; the new one '
-                        'replaces it.', path)
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(text)
-
-
 def train_dataset(config, strategy):
   """The distributed training input, sharded per input pipeline."""
   def dataset_fn(input_context):
@@ -202,24 +189,43 @@ def train_dataset(config, strategy):
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100):
-  """Trains until `config.max_train_steps`, resuming from `logdir`."""
-  chief = distribute.is_chief(strategy)
-  tf.io.gfile.makedirs(logdir)
-  if chief:
-    write_config(config, logdir)
-  tf.keras.utils.set_random_seed(config.seed)
+def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
+          allow_config_change=False):
+  """Trains until `config.max_train_steps`, resuming from `logdir`.
 
+  The data is checked before anything is written; the chief then holds
+  `<logdir>/train.lock` until training ends, so a second training on the
+  same logdir is refused (runlock).
+  """
+  tf.keras.utils.set_random_seed(config.seed)
+  dataset = train_dataset(config, strategy)
+  tf.io.gfile.makedirs(logdir)
+  if not distribute.is_chief(strategy):
+    return _train(config, logdir, strategy, dataset, pretrain_dir,
+                  steps_per_summaries, allow_config_change)
+  with runlock.hold(logdir, 'train'):
+    return _train(config, logdir, strategy, dataset, pretrain_dir,
+                  steps_per_summaries, allow_config_change)
+
+
+def _train(config, logdir, strategy, dataset, pretrain_dir,
+           steps_per_summaries, allow_config_change):
+  """`train` once the data is checked and the logdir is held."""
+  chief = distribute.is_chief(strategy)
+  changed = (runconfig.check_resume(config, logdir, allow_config_change)
+             if checkpoints.saved_paths(logdir) else [])
   state = TrainState(config, strategy)
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir)
+  if chief:
+    runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
   if config.disc_chkpt_dir and how != 'resumed':
     load_discriminator(state, config.disc_chkpt_dir)
   if state.step == 0:  # As upstream: a checkpoint of the starting weights.
     logging.info('Saved checkpoint %s.',
                  manager.save(checkpoint_number=0))
-  iterator = iter(train_dataset(config, strategy))
+  iterator = iter(dataset)
   loop = make_train_loop(state)
   writer = (tf.summary.create_file_writer(os.path.join(logdir,
                                                        'train_summaries'))
@@ -233,8 +239,13 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100):
   while state.step < max_steps:
     start_step, start_time = state.step, time.monotonic()
     num_steps = min(steps_per_summaries, max_steps - start_step)
-    losses = {k: float(v) for k, v in
-              loop(iterator, tf.constant(num_steps)).items()}
+    try:
+      losses = {k: float(v) for k, v in
+                loop(iterator, tf.constant(num_steps)).items()}
+    except tf.errors.InvalidArgumentError:
+      # A file changed since start-up: the scan names it (DataError).
+      selection.select(config, 'train')
+      raise
     steps_per_sec = num_steps / (time.monotonic() - start_time)
     bad = [k for k, v in losses.items() if not math.isfinite(v)]
     if bad:

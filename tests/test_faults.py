@@ -1,0 +1,417 @@
+"""Faults and bad input (issue 12): each reported fault reproduced, with the
+behaviour that replaces it.
+
+1. 16-bit masks: read by value at start-up and in the pipeline alike.
+2. Two trainings on one logdir: the second is refused (runlock).
+3. A corrupt newest checkpoint: moved aside, the one before is restored;
+   config.yaml is written only after the restore and guarded on resume.
+4. A corrupt image body, or a grayscale image among RGB: a start-up error
+   naming the file.
+5. Every command: one line `error: ...` on stderr and exit status 2.
+6. eval beside training reads max_train_steps from the run's config.yaml.
+"""
+
+import copy
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config_at
+from datasets import pipeline
+from datasets import scan
+from datasets import selection
+from datasets import summary
+from datasets import testing
+from datasets import transforms
+from datasets.ondisk import DataError
+from utils import checkpoints
+from utils import distribute
+from utils import eval_loop
+from utils import runconfig
+from utils import runlock
+from utils import sample_jobs
+from utils import sample_loop
+from utils import train_loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# TensorFlow's native start-up lines and absl log lines: everything on
+# stderr that is not the command's own output.
+LOG_LINE = (r'^([IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] |'
+            r'WARNING: All log messages before absl::InitializeLog)')
+
+
+def one_device():
+  return distribute.make_strategy('CPU', 1)
+
+
+def mask_paths(root):
+  return sorted(glob.glob(os.path.join(root, 'masks_final_testset', '*',
+                                       '*.png')))
+
+
+# 1. 16-bit masks.
+
+
+def test_16bit_masks_agree_between_startup_and_pipeline(tmp_path):
+  root = testing.write_known_split(str(tmp_path / 'data'))
+  config = testing.known_config(root)
+  tiles = [e.tile for e in selection.select(config, 'test').examples]
+  batch = pipeline.get_dataset(config, 4, 'test')
+  masks = next(batch.as_numpy_iterator())['mask']
+  cloudy = {p: np.asarray(Image.open(p)) > 0 for p in mask_paths(root)}
+  for value in (1, 255, 256, 65535):
+    for path, cloud in cloudy.items():
+      Image.fromarray(np.where(cloud, value, 0).astype(np.uint16)).save(path)
+      assert Image.open(path).mode == 'I;16'
+      # Start-up and pipeline decoders alike: non-zero = cloudy.
+      np.testing.assert_array_equal(scan.read_clear_mask(path, False), ~cloud)
+      mapped = tf.data.Dataset.from_tensors(path).map(
+          lambda p: transforms.decode_clear_mask(tf.io.read_file(p), False))
+      np.testing.assert_array_equal(next(iter(mapped)), ~cloud)
+    # Before: the pipeline's 8-bit decode read 1 and 255 as clear (0).
+    old = tf.io.decode_image(tf.io.read_file(path), channels=1)
+    assert (old.numpy().max() == 0) == (value < 256) or not cloud.any()
+    assert [e.tile for e in selection.select(config, 'test').examples] == tiles
+    np.testing.assert_array_equal(next(pipeline.get_dataset(
+        config, 4, 'test').as_numpy_iterator())['mask'], masks)
+
+
+def test_flipped_16bit_mask_is_clear_at_its_maximum(tmp_path):
+  path = str(tmp_path / 'm.png')
+  Image.fromarray(np.array([[0, 1, 65534, 65535]], np.uint16)).save(path)
+  assert scan.read_clear_mask(path, True).tolist() == [[False] * 3 + [True]]
+
+
+# 4. Corrupt or wrongly coloured images.
+
+
+def corrupt_body(path):
+  """Overwrites the middle of the file, keeping its header and end marker."""
+  data = bytearray(open(path, 'rb').read())
+  middle = len(data) // 2
+  data[middle - 8:middle + 8] = b'\xff' * 16
+  open(path, 'wb').write(bytes(data))
+
+
+def image_path(root, tile=0, date=1):
+  return os.path.join(root, 'videos_final_testset', f'{tile:05d}',
+                      f'T{tile}_2020010{date + 1}_000.png')
+
+
+def test_corrupt_image_body_fails_at_startup_naming_the_file(tmp_path):
+  root = testing.write_known_split(str(tmp_path / 'data'))
+  config = testing.known_config(root)
+  selection.select(config, 'test')          # decodes and caches every image
+  path = image_path(root, tile=2, date=1)
+  corrupt_body(path)
+  for _ in range(2):                        # the cache does not hide it
+    with pytest.raises(DataError, match=f'Cannot read image {path} .*'
+                       'corrupt or truncated'):
+      selection.select(config, 'test')
+
+
+def test_grayscale_or_rgba_among_rgb_is_an_error(tmp_path):
+  root = testing.write_known_split(str(tmp_path / 'data'))
+  config = testing.known_config(root)
+  path = image_path(root, tile=1, date=1)
+  rgb = np.asarray(Image.open(path))
+  Image.fromarray(rgb[..., 0]).save(path)
+  with pytest.raises(DataError, match=f'Image {path} is grayscale but '
+                     'config.n_channels=3 reads RGB'):
+    selection.select(config, 'test')
+  config.n_channels = 1                     # grayscale is fine for luma
+  selection.select(config, 'test')
+  Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(path)
+  config.n_channels = 3
+  with pytest.raises(DataError, match=f'Image {path} is RGBA'):
+    selection.select(config, 'test')
+
+
+def test_image_changed_during_training_is_named(synthetic_data, tmp_path,
+                                                monkeypatch):
+  data = tmp_path / 'data'
+  shutil.copytree(synthetic_data, data)
+  config = tiny_config_at(data, 'cloudtran_core_train')
+  config.max_train_steps = 4
+  victims = sorted(glob.glob(str(data / 'videos_final_trainset/*/*.png')))
+  made = train_loop.train_dataset
+
+  def scanned_then_corrupted(*args):
+    dataset = made(*args)                   # the start-up scan passes
+    for path in victims:
+      corrupt_body(path)
+    return dataset
+
+  monkeypatch.setattr(train_loop, 'train_dataset', scanned_then_corrupted)
+  with pytest.raises(DataError, match='Cannot read image .*videos_final_'
+                     'trainset/.*corrupt'):
+    train_loop.train(config, str(tmp_path / 'run'), one_device(),
+                     steps_per_summaries=2)
+
+
+# 2. and 3. The logdir: lock, checkpoints, config.yaml.
+
+
+def test_lock_refuses_a_second_writer_and_takes_over_a_dead_ones(tmp_path):
+  path = runlock.acquire(str(tmp_path), 'train')
+  with pytest.raises(runlock.LockHeld, match=f'in use by another train job '
+                     f'\\(pid {os.getpid()} on .*, started .*\\) — wait'):
+    runlock.acquire(str(tmp_path), 'train')
+  runlock.release(path)
+  dead = subprocess.Popen(['true'])
+  dead.wait()
+  with open(path, 'w') as f:
+    f.write(f'{{"host": "{os.uname().nodename}", "pid": {dead.pid}, '
+            '"started": "earlier"}')
+  with runlock.hold(str(tmp_path), 'train'):
+    assert f'"pid": {os.getpid()}' in open(path).read()
+  assert not os.path.exists(path)
+
+
+@pytest.fixture(scope='module')
+def trained(synthetic_data, tmp_path_factory):
+  """A core trained 4 steps, checkpoints at 2 and 4: (config, logdir)."""
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config.max_train_steps = 4
+  config.save_checkpoint_secs = 0
+  logdir = str(tmp_path_factory.mktemp('trained'))
+  train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  return config, logdir
+
+
+def test_second_sampling_job_on_one_output_is_refused(trained,
+                                                       synthetic_data):
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  out_dir = sample_jobs.sample_dir(config, logdir, 'valid')
+  os.makedirs(out_dir)
+  gen_file = sample_jobs.gen_file(config, 'valid')
+  with runlock.hold(out_dir, 'sample', f'{gen_file}.sample'):
+    with pytest.raises(runlock.LockHeld, match=f'{out_dir} is in use by '
+                       'another sample job'):
+      sample_loop.sample(config, logdir, 'sample_valid')
+  shutil.rmtree(out_dir)
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path):
+  config, logdir = trained
+  copy_dir = str(tmp_path / 'run')
+  shutil.copytree(logdir, copy_dir)
+  return copy.deepcopy(config), copy_dir
+
+
+def steps_on_disk(logdir):
+  return [checkpoints.step_of(p) for p in checkpoints.saved_paths(logdir)]
+
+
+def test_truncated_newest_checkpoint_resumes_from_the_previous(run_copy,
+                                                               caplog):
+  caplog.set_level('INFO')
+  config, logdir = run_copy
+  data = glob.glob(os.path.join(logdir, 'model-4.data-*'))[0]
+  os.truncate(data, os.path.getsize(data) // 2)
+  os.remove(os.path.join(logdir, 'checkpoint'))   # and the index file lost
+  state = train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  assert state.step == 4
+  assert f'Checkpoint {logdir}/model-4 cannot be read' in caplog.text
+  assert f'Resumed from {logdir}/model-2' in caplog.text
+  assert os.path.exists(os.path.join(logdir, 'corrupt',
+                                     os.path.basename(data)))
+  assert steps_on_disk(logdir) == [0, 2, 4]  # step 0: the starting weights
+  assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
+
+
+def test_no_readable_checkpoint_stops_instead_of_starting_afresh(run_copy):
+  config, logdir = run_copy
+  for data in glob.glob(os.path.join(logdir, 'model-*.data-*')):
+    os.truncate(data, 10)
+  with pytest.raises(ValueError, match=f'None of the 3 checkpoints in '
+                     f'{logdir} can be read'):
+    train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+
+
+def test_changed_config_is_refused_and_config_yaml_kept(run_copy):
+  config, logdir = run_copy
+  before = open(runconfig.path_in(logdir)).read()
+  config.model.encoder.ff_size = 32
+  with pytest.raises(ValueError, match=r'\(model.encoder.ff_size: 16 -> 32\)'
+                     ' — pass the same config'):
+    train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  # Allowed, the change does not fit the checkpoints: still not rewritten.
+  with pytest.raises(ValueError, match='model-4 does not fit this model'):
+    train_loop.train(config, logdir, one_device(), steps_per_summaries=2,
+                     allow_config_change=True)
+  assert open(runconfig.path_in(logdir)).read() == before
+
+
+def test_allowed_config_change_keeps_the_old_config(run_copy):
+  config, logdir = run_copy
+  config.save_checkpoint_secs = 1           # free: logging
+  config.loss_factor = 0.5
+  train_loop.train(config, logdir, one_device(), steps_per_summaries=2,
+                   allow_config_change=True)
+  assert 'loss_factor: 0.99' in open(os.path.join(logdir,
+                                                  'config-4.yaml')).read()
+  assert runconfig.read(logdir)['loss_factor'] == 0.5
+
+
+# 6. eval beside training.
+
+
+def test_eval_stops_at_the_runs_max_train_steps(trained, synthetic_data):
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  assert config.max_train_steps != 4       # the test config's own value
+  config.eval_checkpoint_wait_secs = 60    # a safety net: must not be hit
+  start = time.monotonic()
+  results = eval_loop.evaluate(config, logdir, one_device(), 'eval_valid')
+  assert sorted(results) == [4] and time.monotonic() - start < 50
+
+
+def test_eval_timeout_ends_a_job_without_checkpoints(synthetic_data, tmp_path):
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  config.eval_checkpoint_wait_secs = 1     # what --eval_timeout_secs=1 sets
+  assert not eval_loop.evaluate(config, str(tmp_path), one_device(),
+                                'eval_valid')
+
+
+def test_summary_of_a_test_config_reads_valid(synthetic_data):
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  subset = summary.default_subset(config)
+  assert subset == 'valid'
+  assert summary.summarize(config, subset, 1).startswith('valid pipeline')
+
+
+# 5. Every command's bad input: one line on stderr, exit status 2.
+
+
+def command(*args):
+  return [sys.executable, *args]
+
+
+def tiny(name):
+  return f'--config={ROOT}/configs/{name}.py:tiny'
+
+
+def own_lines(stderr):
+  return [line for line in stderr.splitlines()
+          if line.strip() and not re.match(LOG_LINE, line)]
+
+
+def run_all(cases, cwd):
+  """Runs {name: argv} concurrently; {name: CompletedProcess-like tuple}."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='',
+             PYTHONPATH=ROOT)
+  procs = {name: subprocess.Popen(argv, cwd=cwd, env=env, text=True,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+           for name, argv in cases.items()}
+  return {name: (p.wait(timeout=300), *p.communicate())
+          for name, p in procs.items()}
+
+
+def test_config_flags_without_tensorflow(tmp_path):
+  """cli.run alone (no TensorFlow import): fast."""
+  driver = ('from utils import cli\n'
+            'c = cli.define_config("c")\n'
+            'cli.run(lambda _: print(repr(c.value.jsonf), '
+            'repr(c.value.sample.gen_data_dir)))')
+  base = ['-c', driver, tiny('cloudtran_core_test')]
+  done = run_all({
+      'none': command(*base, '--config.jsonf=None',
+                      '--config.sample.gen_data_dir='),
+      'unknown': command(*base, '--config.model.encoder.num_head=2'),
+      'missing': command('-c', driver, '--config=configs/nope.py'),
+  }, str(tmp_path))
+  assert done['none'][:2] == (0, 'None None\n')
+  for name, line in {
+      'unknown': "error: --config.model.encoder.num_head: the config has no "
+                 "key 'model.encoder.num_head' — did you mean "
+                 '--config.model.encoder.num_heads',
+      'missing': 'error: --config=configs/nope.py: cannot load this config '
+                 'file — give the path'}.items():
+    status, _, stderr = done[name]
+    assert status == 2 and own_lines(stderr) == stderr.splitlines()
+    assert len(own_lines(stderr)) == 1 and stderr.startswith(line), stderr
+
+
+def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
+                                                     tmp_path):
+  _, logdir = trained
+  data = [f'--config.data_dir={synthetic_data}/videos_final_testset',
+          f'--config.mask_dir={synthetic_data}/masks_final_testset',
+          f'--config.jsonf={synthetic_data}/testset.json']
+  typo = str(tmp_path / 'no_such_run')
+  done = run_all({
+      'train_data': command(
+          'run.py', tiny('cloudtran_core_train'), '--logdir=new_run',
+          '--accelerator_type=CPU', '--config.data_dir=/no/such/dir'),
+      'sample_typo': command('sample.py', tiny('cloudtran_core_test'),
+                             f'--logdir={typo}', *data),
+      'sample_train_config': command(
+          'sample.py', tiny('cloudtran_core_train'), f'--logdir={logdir}'),
+      'evaluate': command('evaluate.py', tiny('cloudtran_core_test'),
+                          f'--samples=core={typo}', *data),
+      'sheet': command('-m', 'utils.contact_sheet',
+                       tiny('upsampler_test'), f'--core={typo}',
+                       f'--upsampled={typo}', '--out=sheets', *data),
+      'synthetic': command('-m', 'datasets.synthetic', 'out', '--tiles=0'),
+  }, ROOT)
+  expected = {
+      'train_data': "error: config.data_dir='/no/such/dir' is not a "
+                    'directory; point it at',
+      'sample_typo': f'error: No checkpoint in {typo}; train first',
+      'sample_train_config': 'error: --config=',
+      'evaluate': f'error: No TFRecords at {typo} — run sample.py first or '
+                  'fix --samples.',
+      'sheet': f'error: No TFRecords at {typo} — run sample.py first or fix '
+               '--core.',
+      'synthetic': 'error: need --tiles >= 1',
+  }
+  for name, start in expected.items():
+    status, _, stderr = done[name]
+    lines = own_lines(stderr)
+    assert status == 2 and len(lines) == 1, (name, stderr[-2000:])
+    assert lines[0].startswith(start), (name, lines)
+  assert 'has no `sample` section' in own_lines(
+      done['sample_train_config'][2])[0]
+  assert not os.path.exists(typo)
+  assert not os.path.exists(os.path.join(ROOT, 'new_run'))
+
+
+def test_second_training_on_a_running_logdir_is_refused(synthetic_data,
+                                                         tmp_path):
+  data = [f'--config.data_dir={synthetic_data}/videos_final_trainset',
+          f'--config.mask_dir={synthetic_data}/masks_final_trainset',
+          f'--config.jsonf={synthetic_data}/trainset.json']
+  argv = command('run.py', tiny('cloudtran_core_train'), f'--logdir={tmp_path}',
+                 '--accelerator_type=CPU', '--config.max_train_steps=100000',
+                 *data)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+  first = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 120
+    while (not os.path.exists(tmp_path / 'train.lock') and
+           time.time() < deadline):
+      time.sleep(0.2)
+    second = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True,
+                            text=True, check=False, timeout=300)
+  finally:
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+  lines = own_lines(second.stderr)
+  assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
+  assert lines[0].startswith(f'error: {tmp_path} is in use by another train '
+                             f'job (pid {first.pid} on ')
