@@ -5,8 +5,9 @@ counts what it counts for matrix products in the optimized HLO text
 (`experimental_get_compiler_ir(...)(stage='optimized_hlo')`): every `dot`
 costs 2 · (output elements) · (contracted elements), fusions and calls add
 the dots of the computations they call, and a `while` loop adds its body
-times its trip count, which XLA records as `known_trip_count` when it can
-derive it (else the caller says it: `unknown_trip_count`). Element-wise
+times its trip count: XLA's `known_trip_count` when it records one, else
+the bound `i < N` its condition compares a counter with (TensorFlow's loops
+count from 0 by 1, so N iterations). Element-wise
 work (softmax, norms, adds) is not counted: the figure is the matrix-product
 work, which is where a transformer's FLOPs are.
 """
@@ -20,6 +21,10 @@ _INSTRUCTION = re.compile(
 _TUPLE_INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = \(.*\) while\(')
 _CALLED = re.compile(r'\b(?:calls|body|to_apply)=%?([\w.\-]+)')
 _TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+_CONDITION = re.compile(r'\bcondition=%?([\w.\-]+)')
+_INT_CONSTANT = re.compile(r'^\s*%?([\w.\-]+) = s32\[\] constant\((\d+)\)')
+_LESS_THAN = re.compile(
+    r'compare\(%?[\w.\-]+, %?([\w.\-]+)\), direction=LT')
 _LHS_CONTRACTING = re.compile(r'lhs_contracting_dims=\{([\d,]*)\}')
 
 
@@ -46,12 +51,22 @@ def _parse(hlo_text):
   return computations, shapes, entry
 
 
-def dot_flops(hlo_text, unknown_trip_count=None):
-  """Matrix-product FLOPs of one run of an optimized HLO module.
+def _condition_bound(computations, name):
+  """The least N of the `counter < N` compares of a loop condition, or None."""
+  constants, bounds, pending = {}, [], [name]
+  while pending:
+    for line in computations[pending.pop()]:
+      constant = _INT_CONSTANT.match(line)
+      if constant:
+        constants[constant.group(1)] = int(constant.group(2))
+      bounds += _LESS_THAN.findall(line)
+      pending += _CALLED.findall(line)
+  bounds = [constants[b] for b in bounds if b in constants]
+  return min(bounds) if bounds else None
 
-  `unknown_trip_count` is the trip count of the while loops XLA did not
-  derive one for (None: such a loop raises ValueError).
-  """
+
+def dot_flops(hlo_text):
+  """Matrix-product FLOPs of one run of an optimized HLO module."""
   computations, shapes, entry = _parse(hlo_text)
   cache = {}
 
@@ -71,9 +86,10 @@ def dot_flops(hlo_text, unknown_trip_count=None):
           trip_count = _TRIP_COUNT.search(line)
           if trip_count:
             trip_count = int(trip_count.group(1))
-          elif unknown_trip_count:
-            trip_count = unknown_trip_count
           else:
+            trip_count = _condition_bound(
+                computations, _CONDITION.search(line).group(1))
+          if trip_count is None:
             raise ValueError('A while loop without a known trip count: '
                              f'{line.strip()[:200]}')
           total += trip_count * sum(map(flops, called))

@@ -53,8 +53,7 @@ from models import core  # pylint: disable=g-import-not-at-top
 from models import sampler  # pylint: disable=g-import-not-at-top
 
 FLOPS_METHOD = ('matrix-product FLOPs (2*M*N*K per dot) of the XLA-optimized '
-                'HLO at batch 1, while loops times their trip counts (the '
-                "sampler's column loop, which XLA leaves without one: w) "
+                'HLO at batch 1, while loops times their trip counts '
                 '(bench/hlo_flops.py); element-wise work not counted')
 
 
@@ -110,8 +109,7 @@ class CoreFunctions:
     """Matrix-product FLOPs of the encoder, forward pass and `sample`."""
     def count(function, *args):
       return hlo_flops.dot_flops(function.experimental_get_compiler_ir(
-          *args)(stage='optimized_hlo'), unknown_trip_count=width)
-    _, width = self.model.resolution
+          *args)(stage='optimized_hlo'))
     _, slots, offsets = self.model.split_inputs(inputs, training=False)
     generate = sample._generate  # pylint: disable=protected-access
     return {'encoder': count(self.encode, slots, offsets),
