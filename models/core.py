@@ -195,7 +195,7 @@ class TimeSeriesEncoder(layers.Layer):
     maps = tf.reshape(tf.transpose(symbols, [0, 3, 4, 1, 2]),
                       [-1, height, width])
     # One map at a time: its activations (2 MB at 64x64, D=128) stay in the
-    # cache through the whole stack, about 15% less CPU time than one
+    # cache through the whole stack: 10-20% less CPU time than one
     # batched pass over every map (bench/sampler.py).
     encoded = tf.map_fn(
         lambda image: self.encoder(self.embedding(image[None, ..., None]),
