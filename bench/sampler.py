@@ -1,26 +1,43 @@
-"""Seconds per image of the core's samplers on the CPU.
+"""Encoder, forward-pass and sampler seconds per image of the core on the CPU.
 
   .venv/bin/python bench/sampler.py [--batches 1,8] [--graph_batches 1] \
-      [--oracle_rows 2]
+      [--oracle_rows 2] [--upsampler_batches 1,8]
 
 The default core (MODEL_SIZE=128, 64x64, T=6, C=3) with random weights,
-`mode='argmax'`:
-- `fast_batch_<B>`: the fast sampler (`CloudTranCore.generate`, XLA) at each
-  batch size: compilation (first call minus a steady call) and steady seconds
-  per image, with the share of the encoder (compiled alone), which the
-  sampler runs once per batch before decoding;
-- `graph_batch_<B>`: the same sampler without XLA (`jit_compile=False`);
-- `oracle_batch_1`: the straightforward decode (`reference=True`, eager),
+`mode='argmax'`, at each batch size B of `--batches` (`batch_<B>`):
+- `encoder`: `CloudTranCore.encode` alone (XLA), which the sampler and the
+  forward pass run first;
+- `forward`: the teacher-forced forward pass `get_logits(training=False)`
+  (XLA): encoder, parallel head and both decoders;
+- `sampler`: the fast sampler (`CloudTranCore.sample`, XLA), with its
+  compilation seconds (first call minus a steady call).
+Each gives steady seconds per image (the best of `--repeats` calls after a
+warm-up call), GFLOP/s and that rate as a fraction of `matmul_peak`: the
+float32 GFLOP/s of the best of a few 4096x4096 `tf.matmul`s in the same run.
+On a shared machine wall seconds swing with the other processes, so the CPU
+seconds of the process (every thread) and GFLOP per CPU second, as a
+fraction of the matmul's, are given too: they move much less with the load.
+FLOPs per image are the matrix-product FLOPs of XLA's optimized HLO at batch
+1 (`bench/hlo_flops.py`, loops counted by their trip counts).
+
+Also, optionally:
+- `graph_batch_<B>`: the fast sampler without XLA (`jit_compile=False`);
+- `oracle_batch_1`: the straightforward decode (`generate(..., reference=True)`, eager),
   timed over its first rows and extrapolated to the whole image (every row
-  costs the same: it re-runs the decoders on the whole canvas).
+  costs the same: it re-runs the decoders on the whole canvas); 0 rows skips
+  it;
+- `upsampler_batch_<B>`: the default upsampler's `sample` (D=512, 224x224,
+  eager, as `sample.py` runs it: nothing to compile), seconds per image of
+  one call, and the process's peak resident memory so far.
 Prints one JSON object; `speedup` is oracle / fast seconds per image at
-batch 1. `load_average` is the machine's 1-minute load before and after:
-on a shared machine the figures scale with it.
+batch 1. `load_average` is the machine's 1-minute load at the start and the
+end: on a shared machine the figures scale with it.
 """
 
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -29,38 +46,114 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+import hlo_flops  # pylint: disable=g-import-not-at-top
 import models  # pylint: disable=g-import-not-at-top
 import train_step  # pylint: disable=g-import-not-at-top
 from models import base  # pylint: disable=g-import-not-at-top
 from models import sampler  # pylint: disable=g-import-not-at-top
 
+FLOPS_METHOD = ('matrix-product FLOPs (2*M*N*K per dot) of the XLA-optimized '
+                'HLO at batch 1, while loops times their trip counts '
+                '(bench/hlo_flops.py); element-wise work not counted')
+
+
+def cpu_seconds():
+  """CPU seconds (user and system, every thread) of this process so far."""
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
 
 def timed(function, *args):
-  """(seconds, result) of one call, outputs fetched."""
-  start = time.perf_counter()
+  """(seconds, CPU seconds, result) of one call, outputs fetched."""
+  start, start_cpu = time.perf_counter(), cpu_seconds()
   result = tf.nest.map_structure(lambda t: t.numpy(), function(*args))
-  return time.perf_counter() - start, result
+  return time.perf_counter() - start, cpu_seconds() - start_cpu, result
 
 
-def time_sampler(model, config, batch_size, jit_compile):
-  """Compilation and steady seconds of a fresh sampler on one batch."""
+def best_seconds(function, args, repeats):
+  """Seconds of the first call; best seconds and CPU seconds of `repeats`
+  later calls."""
+  first, _, _ = timed(function, *args)
+  later = [timed(function, *args)[:2] for _ in range(repeats)]
+  return first, min(s for s, _ in later), min(c for _, c in later)
+
+
+def matmul_peak(size=4096, repeats=3):
+  """float32 GFLOP/s and GFLOP per CPU second of the best of `repeats`
+  (size x size) tf.matmuls."""
+  a = tf.random.stateless_normal([size, size], [0, 0])
+  b = tf.random.stateless_normal([size, size], [0, 1])
+  matmul = tf.function(tf.linalg.matmul)
+  _, seconds, cpu = best_seconds(matmul, (a, b), repeats)
+  flops = 2 * size**3
+  return {'gflops': round(flops / seconds / 1e9, 1),
+          'gflop_per_cpu_second': round(flops / cpu / 1e9, 1)}
+
+
+class CoreFunctions:
+  """The compiled encoder, forward pass and sampler of one model."""
+
+  def __init__(self, model):
+    self.model = model
+    self.encode = tf.function(
+        lambda slots, offsets: model.encode(slots, offsets), jit_compile=True)
+    self.forward = tf.function(
+        lambda inputs: model.get_logits(inputs, training=False),
+        jit_compile=True)
+
+  def encoder_args(self, inputs):
+    _, slots, offsets = self.model.split_inputs(inputs, training=False)
+    return slots, offsets
+
+  def flops(self, inputs, sample):
+    """Matrix-product FLOPs of the encoder, forward pass and `sample`."""
+    def count(function, *args):
+      return hlo_flops.dot_flops(function.experimental_get_compiler_ir(
+          *args)(stage='optimized_hlo'))
+    _, slots, offsets = self.model.split_inputs(inputs, training=False)
+    generate = sample._generate  # pylint: disable=protected-access
+    return {'encoder': count(self.encode, slots, offsets),
+            'forward': count(self.forward, inputs),
+            'sampler': count(generate, slots, offsets, tf.zeros([2], tf.int32),
+                             'argmax', False)}
+
+
+def rates(flops, seconds, cpu, peak):
+  """GFLOP/s of `flops` in `seconds` and GFLOP per CPU second, each as a
+  fraction of the matmul's."""
+  gflops, per_cpu = flops / seconds / 1e9, flops / cpu / 1e9
+  return {'gflops': round(gflops, 1),
+          'fraction_of_peak': round(gflops / peak['gflops'], 2),
+          'gflop_per_cpu_second': round(per_cpu, 1),
+          'fraction_of_peak_per_cpu_second': round(
+              per_cpu / peak['gflop_per_cpu_second'], 2)}
+
+
+def time_core(functions, config, batch_size, repeats, flops, peak):
+  """Encoder, forward pass and sampler seconds per image at one batch size."""
   inputs = train_step.random_inputs(config, batch_size)
-  sample = sampler.Sampler(model, jit_compile=jit_compile)
-  first, _ = timed(sample, inputs)
-  steady, _ = timed(sample, inputs)
-  return {'compile_seconds': round(first - steady, 1),
-          'seconds_per_batch': round(steady, 2),
-          'seconds_per_image': round(steady / batch_size, 3)}
+  sample = sampler.Sampler(functions.model)
+  result = {}
+  for name, function, args in (
+      ('encoder', functions.encode, functions.encoder_args(inputs)),
+      ('forward', functions.forward, (inputs,)),
+      ('sampler', sample, (inputs,))):
+    first, seconds, cpu = best_seconds(function, args, repeats)
+    result[name] = {'seconds_per_image': round(seconds / batch_size, 3),
+                    'cpu_seconds_per_image': round(cpu / batch_size, 3),
+                    **rates(flops[name] * batch_size, seconds, cpu, peak)}
+    if name == 'sampler':
+      result[name]['compile_seconds'] = round(first - seconds, 1)
+  return result
 
 
-def time_encoder(model, config, batch_size):
-  """Steady seconds per image of the XLA-compiled encoder alone."""
+def time_graph_sampler(model, config, batch_size):
+  """Compilation and steady seconds per image of the sampler without XLA."""
   inputs = train_step.random_inputs(config, batch_size)
-  _, slots, offsets = model.split_inputs(inputs, training=False)
-  encode = tf.function(model.encode, jit_compile=True)
-  timed(encode, slots, offsets)
-  seconds, _ = timed(encode, slots, offsets)
-  return round(seconds / batch_size, 3)
+  first, seconds, _ = best_seconds(
+      sampler.Sampler(model, jit_compile=False), (inputs,), 1)
+  return {'compile_seconds': round(first - seconds, 1),
+          'seconds_per_image': round(seconds / batch_size, 3)}
 
 
 def time_oracle(model, config, rows):
@@ -70,43 +163,78 @@ def time_oracle(model, config, rows):
   _, slots, offsets = model.split_inputs(inputs, training=False)
   z = base.fold_channels(model.encode(slots, offsets))
   folded = tf.reshape(tf.broadcast_to(offsets, [1, z.shape[0]]), [-1])
-  seconds, _ = timed(
+  seconds, _, _ = timed(
       model._reference_decode,  # pylint: disable=protected-access
       z, folded, 'argmax', None, rows)
   return {'timed_rows': rows,
           'seconds_per_image': round(seconds * height / rows, 1)}
 
 
+def time_upsampler(batch_size):
+  """Seconds per image of the default upsampler's `sample` (eager)."""
+  config = train_step.CONFIGS['upsampler']('')
+  tf.keras.utils.set_random_seed(0)
+  model = models.build(config)
+  inputs = train_step.random_inputs(config, batch_size)
+  seconds, cpu, _ = timed(model.sample, inputs)
+  return {'hidden_size': config.model.hidden_size,
+          'resolution': list(config.resolution),
+          'seconds_per_image': round(seconds / batch_size, 2),
+          'cpu_seconds_per_image': round(cpu / batch_size, 2),
+          'peak_resident_gb_so_far': round(
+              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)}
+
+
+def batch_sizes(text):
+  return [int(b) for b in text.split(',') if b]
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batches', default='1,8',
-                      help='batch sizes of the fast (XLA) sampler')
+                      help='batch sizes of the encoder, forward pass and '
+                      'fast (XLA) sampler')
+  parser.add_argument('--repeats', type=int, default=2,
+                      help='timed calls after the warm-up call (the best '
+                      'counts)')
   parser.add_argument('--graph_batches', default='1',
                       help='batch sizes of the sampler without XLA ("" for '
                       'none)')
-  parser.add_argument('--oracle_rows', type=int, default=2)
+  parser.add_argument('--oracle_rows', type=int, default=2,
+                      help='rows of the oracle to time (0: skip it)')
+  parser.add_argument('--upsampler_batches', default='1,8',
+                      help='batch sizes of the upsampler ("" for none)')
   args = parser.parse_args(argv)
   config = train_step.CONFIGS['core']('')
   tf.keras.utils.set_random_seed(0)
   model = models.build(config)
+  peak = matmul_peak()
+  functions = CoreFunctions(model)
+  flops = functions.flops(train_step.random_inputs(config, 1),
+                          sampler.Sampler(model))
   report = {'device': 'CPU', 'cpus': os.cpu_count(),
             'tensorflow': tf.__version__,
             'hidden_size': config.model.hidden_size,
             'resolution': list(config.model.resolution),
             'timeline': config.timeline, 'n_channels': config.n_channels,
-            'load_average': [round(os.getloadavg()[0], 2)]}
-  for batch in map(int, filter(None, args.batches.split(','))):
-    result = time_sampler(model, config, batch, jit_compile=True)
-    result['encoder_seconds_per_image'] = time_encoder(model, config, batch)
-    report[f'fast_batch_{batch}'] = result
-  for batch in map(int, filter(None, args.graph_batches.split(','))):
-    report[f'graph_batch_{batch}'] = time_sampler(model, config, batch,
-                                                  jit_compile=False)
-  report['oracle_batch_1'] = time_oracle(model, config, args.oracle_rows)
-  fast = report.get('fast_batch_1', {}).get('seconds_per_image')
-  if fast:
-    report['speedup'] = round(
-        report['oracle_batch_1']['seconds_per_image'] / fast, 1)
+            'load_average': [round(os.getloadavg()[0], 2)],
+            'matmul_peak': peak,
+            'flops_method': FLOPS_METHOD,
+            'gflop_per_image': {k: round(v / 1e9, 2) for k, v in flops.items()}}
+  for batch in batch_sizes(args.batches):
+    report[f'batch_{batch}'] = time_core(functions, config, batch,
+                                         args.repeats, flops, peak)
+  for batch in batch_sizes(args.graph_batches):
+    report[f'graph_batch_{batch}'] = time_graph_sampler(model, config, batch)
+  if args.oracle_rows:
+    report['oracle_batch_1'] = time_oracle(model, config, args.oracle_rows)
+    fast = report.get('batch_1', {}).get('sampler', {}).get(
+        'seconds_per_image')
+    if fast:
+      report['speedup'] = round(
+          report['oracle_batch_1']['seconds_per_image'] / fast, 1)
+  for batch in batch_sizes(args.upsampler_batches):
+    report[f'upsampler_batch_{batch}'] = time_upsampler(batch)
   report['load_average'].append(round(os.getloadavg()[0], 2))
   print(json.dumps(report, indent=2))
 
