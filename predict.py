@@ -31,7 +31,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from datasets import rasters
+from datasets import series_flags
 from datasets.ondisk import DataError
 from utils import cli
 from utils import predict_loop
@@ -48,24 +48,7 @@ _UP_CONFIG = config_flags.DEFINE_config_file(
 flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
                     'checkpoint, averaged weights).')
 flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
-flags.DEFINE_multi_string('inputs', None, 'Glob pattern(s) of the dated image '
-                          'files (quote them).')
-flags.DEFINE_list('bands', None, 'RGB band numbers (1-based) of multi-band '
-                  'inputs; default 4,3,2 for 12/13 bands, 1,2,3 for 3.')
-flags.DEFINE_bool('band_files', False, 'Inputs are one file per band '
-                  '(*_B04_10m.jp2, *_B03_10m.jp2, *_B02_10m.jp2).')
-flags.DEFINE_string('masks', None, 'Glob of cloud masks, one per date, '
-                    '0 = clear.')
-flags.DEFINE_string('scl', None, 'Glob of L2A scene classification rasters '
-                    '(3, 8, 9, 10 cloudy; 0 missing).')
-flags.DEFINE_string('cloud_prob', None, 'Glob of cloud probability rasters '
-                    '(percent).')
-flags.DEFINE_float('cloud_threshold', 40, 'Cloud probability above which a '
-                   'pixel is cloudy (--cloud_prob).')
-flags.DEFINE_integer('offset', None, 'Reflectance DN offset (1000 for '
-                     'processing baseline >= 04.00); default: from each '
-                     "file's metadata, else 0.")
-flags.DEFINE_string('target', None, 'Date to make cloud-free (YYYY-MM-DD); '
+series_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
                     'default the last date.')
 flags.DEFINE_string('out', None, 'Output GeoTIFF path.')
 flags.DEFINE_integer('overlap', 32, 'Pixels shared by neighbouring tiles '
@@ -97,26 +80,12 @@ def parse_shard(text):
   return index, count
 
 
-def parse_bands(values):
-  if values is None:
-    return None
-  try:
-    return [int(v) for v in values]
-  except ValueError:
-    raise DataError(f'--bands={",".join(values)}: give three 1-based band '
-                    'numbers, e.g. 4,3,2.') from None
-
-
 def main(_):
   core_config, up_config = _CORE_CONFIG.value, _UP_CONFIG.value
   predict_loop.check_configs(core_config, up_config)
   shard = parse_shard(FLAGS.shard)
   out = os.path.abspath(FLAGS.out)
-  with rasters.open_series(
-      FLAGS.inputs, bands=parse_bands(FLAGS.bands),
-      band_files=FLAGS.band_files, masks=FLAGS.masks, scl=FLAGS.scl,
-      cloud_prob=FLAGS.cloud_prob, cloud_threshold=FLAGS.cloud_threshold,
-      target=FLAGS.target, offset=FLAGS.offset) as series:
+  with series_flags.open_series(FLAGS, 'target') as series:
     predict_loop.slot_dates(series, core_config.timeline)
     predictor, identity = predict_loop.load_predictor(
         core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,

@@ -40,9 +40,8 @@ import numpy as np
 from PIL import Image
 from rasterio.windows import Window
 
-from datasets import cloudmasks
-from datasets import rasters
 from datasets import scan
+from datasets import series_flags
 from datasets.ondisk import DataError
 from utils import cli
 
@@ -300,25 +299,8 @@ def summary(out, report):
 def define_flags():
   """The command-line flags (defined only when run as a program, so that
   importing this module beside predict.py does not clash on --inputs)."""
-  flags.DEFINE_string('inputs', None, 'Glob of the dated rasters.')
-  flags.DEFINE_list('bands', None, 'RGB band indexes (1-based) of a '
-                    'multi-band file; default 4,3,2 for a 12/13-band '
-                    'Sentinel-2 stack, 1,2,3 for 3 bands.')
-  flags.DEFINE_bool('band_files', False, 'Inputs are L2A band files '
-                    '(*_B04_10m.jp2, *_B03_..., *_B02_...).')
-  flags.DEFINE_string('masks', None, 'Glob of cloud masks, 0 = clear.')
-  flags.DEFINE_string('scl', None, 'Glob of L2A Scene Classification '
-                      'rasters.')
-  flags.DEFINE_string('cloud_prob', None, 'Glob of cloud probability '
-                      'rasters (percent).')
-  flags.DEFINE_float('cloud_threshold', cloudmasks.DEFAULT_THRESHOLD,
-                     'Cloud probability (percent) above which --cloud_prob '
-                     'is cloudy.')
-  flags.DEFINE_integer('offset', None, 'DN offset of zero reflectance (1000 '
-                       'for processing baseline >= 04.00); default: from the '
-                       'metadata, else 0.')
-  flags.DEFINE_string('grid_date', None, 'Date whose grid the others are '
-                      'warped to (default the last).')
+  series_flags.define('grid_date', 'Date whose grid the others are warped '
+                      'to (default the last).')
   flags.DEFINE_integer('patch', Options.patch, 'Patch side (px).')
   flags.DEFINE_integer('stride', Options.stride, 'Patch step (px).')
   flags.DEFINE_float('test_fraction', Options.test_fraction,
@@ -342,15 +324,7 @@ def main(argv):
   f = flags.FLAGS
   options = Options(f.patch, f.stride, f.test_fraction, f.seed, f.block,
                     f.timeline, min(f.resolution, f.patch), f.max_coverage)
-  try:
-    bands = [int(b) for b in f.bands] if f.bands else None
-  except ValueError:
-    raise DataError(f'--bands wants 1-based band numbers like 4,3,2, got '
-                    f'{",".join(f.bands)}.') from None
-  with rasters.open_series(
-      f.inputs, bands=bands, band_files=f.band_files, masks=f.masks,
-      scl=f.scl, cloud_prob=f.cloud_prob, cloud_threshold=f.cloud_threshold,
-      target=f.grid_date, offset=f.offset) as series:
+  with series_flags.open_series(f, 'grid_date') as series:
     report = prepare(argv[1], series, options)
   print(summary(argv[1], report))
 

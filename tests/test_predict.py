@@ -28,6 +28,7 @@ from datasets import synthetic_geotiff
 from datasets.ondisk import DataError
 from utils import predict_loop
 from utils import predict_output
+from utils import runlock
 from utils import workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,11 +166,10 @@ def test_shards_together_equal_one_run(scene, tmp_path):
 def test_a_shard_leaves_a_running_assembly_alone(scene, tmp_path):
   out = str(tmp_path / 'out.tif')
   assert run(scene, out, shard=(1, 2)) is None
-  lock = workdir.Lock(os.path.join(workdir.work_dir(out), 'assemble.lock'))
-  with lock:
+  with runlock.hold(workdir.work_dir(out), 'predict', 'assemble'):
     assert run(scene, out, shard=(0, 2)) is None
     assert not os.path.exists(out)
-    with pytest.raises(DataError, match='assemble.lock is held'):
+    with pytest.raises(runlock.LockHeld, match='in use by another predict'):
       run(scene, out, merge=True)
   assert run(scene, out, merge=True)['image'] == out
   assert os.path.exists(out)
@@ -213,7 +213,8 @@ def test_work_directory_of_other_settings_is_refused(scene, tmp_path):
 def test_a_live_lock_refuses_a_second_writer(tmp_path):
   work = workdir.WorkDir(str(tmp_path / 'out.tif'), {'x': 1})
   with work.lock('shard_0_of_1'):
-    with pytest.raises(DataError, match='is held by pid'):
+    with pytest.raises(runlock.LockHeld,
+                       match=r'in use by another predict job \(pid'):
       with work.lock('shard_0_of_1'):
         pass
 
@@ -305,7 +306,6 @@ def test_model_batch_slots_masks_and_low_resolution():
 
 
 def test_model_batch_equals_the_data_pipeline(tiny_config):
-  import datasets  # pylint: disable=g-import-not-at-top
   config = tiny_config('cloudtran_core_test')
   batch = next(iter(pipeline.get_dataset(config, 2, 'test')))
   size, c = config.downsample_res, config.n_channels

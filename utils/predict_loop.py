@@ -32,6 +32,7 @@ from datasets.ondisk import DataError
 from models import base
 from utils import predict_output
 from utils import progress
+from utils import runlock
 from utils import sample_loop
 from utils import tiling
 from utils import workdir
@@ -319,7 +320,7 @@ def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
     with work.lock('assemble'):
       names = assemble(series, work, tiles, tile_size, overlap, out,
                        replace_all, output_reflectance)
-  except workdir.LockHeld:
+  except runlock.LockHeld:
     if merge:
       raise
     logging.info('Another job is assembling %s.', out)

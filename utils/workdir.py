@@ -4,76 +4,18 @@
 on: inputs, target, tiling, models) and one `tile_NNNNNN.npz` per finished
 tile, written under a temporary name and renamed into place, so a killed
 job leaves only whole tiles. Each writer (a shard, the assembly) holds a
-lock file in the directory naming its host, pid and start time; a second
-writer of the same part is refused, and a lock left by a dead process on
-this host is taken over with a log line.
+`runlock` file in the directory: a second writer of the same part is
+refused, and a lock left by a dead process on this host is taken over.
 """
 
 import json
 import os
 import shutil
-import socket
-import time
 
-from absl import logging
 import numpy as np
 
 from datasets.ondisk import DataError
-
-
-def _alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
-class LockHeld(DataError):
-  """Another live process holds the lock."""
-
-
-class Lock:
-  """An exclusive lock file; use as a context manager."""
-
-  def __init__(self, path):
-    self.path = path
-
-  def __enter__(self):
-    holder = {'host': socket.gethostname(), 'pid': os.getpid(),
-              'started': time.strftime('%Y-%m-%d %H:%M:%S')}
-    while True:
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-      except FileExistsError:
-        self._take_over_if_dead()
-        continue
-      with os.fdopen(fd, 'w') as f:
-        json.dump(holder, f)
-      return self
-
-  def _take_over_if_dead(self):
-    try:
-      with open(self.path) as f:
-        other = json.load(f)
-    except (OSError, ValueError):
-      other = {}
-    if (other.get('host') == socket.gethostname() and
-        not _alive(int(other.get('pid', -1)))):
-      logging.info('Taking over %s, left by dead process %s.', self.path,
-                   other.get('pid'))
-      os.remove(self.path)
-      return
-    raise LockHeld(
-        f'{self.path} is held by pid {other.get("pid")} on '
-        f'{other.get("host")} (since {other.get("started")}): another job '
-        'is writing this part; wait for it, or remove the file if that job '
-        'is gone.')
-
-  def __exit__(self, *exc):
-    os.remove(self.path)
+from utils import runlock
 
 
 def work_dir(out_path):
@@ -104,7 +46,8 @@ class WorkDir:
       os.replace(path + '.tmp', path)
 
   def lock(self, name):
-    return Lock(os.path.join(self.dir, f'{name}.lock'))
+    """Holds `<name>.lock` for a block (`runlock`, the project's lock)."""
+    return runlock.hold(self.dir, 'predict', name)
 
   def path(self, index):
     return os.path.join(self.dir, f'tile_{index:06d}.npz')
