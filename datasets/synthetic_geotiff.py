@@ -16,7 +16,6 @@ the growing season); the first date is clear, the last one partly cloudy
 second date misses a corner (zeros, SCL no data), as at a swath edge.
 """
 
-import argparse
 import datetime
 import os
 
@@ -26,6 +25,7 @@ import rasterio
 
 from datasets import radiometry
 from datasets import scenes
+from utils import cli
 
 CRS = 'EPSG:32632'
 ORIGIN = (600000.0, 5100000.0)  # left, top (m)
@@ -157,7 +157,7 @@ def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
 
 
 def parser():
-  p = argparse.ArgumentParser(
+  p = cli.ArgumentParser(
       prog='python -m datasets.synthetic_geotiff',
       description='Writes a synthetic dated Sentinel-2-like scene (GeoTIFF '
                   'reflectance, SCL and cloud masks).')
@@ -186,4 +186,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  cli.guard(main)

@@ -31,11 +31,12 @@ def _text(config):
   return ml_collections.ConfigDict(config.to_dict()).to_yaml()
 
 
-def _flat(tree, prefix=''):
+def flatten(tree, prefix=''):
+  """{'a': {'b': 1}} -> {'a.b': 1}: nested config values by dotted key."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flat(value, f'{prefix}{key}.'))
+      flat.update(flatten(value, f'{prefix}{key}.'))
     else:
       flat[prefix + key] = value
   return flat
@@ -62,7 +63,7 @@ _Loader.add_multi_constructor('tag:yaml.org,2002:python/', _python_tag)
 
 
 def _load(text):
-  return _flat(yaml.load(text, Loader=_Loader) or {})
+  return flatten(yaml.load(text, Loader=_Loader) or {})
 
 
 def read(logdir):

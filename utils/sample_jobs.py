@@ -24,6 +24,7 @@ import shutil
 import tensorflow as tf
 
 from datasets import tfrecords
+from utils import runconfig
 
 SUBSET_FIELD = '{subset}'
 JOB_SUFFIX = '.job.json'
@@ -89,16 +90,6 @@ def _write(path, job):
   os.replace(path + '.tmp', path)
 
 
-def _flat(values, prefix=''):
-  out = {}
-  for key, value in values.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      out[prefix + key] = value
-  return out
-
-
 def differences(recorded, current):
   """What differs between two identities, one phrase each."""
   found = []
@@ -111,7 +102,8 @@ def differences(recorded, current):
   if recorded['inputs'] != current['inputs']:
     found.append('the outputs of sample.gen_data_dir they were made from '
                  'have changed')
-  old, new = _flat(recorded['config']), _flat(current['config'])
+  old, new = (runconfig.flatten(recorded['config']),
+              runconfig.flatten(current['config']))
   changed = [f'config.{key} was {old.get(key)!r}, now {new.get(key)!r}'
              for key in sorted(set(old) | set(new))
              if old.get(key) != new.get(key)]
