@@ -190,18 +190,23 @@ def _ranked(base, rank, parent):
   return f'{parent}/{base}#{rank}' if rank else f'{parent}/{base}'
 
 
+def _post_norm_blocks(mapping, blocks, attention_base, scope):
+  """Unconditioned (attention, norm, feed-forward, norm) blocks in order."""
+  for index, (attention, attention_norm, feed_forward, ff_norm) in enumerate(
+      blocks):
+    mapping.attention(_ranked(attention_base, index, scope), attention)
+    mapping.layer_norm(_ranked('layer_normalization', 2 * index, scope),
+                       attention_norm)
+    mapping.feed_forward(feed_forward)
+    mapping.layer_norm(_ranked('layer_normalization', 2 * index + 1, scope),
+                       ff_norm)
+
+
 def _axial_encoder(mapping, scope, encoder):
   """FactorizedAttention: position, then per sub-layer attention and norms."""
   name = f'{scope}/factorized_attention'
   mapping.position(f'{name}/position_embed', encoder.position)
-  for index, (attention, attention_norm, feed_forward, ff_norm) in enumerate(
-      encoder.blocks):
-    mapping.attention(_ranked('self_attention_nd', index, name), attention)
-    mapping.layer_norm(_ranked('layer_normalization', 2 * index, name),
-                       attention_norm)
-    mapping.feed_forward(feed_forward)
-    mapping.layer_norm(_ranked('layer_normalization', 2 * index + 1, name),
-                       ff_norm)
+  _post_norm_blocks(mapping, encoder.blocks, 'self_attention_nd', name)
 
 
 def _decoder(mapping, scope, decoder, attention_names, mlp_names):
@@ -232,14 +237,8 @@ def core_mapping(model):
   if encoder.aggregation != 'sum':
     mapping.position(f'{enc}/position_embed', encoder.temporal_position)
   if encoder.aggregation == 'attention':
-    for index, (attention, attention_norm, feed_forward, ff_norm) in enumerate(
-        encoder.temporal_blocks):
-      mapping.attention(_ranked('unmask_temp_att', index, enc), attention)
-      mapping.layer_norm(_ranked('layer_normalization', 2 * index, enc),
-                         attention_norm)
-      mapping.feed_forward(feed_forward)
-      mapping.layer_norm(_ranked('layer_normalization', 2 * index + 1, enc),
-                         ff_norm)
+    _post_norm_blocks(mapping, encoder.temporal_blocks, 'unmask_temp_att',
+                      enc)
     mapping.add(f'{enc}/aggregate/kernel', encoder.contraction)
   elif encoder.aggregation == 'conv':
     mapping.dense(mapping.orphan('conv3d'), encoder.time_hidden)
