@@ -24,7 +24,6 @@ import time
 from absl import logging
 import numpy as np
 from rasterio.windows import Window
-import tensorflow as tf
 
 from datasets import radiometry
 from datasets import transforms
@@ -123,12 +122,14 @@ def load_predictor(core_config, core_logdir, upsampler_config,
   """A ModelPredictor with the averaged weights of both runs, and its
   identity (checkpoint paths and mode) for the work directory."""
   check_configs(core_config, upsampler_config)
-  core = sample_loop.restore_averaged_model(core_config, core_logdir)
-  upsampler = sample_loop.restore_averaged_model(upsampler_config,
-                                                 upsampler_logdir)
-  identity = {'core': os.path.abspath(tf.train.latest_checkpoint(core_logdir)),
-              'upsampler': os.path.abspath(
-                  tf.train.latest_checkpoint(upsampler_logdir)),
+  core_path = os.path.abspath(sample_loop.newest_checkpoint(core_logdir))
+  upsampler_path = os.path.abspath(
+      sample_loop.newest_checkpoint(upsampler_logdir))
+  core = sample_loop.restore_averaged_model(core_config, core_logdir,
+                                            core_path)
+  upsampler = sample_loop.restore_averaged_model(
+      upsampler_config, upsampler_logdir, upsampler_path)
+  identity = {'core': core_path, 'upsampler': upsampler_path,
               'only_parallel': bool(only_parallel)}
   return ModelPredictor(core, upsampler, core_config, upsampler_config,
                         only_parallel), identity
