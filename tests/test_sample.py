@@ -161,25 +161,29 @@ def test_core_only_parallel_on_the_test_subset(synthetic_data, tmp_path):
   assert not os.path.exists(os.path.join(out, 'metrics.csv'))  # test: no truth
 
 
+def sample_killed_at_batch(monkeypatch, config, logdir, index):
+  """Runs a `sample_valid` job killed while committing batch `index`."""
+  real_commit = sample_loop.Parts.commit
+
+  def dying_commit(self, batch, outputs, rows):
+    if batch == index:
+      raise KeyboardInterrupt
+    real_commit(self, batch, outputs, rows)
+
+  monkeypatch.setattr(sample_loop.Parts, 'commit', dying_commit)
+  with pytest.raises(KeyboardInterrupt):
+    sample_loop.sample(config, logdir, 'sample_valid')
+  monkeypatch.setattr(sample_loop.Parts, 'commit', real_commit)
+
+
 def test_killed_job_resumes_with_every_output_once(synthetic_data, tmp_path,
                                                    monkeypatch):
   from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
   config = small_job(tiny_config_at(synthetic_data, 'upsampler_test'),
                      outputs=5, batch=2)
   save_untrained(config, tmp_path)
-  calls = {'n': 0}
-  real_commit = sample_loop.Parts.commit
-
-  def dying_commit(self, index, outputs, rows):
-    calls['n'] += 1
-    if calls['n'] == 2:  # killed while finishing the second batch
-      raise KeyboardInterrupt
-    real_commit(self, index, outputs, rows)
-
-  monkeypatch.setattr(sample_loop.Parts, 'commit', dying_commit)
-  with pytest.raises(KeyboardInterrupt):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
-  monkeypatch.setattr(sample_loop.Parts, 'commit', real_commit)
+  # Killed while finishing the second batch.
+  sample_killed_at_batch(monkeypatch, config, str(tmp_path), 1)
   result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
   out = result['dir']
   side = config.resolution[0]
@@ -306,17 +310,7 @@ def upsampler_job(synthetic_data, logdir, outputs=4):
 def test_resumed_job_refuses_a_newer_checkpoint_or_restarts(
     synthetic_data, tmp_path, monkeypatch):
   config = upsampler_job(synthetic_data, tmp_path)
-  real_commit = sample_loop.Parts.commit
-
-  def dying_commit(self, index, outputs, rows):
-    if index == 1:
-      raise KeyboardInterrupt
-    real_commit(self, index, outputs, rows)
-
-  monkeypatch.setattr(sample_loop.Parts, 'commit', dying_commit)
-  with pytest.raises(KeyboardInterrupt):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
-  monkeypatch.setattr(sample_loop.Parts, 'commit', real_commit)
+  sample_killed_at_batch(monkeypatch, config, str(tmp_path), 1)
   out = os.path.join(tmp_path, 'samples_sup_valid')
   assert '00001_sam_up.png' in pngs(out)
   save_untrained(config, tmp_path, step=7)
