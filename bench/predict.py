@@ -2,11 +2,15 @@
 
   .venv/bin/python bench/predict.py [--sizes 512,1024] [--only_parallel] \
       [--core_logdir runs/demo/core --upsampler_logdir runs/demo/upsampler]
+  .venv/bin/python bench/predict.py --models default --sizes 432
 
-For each size a synthetic 4-date scene (uint16, SCL; datasets.synthetic_geotiff)
-is written to a temporary directory, then one fresh process predicts its
-last date with the `:tiny` models (32 px tiles, overlap 8, batch 8): the
-demo's runs when given, else random weights (the speed is the same). Each
+For each size a synthetic scene (uint16, SCL; datasets.synthetic_geotiff,
+`timeline` dates) is written to a temporary directory, then one fresh
+process predicts its last date with the models of `--models`: `tiny` (the
+`:tiny` configs, 32 px tiles, overlap 8, batch 8; the demo's runs when
+given, else random weights: the speed is the same) or `default` (the
+upstream configs: core D=128 at 64x64, upsampler D=512 at 224x224; random
+weights, overlap 16, batch 1). Each
 process reports the seconds of model loading and compilation (the first
 batch), of the tiles and of the assembly, megapixels per second over tiles
 and assembly, and its peak resident memory (ru_maxrss). Prints one JSON
@@ -27,19 +31,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-TILE_FLAGS = dict(overlap=8, batch_size=8)
+# Config variant and tile flags of each `--models` choice.
+MODELS = {'tiny': ('tiny', dict(overlap=8, batch_size=8)),
+          'default': ('', dict(overlap=16, batch_size=1))}
 
 
-def save_random_models(directory):
-  """Tiny core and upsampler checkpoints with random weights."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import models  # pylint: disable=g-import-not-at-top
+def configs(models_name):
+  """(core config, upsampler config) of a `--models` choice."""
   from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
   from configs import upsampler_test  # pylint: disable=g-import-not-at-top
+  variant = MODELS[models_name][0]
+  return (cloudtran_core_test.get_config(variant),
+          upsampler_test.get_config(variant))
+
+
+def save_random_models(directory, models_name):
+  """Core and upsampler checkpoints with random weights."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import models  # pylint: disable=g-import-not-at-top
   from utils import ema as ema_lib  # pylint: disable=g-import-not-at-top
   logdirs = []
-  for module in (cloudtran_core_test, upsampler_test):
-    config = module.get_config('tiny')
+  for config in configs(models_name):
     tf.keras.utils.set_random_seed(0)
     model = models.build(config)
     ema = ema_lib.ExponentialMovingAverage(model.trainable_variables,
@@ -68,13 +80,10 @@ class Timed:
 
 def child(args):
   """One prediction in this process; prints its figures as JSON."""
-  from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
-  from configs import upsampler_test  # pylint: disable=g-import-not-at-top
   from datasets import rasters  # pylint: disable=g-import-not-at-top
   from utils import predict_loop  # pylint: disable=g-import-not-at-top
   from utils import predict_output  # pylint: disable=g-import-not-at-top
-  core_config = cloudtran_core_test.get_config('tiny')
-  up_config = upsampler_test.get_config('tiny')
+  core_config, up_config = configs(args.models)
   start = time.perf_counter()
   predictor, identity = predict_loop.load_predictor(
       core_config, args.core_logdir, up_config, args.upsampler_logdir,
@@ -96,7 +105,7 @@ def child(args):
     predict_loop.predict(series, timed, args.out,
                          tile_size=up_config.resolution[0],
                          timeline=core_config.timeline, identity=identity,
-                         **TILE_FLAGS)
+                         **MODELS[args.models][1])
     end = time.perf_counter()
     pixels = series.grid.width * series.grid.height
   tiles_seconds = phases['tiles_done'] - tiles_start - timed.first_seconds
@@ -117,6 +126,9 @@ def child(args):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--sizes', default='512,1024')
+  parser.add_argument('--models', choices=sorted(MODELS), default='tiny',
+                      help='tiny: the :tiny configs (the demo); default: '
+                      'the upstream model sizes, random weights')
   parser.add_argument('--only_parallel', action='store_true')
   parser.add_argument('--core_logdir')
   parser.add_argument('--upsampler_logdir')
@@ -127,18 +139,22 @@ def main(argv=None):
     return child(args)
   from datasets import synthetic_geotiff  # pylint: disable=g-import-not-at-top
   load_before = os.getloadavg()[0]
-  results = {'mode': 'parallel' if args.only_parallel else 'argmax',
-             'tile': 32, **TILE_FLAGS}
+  core_config, up_config = configs(args.models)
+  results = {'models': args.models,
+             'mode': 'parallel' if args.only_parallel else 'argmax',
+             'tile': up_config.resolution[0], **MODELS[args.models][1]}
   with tempfile.TemporaryDirectory(prefix='bench_predict_') as tmp:
     core, upsampler = args.core_logdir, args.upsampler_logdir
     if not (core and upsampler):
-      core, upsampler = save_random_models(tmp)
+      core, upsampler = save_random_models(tmp, args.models)
       results['weights'] = 'random'
     for size in (int(s) for s in args.sizes.split(',')):
       scene = os.path.join(tmp, f'scene_{size}')
-      synthetic_geotiff.write_scene(scene, width=size, height=size, dates=4)
+      synthetic_geotiff.write_scene(scene, width=size, height=size,
+                                    dates=core_config.timeline)
       command = [sys.executable, os.path.abspath(__file__), '--scene', scene,
                  '--out', os.path.join(tmp, f'out_{size}.tif'),
+                 '--models', args.models,
                  '--core_logdir', core, '--upsampler_logdir', upsampler]
       if args.only_parallel:
         command.append('--only_parallel')

@@ -26,9 +26,12 @@ Also, optionally:
   timed over its first rows and extrapolated to the whole image (every row
   costs the same: it re-runs the decoders on the whole canvas); 0 rows skips
   it;
-- `upsampler_batch_<B>`: the default upsampler's `sample` (D=512, 224x224,
-  eager, as `sample.py` runs it: nothing to compile), seconds per image of
-  one call, and the process's peak resident memory so far.
+- `upsampler_batch_<B>`: the default upsampler's `sample` (D=512, 224x224;
+  XLA, one channel map at a time), steady seconds per image, compilation
+  seconds, GFLOP per image (as above), rates, and the process's peak
+  resident memory so far;
+- `upsampler_eager_batch_<B>`: its whole-batch eager logits and argmax, how
+  `sample` ran before (one call; timed last, as it needs the most memory).
 Prints one JSON object; `speedup` is oracle / fast seconds per image at
 batch 1. `load_average` is the machine's 1-minute load at the start and the
 end: on a shared machine the figures scale with it.
@@ -49,6 +52,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import hlo_flops  # pylint: disable=g-import-not-at-top
 import models  # pylint: disable=g-import-not-at-top
 import train_step  # pylint: disable=g-import-not-at-top
+from datasets import keys  # pylint: disable=g-import-not-at-top
 from models import base  # pylint: disable=g-import-not-at-top
 from models import sampler  # pylint: disable=g-import-not-at-top
 
@@ -170,19 +174,58 @@ def time_oracle(model, config, rows):
           'seconds_per_image': round(seconds * height / rows, 1)}
 
 
-def time_upsampler(batch_size):
-  """Seconds per image of the default upsampler's `sample` (eager)."""
+def upsampler_flops(model, inputs):
+  """Matrix-product FLOPs of the upsampler's compiled sampling of `inputs`."""
+  model.sample(inputs)  # makes the compiled function
+  key = keys.up_back('targets', model.config.downsample_res)
+  low_res = tf.cast(inputs[key], tf.int32)[..., :model.num_channels]
+  slots = tf.cast(inputs['targets'], tf.int32)[..., model.num_channels:]
+  sample = model._map_sampler  # pylint: disable=protected-access
+  return hlo_flops.dot_flops(sample.experimental_get_compiler_ir(
+      low_res, slots, tf.zeros([2], tf.int32), mode='argmax')(
+          stage='optimized_hlo'))
+
+
+def upsampler_model():
+  """The default upsampler (D=512, 224x224) with random weights."""
   config = train_step.CONFIGS['upsampler']('')
   tf.keras.utils.set_random_seed(0)
-  model = models.build(config)
+  return config, models.build(config)
+
+
+def time_upsampler(batch_size, peak):
+  """Seconds per image of the default upsampler's `sample` (XLA, one map at
+  a time), its compilation seconds and the process's peak memory so far."""
+  config, model = upsampler_model()
   inputs = train_step.random_inputs(config, batch_size)
-  seconds, cpu, _ = timed(model.sample, inputs)
+  first, seconds, cpu = best_seconds(model.sample, (inputs,), 1)
+  flops = upsampler_flops(model, train_step.random_inputs(config, 1))
   return {'hidden_size': config.model.hidden_size,
           'resolution': list(config.resolution),
           'seconds_per_image': round(seconds / batch_size, 2),
           'cpu_seconds_per_image': round(cpu / batch_size, 2),
-          'peak_resident_gb_so_far': round(
-              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 1)}
+          'compile_seconds': round(first - seconds, 1),
+          'gflop_per_image': round(flops / 1e9, 1),
+          **rates(flops * batch_size, seconds, cpu, peak),
+          'peak_resident_gb_so_far': peak_resident_gb()}
+
+
+def time_upsampler_logits(batch_size):
+  """Seconds per image of the default upsampler's whole-batch eager
+  `get_logits` and argmax: how `sample` ran before its per-map XLA loop."""
+  config, model = upsampler_model()
+  inputs = train_step.random_inputs(config, batch_size)
+  def argmax(batch):
+    logits, _ = model.get_logits(batch, training=False)
+    return tf.argmax(logits, -1, output_type=tf.int32)
+  seconds, cpu, _ = timed(argmax, inputs)
+  return {'seconds_per_image': round(seconds / batch_size, 2),
+          'cpu_seconds_per_image': round(cpu / batch_size, 2),
+          'peak_resident_gb_so_far': peak_resident_gb()}
+
+
+def peak_resident_gb():
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
 def batch_sizes(text):
@@ -204,6 +247,10 @@ def main(argv=None):
                       help='rows of the oracle to time (0: skip it)')
   parser.add_argument('--upsampler_batches', default='1,8',
                       help='batch sizes of the upsampler ("" for none)')
+  parser.add_argument('--upsampler_eager_batches', default='1',
+                      help='batch sizes of the upsampler\'s eager '
+                      'whole-batch logits, the path sample took before its '
+                      'per-map loop ("" for none; batch 8 needs about 40 GB)')
   args = parser.parse_args(argv)
   config = train_step.CONFIGS['core']('')
   tf.keras.utils.set_random_seed(0)
@@ -234,7 +281,9 @@ def main(argv=None):
       report['speedup'] = round(
           report['oracle_batch_1']['seconds_per_image'] / fast, 1)
   for batch in batch_sizes(args.upsampler_batches):
-    report[f'upsampler_batch_{batch}'] = time_upsampler(batch)
+    report[f'upsampler_batch_{batch}'] = time_upsampler(batch, peak)
+  for batch in batch_sizes(args.upsampler_eager_batches):
+    report[f'upsampler_eager_batch_{batch}'] = time_upsampler_logits(batch)
   report['load_average'].append(round(os.getloadavg()[0], 2))
   print(json.dumps(report, indent=2))
 

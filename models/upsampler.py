@@ -69,6 +69,7 @@ class Upsampler(base.CloudTranModel):
         hidden_size, model.ff_size, model.num_heads, model.num_encoder_layers,
         self.resolution)
     self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size)
+    self._map_sampler = None
     # Every weight exists once the constructor returns.
     self.built = True
 
@@ -87,25 +88,33 @@ class Upsampler(base.CloudTranModel):
   def _labels_key(self, training):
     return 'targets_slice' if training else 'targets'
 
-  def upsample(self, low_res, offsets, inputs, training=False):
+  def _slots(self, inputs):
+    """Slots 1..T-1 of `targets`, `(B, H, W, (T-1)·C)` int32."""
+    return tf.cast(inputs['targets'], tf.int32)[..., self.num_channels:]
+
+  def upsample(self, low_res, offsets, slots, training=False):
     """Logits `(B, H, W, C_out, 256)`.
 
     Args:
       low_res: `(B, H, W, C_out)` int, the low resolution target channels.
       offsets: `(B|1, C_out)` int32 flat-vocabulary offsets `256·c`.
-      inputs: batched example dict; slots 1..T-1 of `targets` condition.
+      slots: `(B, H, W, (T-1)·C)` int32, the conditioning slots 1..T-1.
       training: passed to the encoder stack (which has no dropout here).
     """
-    slots = tf.cast(inputs['targets'], tf.int32)[..., self.num_channels:]
-    time = self.time_embedding(slots)
     num_out = low_res.shape[-1]
-    channels = self.channel_embedding(base.fold_channels(
-        tf.cast(low_res, tf.int32) + offsets[:, None, None])[..., None])
-    time = base.fold_channels(
-        tf.repeat(time[:, :, :, None], num_out, axis=3))
+    symbols = base.fold_channels(tf.cast(low_res, tf.int32) +
+                                 offsets[:, None, None])
+    time = base.fold_channels(tf.repeat(
+        self.time_embedding(slots)[:, :, :, None], num_out, axis=3))
+    return base.unfold_channels(
+        self._map_logits(symbols, time, training), num_out)
+
+  def _map_logits(self, symbols, time, training=False):
+    """Logits `(N, H, W, 256)` of N channel maps: symbols `(N, H, W)` with
+    their offsets added, and their slots' time embeddings `(N, H, W, D)`."""
+    channels = self.channel_embedding(symbols[..., None])
     x = self.input_dense(tf.concat([channels, time], axis=-1))
-    x = self.encoder(x, training=training)
-    return base.unfold_channels(self.final_dense(x), num_out)
+    return self.final_dense(self.encoder(x, training=training))
 
   def get_logits(self, inputs, training):
     low_res = tf.cast(inputs[self._low_res_key(training)], tf.int32)
@@ -115,7 +124,8 @@ class Upsampler(base.CloudTranModel):
     else:
       offsets = base.channel_offsets(None, self.num_channels)
       low_res = low_res[..., :self.num_channels]
-    return self.upsample(low_res, offsets, inputs, training=training), {}
+    return self.upsample(low_res, offsets, self._slots(inputs),
+                         training=training), {}
 
   def call(self, inputs, training=False):
     return self.get_logits(inputs, training)
@@ -132,18 +142,49 @@ class Upsampler(base.CloudTranModel):
 
     Upsamples the low resolution target, slot 0 of `targets_{h}_up_back`
     (the truth, or another model's output put there by `with_low_res`).
-    The upsampler is parallel: `only_parallel` changes nothing. A
-    `'sample'` draw is one stateless categorical draw over all pixels.
+    The upsampler is parallel: `only_parallel` changes nothing. Runs
+    `_sample_maps`, XLA-compiled once per model. A `'sample'` draw is a
+    stateless categorical draw per channel map, its seed folded with the
+    map's index `b·C + c`.
     """
     base.check_mode(mode)
     del only_parallel
-    logits, _ = self.get_logits(inputs, training=False)
-    flat = tf.reshape(logits, [-1, NUM_SYMBOLS])
-    seed = base.seed_pair(seed) if mode == 'sample' else None
-    pixels = base.choose_pixels(flat, mode, seed, 0)
-    image = tf.reshape(pixels, tf.shape(logits)[:-1])
-    nats = tf.nn.sparse_softmax_cross_entropy_with_logits(image, logits)
-    return base.sample_outputs(image, tf.exp(-nats))
+    if self._map_sampler is None:
+      self._map_sampler = tf.function(self._sample_maps, jit_compile=True)
+    low_res = tf.cast(inputs[self._low_res_key(training=False)],
+                      tf.int32)[..., :self.num_channels]
+    seed = (base.seed_pair(seed) if mode == 'sample' else
+            tf.zeros([2], tf.int32))
+    image, confidence = self._map_sampler(low_res, self._slots(inputs), seed,
+                                          mode=mode)
+    return base.sample_outputs(image, confidence)
+
+  def _sample_maps(self, low_res, slots, seed, mode):
+    """Pixel values and their probabilities, each `(B, H, W, C)`.
+
+    One `(example, channel)` map at a time through the whole model: its
+    activations stay small (the logits of a batch of 8 at 224x224, D=512,
+    would take tens of GB) and in cache longer (bench/sampler.py).
+    """
+    offsets = base.channel_offsets(None, self.num_channels)
+    symbols = base.fold_channels(low_res + offsets[:, None, None])
+
+    def one_map(index):
+      time = self.time_embedding(slots[index // self.num_channels][None])
+      logits = self._map_logits(symbols[index][None], time)[0]
+      flat = tf.reshape(logits, [-1, NUM_SYMBOLS])
+      pixels = base.choose_pixels(
+          flat, mode, tf.random.experimental.stateless_fold_in(seed, index),
+          0)
+      nats = tf.nn.sparse_softmax_cross_entropy_with_logits(pixels, flat)
+      shape = tf.shape(logits)[:-1]
+      return tf.reshape(pixels, shape), tf.reshape(tf.exp(-nats), shape)
+
+    image, confidence = tf.map_fn(
+        one_map, tf.range(tf.shape(symbols)[0]),
+        fn_output_signature=(tf.int32, tf.float32))
+    return (base.unfold_channels(image, self.num_channels),
+            base.unfold_channels(confidence, self.num_channels))
 
   def with_low_res(self, inputs, low_res):
     """See `base.CloudTranModel`: `low_res` becomes slot 0 of `_up_back`.

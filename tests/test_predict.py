@@ -330,7 +330,8 @@ def predict_cli(*args):
 @pytest.fixture(scope='module')
 def tiny_models(tmp_path_factory):
   """(core, upsampler) run directories of the tiny configs, random weights."""
-  return bench_predict.save_random_models(str(tmp_path_factory.mktemp('m')))
+  return bench_predict.save_random_models(str(tmp_path_factory.mktemp('m')),
+                                         'tiny')
 
 
 def model_flags(models_dirs):
