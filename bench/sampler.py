@@ -14,6 +14,9 @@ The default core (MODEL_SIZE=128, 64x64, T=6, C=3) with random weights,
 Each gives steady seconds per image (the best of `--repeats` calls after a
 warm-up call), GFLOP/s and that rate as a fraction of `matmul_peak`: the
 float32 GFLOP/s of the best of a few 4096x4096 `tf.matmul`s in the same run.
+`matmul_peak.dense_chain_gflops` is the rate of the encoder's own dense
+shape, `(4096, D) @ (D, D)` chained in one XLA loop: the most its dense
+layers can reach (the encoder's FLOPs at that rate give its floor).
 On a shared machine wall seconds swing with the other processes, so the CPU
 seconds of the process (every thread) and GFLOP per CPU second, as a
 fraction of the matmul's, are given too: they move much less with the load.
@@ -94,6 +97,23 @@ def matmul_peak(size=4096, repeats=3):
           'gflop_per_cpu_second': round(flops / cpu / 1e9, 1)}
 
 
+def dense_chain_peak(hidden_size, rows=4096, length=240, repeats=3):
+  """float32 GFLOP/s of `length` chained `(rows, D) @ (D, D)` products in one
+  XLA loop: the encoder's dense layers (one 64x64 map) at their best, with
+  nothing between them."""
+  x = tf.random.stateless_normal([rows, hidden_size], [1, 0])
+  w = tf.random.stateless_normal([hidden_size, hidden_size], [1, 1],
+                                 stddev=hidden_size**-0.5)
+
+  @tf.function(jit_compile=True)
+  def chain(x, w):
+    return tf.while_loop(lambda i, x: i < length,
+                         lambda i, x: (i + 1, x @ w), (0, x))[1]
+
+  _, seconds, _ = best_seconds(chain, (x, w), repeats)
+  return round(length * 2 * rows * hidden_size**2 / seconds / 1e9, 1)
+
+
 class CoreFunctions:
   """The compiled encoder, forward pass and sampler of one model."""
 
@@ -146,6 +166,8 @@ def time_core(functions, config, batch_size, repeats, flops, peak):
     result[name] = {'seconds_per_image': round(seconds / batch_size, 3),
                     'cpu_seconds_per_image': round(cpu / batch_size, 3),
                     **rates(flops[name] * batch_size, seconds, cpu, peak)}
+    result[name]['fraction_of_dense_chain'] = round(
+        result[name]['gflops'] / peak['dense_chain_gflops'], 2)
     if name == 'sampler':
       result[name]['compile_seconds'] = round(first - seconds, 1)
   return result
@@ -256,6 +278,7 @@ def main(argv=None):
   tf.keras.utils.set_random_seed(0)
   model = models.build(config)
   peak = matmul_peak()
+  peak['dense_chain_gflops'] = dense_chain_peak(config.model.hidden_size)
   functions = CoreFunctions(model)
   flops = functions.flops(train_step.random_inputs(config, 1),
                           sampler.Sampler(model))
