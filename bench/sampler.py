@@ -55,7 +55,6 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import hlo_flops  # pylint: disable=g-import-not-at-top
 import models  # pylint: disable=g-import-not-at-top
 import train_step  # pylint: disable=g-import-not-at-top
-from datasets import keys  # pylint: disable=g-import-not-at-top
 from models import base  # pylint: disable=g-import-not-at-top
 from models import sampler  # pylint: disable=g-import-not-at-top
 
@@ -198,14 +197,10 @@ def time_oracle(model, config, rows):
 
 def upsampler_flops(model, inputs):
   """Matrix-product FLOPs of the upsampler's compiled sampling of `inputs`."""
-  model.sample(inputs)  # makes the compiled function
-  key = keys.up_back('targets', model.config.downsample_res)
-  low_res = tf.cast(inputs[key], tf.int32)[..., :model.num_channels]
-  slots = tf.cast(inputs['targets'], tf.int32)[..., model.num_channels:]
-  sample = model._map_sampler  # pylint: disable=protected-access
-  return hlo_flops.dot_flops(sample.experimental_get_compiler_ir(
-      low_res, slots, tf.zeros([2], tf.int32), mode='argmax')(
-          stage='optimized_hlo'))
+  return hlo_flops.dot_flops(
+      model.compiled_sampler().experimental_get_compiler_ir(
+          *model.sampler_args(inputs, 'argmax'), mode='argmax')(
+              stage='optimized_hlo'))
 
 
 def upsampler_model():

@@ -149,15 +149,23 @@ class Upsampler(base.CloudTranModel):
     """
     base.check_mode(mode)
     del only_parallel
+    image, confidence = self.compiled_sampler()(
+        *self.sampler_args(inputs, mode, seed), mode=mode)
+    return base.sample_outputs(image, confidence)
+
+  def compiled_sampler(self):
+    """`_sample_maps` compiled with XLA, made once per model."""
     if self._map_sampler is None:
       self._map_sampler = tf.function(self._sample_maps, jit_compile=True)
+    return self._map_sampler
+
+  def sampler_args(self, inputs, mode, seed=None):
+    """The tensor arguments of `_sample_maps` for a batch and a mode."""
     low_res = tf.cast(inputs[self._low_res_key(training=False)],
                       tf.int32)[..., :self.num_channels]
     seed = (base.seed_pair(seed) if mode == 'sample' else
             tf.zeros([2], tf.int32))
-    image, confidence = self._map_sampler(low_res, self._slots(inputs), seed,
-                                          mode=mode)
-    return base.sample_outputs(image, confidence)
+    return low_res, self._slots(inputs), seed
 
   def _sample_maps(self, low_res, slots, seed, mode):
     """Pixel values and their probabilities, each `(B, H, W, C)`.
