@@ -43,9 +43,7 @@ end: on a shared machine the figures scale with it.
 import argparse
 import json
 import os
-import resource
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -53,48 +51,11 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import hlo_flops  # pylint: disable=g-import-not-at-top
+import measure  # pylint: disable=g-import-not-at-top
 import models  # pylint: disable=g-import-not-at-top
 import train_step  # pylint: disable=g-import-not-at-top
 from models import base  # pylint: disable=g-import-not-at-top
 from models import sampler  # pylint: disable=g-import-not-at-top
-
-FLOPS_METHOD = ('matrix-product FLOPs (2*M*N*K per dot) of the XLA-optimized '
-                'HLO at batch 1, while loops times their trip counts '
-                '(bench/hlo_flops.py); element-wise work not counted')
-
-
-def cpu_seconds():
-  """CPU seconds (user and system, every thread) of this process so far."""
-  usage = resource.getrusage(resource.RUSAGE_SELF)
-  return usage.ru_utime + usage.ru_stime
-
-
-def timed(function, *args):
-  """(seconds, CPU seconds, result) of one call, outputs fetched."""
-  start, start_cpu = time.perf_counter(), cpu_seconds()
-  result = tf.nest.map_structure(lambda t: t.numpy(), function(*args))
-  return time.perf_counter() - start, cpu_seconds() - start_cpu, result
-
-
-def best_seconds(function, args, repeats):
-  """Seconds of the first call; best seconds and CPU seconds of `repeats`
-  later calls."""
-  first, _, _ = timed(function, *args)
-  later = [timed(function, *args)[:2] for _ in range(repeats)]
-  return first, min(s for s, _ in later), min(c for _, c in later)
-
-
-def matmul_peak(size=4096, repeats=3):
-  """float32 GFLOP/s and GFLOP per CPU second of the best of `repeats`
-  (size x size) tf.matmuls."""
-  a = tf.random.stateless_normal([size, size], [0, 0])
-  b = tf.random.stateless_normal([size, size], [0, 1])
-  matmul = tf.function(tf.linalg.matmul)
-  _, seconds, cpu = best_seconds(matmul, (a, b), repeats)
-  flops = 2 * size**3
-  return {'gflops': round(flops / seconds / 1e9, 1),
-          'gflop_per_cpu_second': round(flops / cpu / 1e9, 1)}
-
 
 def dense_chain_peak(hidden_size, rows=4096, length=240, repeats=3):
   """float32 GFLOP/s of `length` chained `(rows, D) @ (D, D)` products in one
@@ -109,7 +70,7 @@ def dense_chain_peak(hidden_size, rows=4096, length=240, repeats=3):
     return tf.while_loop(lambda i, x: i < length,
                          lambda i, x: (i + 1, x @ w), (0, x))[1]
 
-  _, seconds, _ = best_seconds(chain, (x, w), repeats)
+  _, seconds, _ = measure.best_seconds(chain, (x, w), repeats)
   return round(length * 2 * rows * hidden_size**2 / seconds / 1e9, 1)
 
 
@@ -141,17 +102,6 @@ class CoreFunctions:
                              'argmax', False)}
 
 
-def rates(flops, seconds, cpu, peak):
-  """GFLOP/s of `flops` in `seconds` and GFLOP per CPU second, each as a
-  fraction of the matmul's."""
-  gflops, per_cpu = flops / seconds / 1e9, flops / cpu / 1e9
-  return {'gflops': round(gflops, 1),
-          'fraction_of_peak': round(gflops / peak['gflops'], 2),
-          'gflop_per_cpu_second': round(per_cpu, 1),
-          'fraction_of_peak_per_cpu_second': round(
-              per_cpu / peak['gflop_per_cpu_second'], 2)}
-
-
 def time_core(functions, config, batch_size, repeats, flops, peak):
   """Encoder, forward pass and sampler seconds per image at one batch size."""
   inputs = train_step.random_inputs(config, batch_size)
@@ -161,10 +111,11 @@ def time_core(functions, config, batch_size, repeats, flops, peak):
       ('encoder', functions.encode, functions.encoder_args(inputs)),
       ('forward', functions.forward, (inputs,)),
       ('sampler', sample, (inputs,))):
-    first, seconds, cpu = best_seconds(function, args, repeats)
+    first, seconds, cpu = measure.best_seconds(function, args, repeats)
     result[name] = {'seconds_per_image': round(seconds / batch_size, 3),
                     'cpu_seconds_per_image': round(cpu / batch_size, 3),
-                    **rates(flops[name] * batch_size, seconds, cpu, peak)}
+                    **measure.rates(flops[name] * batch_size, seconds, cpu,
+                                    peak)}
     result[name]['fraction_of_dense_chain'] = round(
         result[name]['gflops'] / peak['dense_chain_gflops'], 2)
     if name == 'sampler':
@@ -175,7 +126,7 @@ def time_core(functions, config, batch_size, repeats, flops, peak):
 def time_graph_sampler(model, config, batch_size):
   """Compilation and steady seconds per image of the sampler without XLA."""
   inputs = train_step.random_inputs(config, batch_size)
-  first, seconds, _ = best_seconds(
+  first, seconds, _ = measure.best_seconds(
       sampler.Sampler(model, jit_compile=False), (inputs,), 1)
   return {'compile_seconds': round(first - seconds, 1),
           'seconds_per_image': round(seconds / batch_size, 3)}
@@ -188,7 +139,7 @@ def time_oracle(model, config, rows):
   _, slots, offsets = model.split_inputs(inputs, training=False)
   z = base.fold_channels(model.encode(slots, offsets))
   folded = tf.reshape(tf.broadcast_to(offsets, [1, z.shape[0]]), [-1])
-  seconds, _, _ = timed(
+  seconds, _, _ = measure.timed(
       model._reference_decode,  # pylint: disable=protected-access
       z, folded, 'argmax', None, rows)
   return {'timed_rows': rows,
@@ -215,7 +166,7 @@ def time_upsampler(batch_size, peak):
   a time), its compilation seconds and the process's peak memory so far."""
   config, model = upsampler_model()
   inputs = train_step.random_inputs(config, batch_size)
-  first, seconds, cpu = best_seconds(model.sample, (inputs,), 1)
+  first, seconds, cpu = measure.best_seconds(model.sample, (inputs,), 1)
   flops = upsampler_flops(model, train_step.random_inputs(config, 1))
   return {'hidden_size': config.model.hidden_size,
           'resolution': list(config.resolution),
@@ -223,8 +174,8 @@ def time_upsampler(batch_size, peak):
           'cpu_seconds_per_image': round(cpu / batch_size, 2),
           'compile_seconds': round(first - seconds, 1),
           'gflop_per_image': round(flops / 1e9, 1),
-          **rates(flops * batch_size, seconds, cpu, peak),
-          'peak_resident_gb_so_far': peak_resident_gb()}
+          **measure.rates(flops * batch_size, seconds, cpu, peak),
+          'peak_resident_gb_so_far': measure.peak_resident_gb()}
 
 
 def time_upsampler_logits(batch_size):
@@ -235,14 +186,10 @@ def time_upsampler_logits(batch_size):
   def argmax(batch):
     logits, _ = model.get_logits(batch, training=False)
     return tf.argmax(logits, -1, output_type=tf.int32)
-  seconds, cpu, _ = timed(argmax, inputs)
+  seconds, cpu, _ = measure.timed(argmax, inputs)
   return {'seconds_per_image': round(seconds / batch_size, 2),
           'cpu_seconds_per_image': round(cpu / batch_size, 2),
-          'peak_resident_gb_so_far': peak_resident_gb()}
-
-
-def peak_resident_gb():
-  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+          'peak_resident_gb_so_far': measure.peak_resident_gb()}
 
 
 def batch_sizes(text):
@@ -272,7 +219,7 @@ def main(argv=None):
   config = train_step.CONFIGS['core']('')
   tf.keras.utils.set_random_seed(0)
   model = models.build(config)
-  peak = matmul_peak()
+  peak = measure.matmul_peak()
   peak['dense_chain_gflops'] = dense_chain_peak(config.model.hidden_size)
   functions = CoreFunctions(model)
   flops = functions.flops(train_step.random_inputs(config, 1),
@@ -284,7 +231,7 @@ def main(argv=None):
             'timeline': config.timeline, 'n_channels': config.n_channels,
             'load_average': [round(os.getloadavg()[0], 2)],
             'matmul_peak': peak,
-            'flops_method': FLOPS_METHOD,
+            'flops_method': measure.FLOPS_METHOD,
             'gflop_per_image': {k: round(v / 1e9, 2) for k, v in flops.items()}}
   for batch in batch_sizes(args.batches):
     report[f'batch_{batch}'] = time_core(functions, config, batch,

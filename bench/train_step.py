@@ -16,7 +16,6 @@ training loop of run.py) can reuse them.
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -24,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+import measure  # pylint: disable=g-import-not-at-top
 import models  # pylint: disable=g-import-not-at-top
 from configs import cloudtran_core_train  # pylint: disable=g-import-not-at-top
 from configs import upsampler_train  # pylint: disable=g-import-not-at-top
@@ -65,24 +65,18 @@ def make_train_step(model, optimizer, jit_compile):
   return train_step
 
 
-def cpu_seconds():
-  """CPU seconds (user and system, every thread) of this process so far."""
-  usage = resource.getrusage(resource.RUSAGE_SELF)
-  return usage.ru_utime + usage.ru_stime
-
-
 def time_step(step, inputs, steps):
   """Seconds of the first call; mean seconds and CPU seconds of `steps`
   later calls (CPU seconds move less with the load of a shared machine)."""
   start = time.perf_counter()
   float(step(inputs))
   first = time.perf_counter() - start
-  start, start_cpu = time.perf_counter(), cpu_seconds()
+  start, start_cpu = time.perf_counter(), measure.cpu_seconds()
   for _ in range(steps):
     float(step(inputs))
   return {'first_call_seconds': round(first, 3),
           'seconds_per_step': round((time.perf_counter() - start) / steps, 4),
-          'cpu_seconds_per_step': round((cpu_seconds() - start_cpu) / steps,
+          'cpu_seconds_per_step': round((measure.cpu_seconds() - start_cpu) / steps,
                                         4)}
 
 
