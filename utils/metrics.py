@@ -220,9 +220,11 @@ def sam(a, b, mask=None):
   """Spectral angle mapper per image: mean per-pixel angle, in degrees.
 
   A pixel's angle is arccos(<x, y> / (|x| |y|)) between its channel vectors,
-  the cosine clipped to [-1, 1]; where a vector is zero the angle is 0° if
-  both are, else 90°. Undefined (NaN) for single-channel images, where every
-  angle is 0° or 90°, and where the mask selects no pixel.
+  computed as 2·atan2(|u - v|, |u + v|) of the unit vectors u, v (the same
+  angle, without arccos' round-off near 0°: equal directions give exactly
+  0); where a vector is zero the angle is 0° if both are, else 90°.
+  Undefined (NaN) for single-channel images, where every angle is 0° or
+  90°, and where the mask selects no pixel.
 
   Args:
     a, b: (N, H, W, C) or (H, W, C) arrays of [0, 1] values.
@@ -234,12 +236,16 @@ def sam(a, b, mask=None):
   x, y, m = _as_masked_batch(a, b, mask)
   if x.shape[-1] < 2:
     return _unbatch_like(np.full(len(x), np.nan), a)
-  norms = np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1)
-  dot = np.sum(x * y, axis=-1)
-  cosine = np.clip(dot / np.where(norms > 0, norms, 1.), -1., 1.)
-  both_zero = ~x.any(axis=-1) & ~y.any(axis=-1)
-  cosine = np.where(norms > 0, cosine, np.where(both_zero, 1., 0.))
-  return _unbatch_like(_masked_mean(np.degrees(np.arccos(cosine)), m), a)
+  norm_x = np.linalg.norm(x, axis=-1, keepdims=True)
+  norm_y = np.linalg.norm(y, axis=-1, keepdims=True)
+  u = x / np.where(norm_x > 0, norm_x, 1.)
+  v = y / np.where(norm_y > 0, norm_y, 1.)
+  angles = 2. * np.arctan2(np.linalg.norm(u - v, axis=-1),
+                           np.linalg.norm(u + v, axis=-1))
+  zero_x, zero_y = norm_x[..., 0] == 0, norm_y[..., 0] == 0
+  angles = np.where(zero_x | zero_y,
+                    np.where(zero_x & zero_y, 0., np.pi / 2), angles)
+  return _unbatch_like(_masked_mean(np.degrees(angles), m), a)
 
 
 # The protocol's metrics on [0, 1] values, computable on a pixel mask:
