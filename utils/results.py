@@ -438,11 +438,16 @@ def _protocol_notes():
 
 def write_markdown(path, rows, subset, notes, digits=4):
   """The protocol's tables per pixel split, then by coverage (all and cloudy
-  pixels; clear ones are in results.csv), then upstream's metrics."""
+  pixels; clear ones, and empty bins, are in results.csv), then upstream's
+  metrics."""
+
+  # Coverage bins without any output are left out (results.csv has them).
+  filled = {r['coverage'] for r in rows
+            if r['pixels'] == metrics.ALL and r['n']}
 
   def pick(split, overall):
-    return [r for r in rows
-            if r['pixels'] == split and (r['coverage'] == ALL) == overall]
+    return [r for r in rows if r['pixels'] == split and
+            (r['coverage'] == ALL) == overall and r['coverage'] in filled]
 
   def table(split, overall, scores):
     columns = ('method', 'resolution', 'n') + scores
@@ -457,7 +462,8 @@ def write_markdown(path, rows, subset, notes, digits=4):
               *table(split, True, PROTOCOL_SCORES)]
   for split in (metrics.ALL, metrics.CLOUDY):
     lines += ['', f'## By cloud coverage of the target date: {split} pixels',
-              '', *table(split, False, PROTOCOL_SCORES)]
+              '', 'Bins without outputs are left out.', '',
+              *table(split, False, PROTOCOL_SCORES)]
   lines += ['', '## Upstream\'s metrics (8-bit values, whole images)', '',
             'PSNR, SSIM (as tf.image.ssim: the 5-pixel border left out) and '
             'MSE on values 0..255, means over the outputs; FID and KID '
