@@ -58,7 +58,7 @@ demo: $(VENV)/installed
 	echo "  upsampler run   $(UP)" && \
 	echo "  core samples    $(CORE)/samples_core_valid, samples_core_valid_parallel, samples_core_test" && \
 	echo "  upsampled       $(UP)/samples_sup_valid" && \
-	echo "  results table   $(DEMO)/results.md" && \
+	echo "  results tables  $(DEMO)/results.md (.csv, .json: every row, the config, checkpoints)" && \
 	echo "  contact sheets  $(DEMO)/sheets" && \
 	echo "  GeoTIFF scene   $(GEO)/scene (uint16 reflectance, SCL, UTM 32N, 10 m)" && \
 	echo "  cloud-free      $(GEO)/clear.tif, fill map $(GEO)/clear_fill.tif" && \

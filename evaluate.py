@@ -1,4 +1,5 @@
-r"""Scores generated images and two baselines against the truth, in one table.
+r"""Scores generated images, their composites and three baselines against
+the truth, with the cloud-removal literature's protocol.
 
   python evaluate.py --config ./configs/cloudtran_core_test.py --subset=valid \
       --samples "core (autoregressive)=$CORE_LOGDIR/samples_core_valid" \
@@ -10,13 +11,23 @@ Each --samples names a method and a directory written by sample.py (its one
 *.tfrecords, or a .tfrecords file); the record length tells the resolution:
 downsample_res (core) or resolution (upsampler). Record k is output
 --skip_outputs + k of the subset, in the data pipeline's order, so give the
-same config and subset that sample.py ran with. The truth is slot 0 of the
+same config and subset that sample.py ran with: the job record beside the
+samples (<gen_file>.job.json) is checked for it. The truth is slot 0 of the
 unmasked image cube at that resolution; the baselines, at every resolution
-present, are the cloudy input (slot T-1) and the mosaic of the latest clear
-dates. Only valid and train have a truth: the test subset's reference date is
-cloudy. Writes results.csv (rows per method, resolution and coverage group,
-'all' for the whole set; 'n/a' where undefined) and results.md (two tables).
-FID and KID need the Inception-v3 weights: without them they are 'n/a'.
+present, are the cloudy input (slot T-1), the least cloudy input date and
+the mosaic of the latest clear dates; every method is also scored as a
+composite (`<method> [composite]`: its output where the target is cloudy,
+the target's pixels where clear). Only valid and train have a truth: the
+test subset's reference date is cloudy.
+
+Scores (README, "Evaluation protocol"): RMSE, MAE, PSNR, SSIM and SAM on
+values / 255, over all pixels and split into the target's cloudy and clear
+pixels, per coverage bin of the target date; and upstream's PSNR, SSIM, MSE
+on 8-bit values and FID, KID (these need the Inception-v3 weights: without
+them they are 'n/a'). Writes results.csv (a row per method, resolution, pixel
+split and coverage group, 'all' for the whole set; 'n/a' where undefined),
+results.md (the tables) and results.json (the rows, the config, and the
+checkpoints and sample directories scored).
 """
 
 from absl import flags
@@ -39,18 +50,19 @@ flags.DEFINE_multi_string('samples', None, 'NAME=DIR: a method name and its '
 flags.DEFINE_string('inception_weights', None, 'Inception-v3 no-top weights '
                     'file for FID/KID; default: Keras\' cache. Without one, '
                     'FID/KID are n/a.')
-flags.DEFINE_string('out', None, 'Directory for results.csv and results.md; '
-                    'default: the directory holding the first sample '
-                    'directory.')
+flags.DEFINE_string('out', None, 'Directory for results.csv, results.md and '
+                    'results.json; default: the directory holding the first '
+                    'sample directory.')
 flags.DEFINE_integer('skip_outputs', 0, 'Global index of the first record in '
                      'every file: sample.skip_batches × sample.batch_size of '
                      'the sampling job.', lower_bound=0)
 flags.DEFINE_integer('num_outputs', None, 'Evaluate at most this many outputs '
                      '(default: as many as the shortest method has).',
                      lower_bound=1)
-flags.DEFINE_list('coverage_bins', ['10', '30'], 'Bin edges (percent) of the '
-                  'per-coverage breakdown, by the cloud coverage of the target '
-                  'date: 10,30 gives 0-10%, 10-30%, >30%.')
+flags.DEFINE_list('coverage_bins', ['10', '30', '50'], 'Bin edges (percent) '
+                  'of the per-coverage breakdown, by the cloud coverage of '
+                  'the target date: 10,30,50 gives 0-10%, 10-30%, 30-50%, '
+                  '>50%.')
 flags.mark_flag_as_required('samples')
 
 FLAGS = flags.FLAGS

@@ -1,6 +1,7 @@
 """Tests for utils/results.py and evaluate.py on the tiny synthetic dataset."""
 
 import csv
+import json
 import logging
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from skimage import metrics as sk_metrics
 
 from conftest import tiny_config_at
 from datasets import pipeline
@@ -18,7 +20,10 @@ from utils import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'cloudtran_core_test'
-BINS = ['0-10%', '10-30%', '>30%']
+BINS = ['0-10%', '10-30%', '30-50%', '>50%']
+SPLITS = ['all', 'cloudy', 'clear']
+RMSE, PSNR, SSIM, SAM = 'RMSE [0-1]', 'PSNR [dB, range 1]', 'SSIM [0-1]', 'SAM [°]'
+MSE8, PSNR8, SSIM8 = 'MSE [0-255]', 'PSNR [dB, 0-255]', 'SSIM [0-255]'
 
 
 @pytest.fixture(name='data', scope='module')
@@ -50,7 +55,7 @@ def read_csv(out_dir):
   with open(os.path.join(out_dir, 'results.csv'), newline='') as f:
     reader = csv.DictReader(f)
     assert tuple(reader.fieldnames) == results.COLUMNS
-    return {(r['method'], int(r['resolution']), r['coverage']): r
+    return {(r['method'], int(r['resolution']), r['pixels'], r['coverage']): r
             for r in reader}
 
 
@@ -58,33 +63,181 @@ def test_tables_without_inception(data, samples, tmp_path):
   results.evaluate(data['config'], 'valid', samples, str(tmp_path))
   rows = read_csv(tmp_path)
   n = len(data['tile'])
-  methods = [('cloudy input', 16), ('mosaic', 16), ('truth', 16),
-             ('cloudy input', 32), ('mosaic', 32), ('noise', 32)]
-  assert sorted(rows) == sorted((m, s, g) for m, s in methods
-                                for g in [results.ALL] + BINS)
-  truth = rows['truth', 16, 'all']
-  assert (truth['n'], truth['MSE'], truth['PSNR'], truth['SSIM']) == (
+  baseline_names = ['cloudy input', 'least cloudy', 'mosaic']
+  methods = [(m, s) for s, method in ((16, 'truth'), (32, 'noise'))
+             for m in baseline_names + [method, method + ' [composite]']]
+  assert sorted(rows) == sorted((m, s, p, g) for m, s in methods
+                                for p in SPLITS for g in ['all'] + BINS)
+  truth = rows['truth', 16, 'all', 'all']
+  assert (truth['n'], truth[MSE8], truth[PSNR8], truth[SSIM8]) == (
       str(n), '0', 'inf', '1')
+  assert (truth[RMSE], truth[PSNR], truth[SSIM], truth[SAM]) == (
+      '0', '100', '1', '0')
   for method, side in methods:
-    row = rows[method, side, 'all']
+    row = rows[method, side, 'all', 'all']
     assert (row['FID'], row['KID']) == ('n/a', 'n/a')
-    if method != 'truth':
-      assert float(row['MSE']) > 0 and np.isfinite(float(row['PSNR']))
+    if not method.startswith('truth'):
+      assert float(row[MSE8]) > 0 and np.isfinite(float(row[PSNR8]))
+    # Upstream's scores are whole-image ones: n/a in a pixel split.
+    cloudy = rows[method, side, 'cloudy', 'all']
+    assert cloudy[MSE8] == cloudy['FID'] == 'n/a' != cloudy[RMSE]
   # The mosaic row is the mosaic of the pipeline's targets cube.
   mosaic = baselines.mosaic(data['targets_16'], data['mask_16'], 3)
   expected = metrics.mse(mosaic, data['targets_16'][..., :3]).mean()
-  assert float(rows['mosaic', 16, 'all']['MSE']) == pytest.approx(expected)
+  assert float(rows['mosaic', 16, 'all', 'all'][MSE8]) == pytest.approx(
+      expected)
   # Coverage bins partition the outputs as the pipeline's coverage says.
-  counts = np.histogram(data['coverage'], [0, 10, 30, 100])[0]
+  counts = np.histogram(data['coverage'], [0, 10, 30, 50, 100])[0]
   for label, count in zip(BINS, counts):
-    row = rows['truth', 16, label]
+    row = rows['truth', 16, 'all', label]
     assert int(row['n']) == count
-    assert row['MSE'] == ('0' if count else 'n/a')
+    assert row[MSE8] == ('0' if count else 'n/a')
   markdown = (tmp_path / 'results.md').read_text()
-  overall, by_coverage = markdown.split('## By cloud coverage')
-  assert '## All outputs' in overall and 'FID and KID: n/a' in overall
-  assert overall.count('| truth | 16 |') == 1
-  assert by_coverage.count('| truth | 16 |') == len(BINS)
+  for title in ('## All pixels', '## Cloudy pixels', '## Clear pixels',
+                '## By cloud coverage of the target date: cloudy pixels',
+                '## Upstream\'s metrics', 'FID and KID: n/a',
+                '| method | resolution | n | RMSE [0-1] |', 'SAM [°]'):
+    assert title in markdown
+  cloudy_md = markdown.split('## Cloudy pixels')[1].split('##')[0]
+  assert cloudy_md.count('| truth [composite] | 16 |') == 1
+  # Bins without outputs are left out of results.md.
+  by_coverage = markdown.split('## By cloud coverage')[1]
+  filled = [label for label, count in zip(BINS, counts) if count]
+  assert 0 < len(filled) < len(BINS)
+  assert by_coverage.count('| truth | 16 |') == len(filled)
+  for label in filled:
+    assert f'| {label} | truth | 16 |' in by_coverage
+
+
+def _expected_row(out, truth, selected):
+  """Mean protocol scores over the images with selected pixels, computed
+  here from the arrays (numpy and skimage), not with utils/metrics."""
+  x, y = out / 255., truth / 255.
+  scores = {RMSE: [], 'MAE [0-1]': [], PSNR: [], SSIM: [], SAM: []}
+  for xi, yi, m in zip(x, y, selected):
+    if not m.any():
+      continue
+    error = (xi - yi)[m]                       # (pixels, C)
+    rmse = np.sqrt(np.mean(error ** 2))
+    scores[RMSE].append(rmse)
+    scores['MAE [0-1]'].append(np.mean(np.abs(error)))
+    scores[PSNR].append(min(20 * np.log10(1 / rmse), 100.) if rmse else 100.)
+    _, full = sk_metrics.structural_similarity(
+        xi, yi, data_range=1, channel_axis=-1, gaussian_weights=True,
+        sigma=1.5, use_sample_covariance=False, full=True)
+    scores[SSIM].append(full.mean(axis=-1)[m].mean())
+    a, b = xi[m], yi[m]
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = np.sum(a * b, axis=1) / norms   # no zero vector in these
+    scores[SAM].append(np.mean(np.degrees(np.arccos(np.clip(cosine, -1, 1)))))
+  return int(sum(m.any() for m in selected)), {
+      k: np.mean(v) for k, v in scores.items()}
+
+
+def test_rows_match_independent_computation(data, samples, tmp_path):
+  results.evaluate(data['config'], 'valid', samples, str(tmp_path))
+  rows = read_csv(tmp_path)
+  c = 3
+  noise = tfrecords_images(samples['noise'], 32)
+  targets, mask = data['targets'], data['mask']
+  truth, target = targets[..., :c], targets[..., -c:]
+  clear = mask[..., -1] == 1
+  composite = np.where(clear[..., None], target, noise)
+  # Least cloudy: the input slot (1..T-1) with the most clear pixels, the
+  # newest of a tie, whole.
+  t = mask.shape[-1]
+  least = np.stack([
+      targets[i, ..., s * c:(s + 1) * c] for i, s in enumerate(
+          [max(range(1, t), key=lambda s, i=i: (mask[i, ..., s].sum(), s))
+           for i in range(len(mask))])])
+  assert not np.array_equal(least, target)   # the check means something
+  for name, out in (('noise', noise), ('noise [composite]', composite),
+                    ('least cloudy', least)):
+    for split, selected in (('all', np.ones_like(clear)), ('cloudy', ~clear),
+                            ('clear', clear)):
+      n, expected = _expected_row(out.astype(float), truth.astype(float),
+                                  selected)
+      row = rows[name, 32, split, 'all']
+      assert int(row['n']) == n
+      for key, value in expected.items():
+        # arccos here is off by ~1e-6° at equal vectors (round-off).
+        tolerance = 1e-5 if key == SAM else 0
+        assert float(row[key]) == pytest.approx(value, rel=1e-8,
+                                                abs=tolerance), (
+                                                    name, split, key)
+  # A composite is exact on the clear pixels.
+  clear_row = rows['noise [composite]', 32, 'clear', 'all']
+  assert (clear_row[RMSE], clear_row[PSNR]) == ('0', '100')
+
+
+def tfrecords_images(path, side):
+  record = results.record_file(path)
+  return np.stack(list(tfrecords.read_images(record, (side, side, 3))
+                       .as_numpy_iterator()))
+
+
+def test_results_json(data, samples, tmp_path):
+  rows = results.evaluate(data['config'], 'valid', samples, str(tmp_path),
+                          num_outputs=3)
+  with open(tmp_path / 'results.json') as f:
+    document = json.load(f)
+  assert document['subset'] == 'valid' and document['outputs'] == 3
+  assert document['config']['downsample_res'] == 16
+  assert [s['method'] for s in document['samples']] == ['truth', 'noise']
+  assert document['samples'][0]['path'] == samples['truth']
+  assert document['samples'][0]['step'] is None   # no job record
+  assert len(document['rows']) == len(rows)
+  truth = [r for r in document['rows'] if r['method'] == 'truth' and
+           r['pixels'] == r['coverage'] == 'all'][0]
+  assert (truth[PSNR8], truth[PSNR], truth['FID']) == ('inf', 100., None)
+  assert document['protocol']['ssim']['sigma'] == 1.5
+
+
+def write_job(directory, config, subset='valid', first_output=0,
+              checkpoint='model-1500', **config_changes):
+  config = config.copy_and_resolve_references()
+  config.unlock()
+  for key, value in config_changes.items():
+    config[key] = value
+  job = {'subset': subset, 'checkpoint': checkpoint,
+         'first_output': first_output, 'num_samples': 1, 'inputs': [],
+         'config': json.loads(json.dumps(config.to_dict()))}
+  with open(os.path.join(directory, 'gen0.job.json'), 'w') as f:
+    json.dump(job, f)
+
+
+def test_job_records_are_checked(data, samples, tmp_path):
+  sample_dir = tmp_path / 'recorded'
+  sample_dir.mkdir()
+  tfrecords.write_images(str(sample_dir / 'gen0.tfrecords'),
+                         data['targets_16'][..., :3])
+  one = {'core': str(sample_dir)}
+  config = data['config']
+  write_job(sample_dir, config, subset='test')
+  with pytest.raises(ValueError, match='test subset, not valid — pass '
+                     '--subset=test'):
+    results.evaluate(config, 'valid', one, str(tmp_path))
+  write_job(sample_dir, config, downsample_res=8)
+  with pytest.raises(ValueError, match='downsample_res 8'):
+    results.evaluate(config, 'valid', one, str(tmp_path))
+  write_job(sample_dir, config, first_output=4)
+  with pytest.raises(ValueError, match='--skip_outputs=4'):
+    results.evaluate(config, 'valid', one, str(tmp_path))
+  write_job(sample_dir, config)
+  results.evaluate(config, 'valid', one, str(tmp_path), num_outputs=2)
+  with open(tmp_path / 'results.json') as f:
+    source = json.load(f)['samples'][0]
+  assert (source['checkpoint'], source['step'], source['subset']) == (
+      'model-1500', 1500, 'valid')
+
+
+def test_empty_split_is_refused():
+  clear = np.ones((2, 16, 16), np.int32)
+  with pytest.raises(ValueError, match='no .* cloudy pixel|No evaluated '
+                     'output has a cloudy pixel'):
+    results.check_splits({16: {'clear': clear}}, {16})
+  clear[0, 0, 0] = 0
+  results.check_splits({16: {'clear': clear}}, {16})
 
 
 def test_missing_weights_are_logged(tmp_path, caplog):
@@ -98,13 +251,14 @@ def test_fid_kid_with_injected_inception(data, samples, tmp_path):
   results.evaluate(data['config'], 'valid', {'truth': samples['truth']},
                    str(tmp_path), features=features, num_outputs=4)
   rows = read_csv(tmp_path)
-  for method in ('cloudy input', 'mosaic', 'truth'):
-    row = rows[method, 16, 'all']
+  for method in ('cloudy input', 'least cloudy', 'mosaic', 'truth',
+                 'truth [composite]'):
+    row = rows[method, 16, 'all', 'all']
     assert row['n'] == '4'
     assert np.isfinite([float(row['FID']), float(row['KID'])]).all()
   # Random weights: features ~1e-4, so FID/KID are tiny and not ranked.
-  assert np.isfinite(float(rows['truth', 16, '0-10%']['KID']))
-  assert rows['truth', 16, '>30%']['FID'] == 'n/a'
+  assert np.isfinite(float(rows['truth', 16, 'all', '0-10%']['KID']))
+  assert rows['truth', 16, 'all', '>50%']['FID'] == 'n/a'
   assert 'FID and KID: n/a' not in (tmp_path / 'results.md').read_text()
 
 
@@ -129,8 +283,8 @@ def test_skip_outputs_and_numbering(data, samples, tmp_path):
   late = {'late': str(sample_dir)}
   results.evaluate(data['config'], 'valid', late, str(tmp_path),
                    skip_outputs=2)
-  row = read_csv(tmp_path)['late', 16, 'all']
-  assert (row['n'], row['MSE']) == (str(len(data['tile']) - 2), '0')
+  row = read_csv(tmp_path)['late', 16, 'all', 'all']
+  assert (row['n'], row[MSE8]) == (str(len(data['tile']) - 2), '0')
   with pytest.raises(ValueError, match='--skip_outputs=2'):
     results.evaluate(data['config'], 'valid', late, str(tmp_path))
 
@@ -138,18 +292,21 @@ def test_skip_outputs_and_numbering(data, samples, tmp_path):
 def test_rejects_test_subset_and_bad_samples(data, samples, tmp_path):
   with pytest.raises(ValueError, match='cloudy'):
     results.evaluate(data['config'], 'test', samples, str(tmp_path))
-  with pytest.raises(ValueError, match='NAME=DIR'):
+  with pytest.raises(ValueError, match='does not name its method'):
     results.parse_samples(['no-name'])
-  with pytest.raises(ValueError, match='twice'):
-    results.parse_samples(['mosaic=x'])
+  for taken in ('mosaic=x', 'least cloudy=x', 'a [composite]=x'):
+    with pytest.raises(ValueError, match='is taken'):
+      results.parse_samples([taken])
+  with pytest.raises(ValueError, match='is taken'):
+    results.parse_samples(['a=x', 'a=y'])
 
 
 def test_coverage_groups():
-  groups = results.coverage_groups(np.array([0, 10, 10.5, 30, 31, 100]),
-                                   [10, 30])
+  groups = results.coverage_groups(
+      np.array([0, 10, 10.5, 30, 31, 50, 100]), [10, 30, 50])
   assert [g[0] for g in groups] == [results.ALL] + BINS
   assert [g[1].tolist() for g in groups] == [
-      [0, 1, 2, 3, 4, 5], [0, 1], [2, 3], [4, 5]]
+      [0, 1, 2, 3, 4, 5, 6], [0, 1], [2, 3], [4, 5], [6]]
   with pytest.raises(ValueError, match='increase'):
     results.coverage_groups(np.zeros(1), [30, 10])
 
@@ -168,20 +325,49 @@ def test_cli_help():
     assert flag in out
 
 
+def data_flags(data):
+  return [f'--config={ROOT}/configs/{CONFIG}.py:tiny',
+          f'--config.data_dir={data}/videos_final_testset',
+          f'--config.mask_dir={data}/masks_final_testset',
+          f'--config.jsonf={data}/testset.json']
+
+
 def test_cli_run(synthetic_data, samples, tmp_path):
-  data = synthetic_data
   done = evaluate_py(
-      f'--config={ROOT}/configs/{CONFIG}.py:tiny',
-      f'--config.data_dir={data}/videos_final_testset',
-      f'--config.mask_dir={data}/masks_final_testset',
-      f'--config.jsonf={data}/testset.json',
+      *data_flags(synthetic_data),
       f'--samples=core (autoregressive)={samples["truth"]}',
       f'--inception_weights={tmp_path}/nowhere.h5', f'--out={tmp_path}',
       '--coverage_bins=12')
   assert done.returncode == 0, done.stderr
   assert '--inception_weights' in done.stderr
   rows = read_csv(tmp_path)
-  row = rows['core (autoregressive)', 16, 'all']
-  assert (row['MSE'], row['FID'], row['KID']) == ('0', 'n/a', 'n/a')
-  assert {r[2] for r in rows} == {'all', '0-12%', '>12%'}
-  assert (tmp_path / 'results.md').exists()
+  row = rows['core (autoregressive)', 16, 'all', 'all']
+  assert (row[MSE8], row['FID'], row['KID']) == ('0', 'n/a', 'n/a')
+  assert {r[3] for r in rows} == {'all', '0-12%', '>12%'}
+  for name in ('results.md', 'results.json'):
+    assert (tmp_path / name).exists()
+
+
+def test_cli_bad_input_is_one_line(synthetic_data, data, tmp_path):
+  """--samples without NAME=, samples of another subset or resolution."""
+  no_name = evaluate_py(*data_flags(synthetic_data), f'--samples={tmp_path}')
+  other = tmp_path / 'other'
+  other.mkdir()
+  tfrecords.write_images(str(other / 'gen0.tfrecords'),
+                         data['targets_16'][..., :3])
+  write_job(other, data['config'], subset='train')
+  other_subset = evaluate_py(*data_flags(synthetic_data),
+                             f'--samples=core={other}')
+  write_job(other, data['config'], resolution=(64, 64))
+  other_resolution = evaluate_py(*data_flags(synthetic_data),
+                                 f'--samples=core={other}')
+  for done, expected in (
+      (no_name, 'does not name its method — give --samples "NAME=DIR"'),
+      (other_subset, 'holds outputs of the train subset, not valid — pass '
+                     '--subset=train'),
+      (other_resolution, 'was sampled with resolution [64, 64] (--config: '
+                         '[32, 32])')):
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert lines[-1].startswith('error: ') and expected in lines[-1], lines
+    assert not [line for line in lines if line.startswith('Traceback')]

@@ -157,3 +157,111 @@ def test_inception_features(inception):
   close(inception(np.concatenate([rgb, rgb[..., :1]], axis=-1)), features)
   grey = rgb[..., :1]
   close(inception(grey), inception(np.repeat(grey, 3, axis=-1)))
+
+
+# The cloud-removal protocol (issue 22): [0, 1] values, pixel splits.
+
+
+def _hand_pair():
+  """A 2×2 RGB pair on [0, 1] differing at pixel (0, 0) by (0.1, 0.2, -0.2).
+
+  Squared errors at (0, 0): 0.01, 0.04, 0.04, mean 0.03; elsewhere 0.
+  """
+  truth = np.full((2, 2, 3), 0.5)
+  out = truth.copy()
+  out[0, 0] += [0.1, 0.2, -0.2]
+  corner = np.zeros((2, 2), bool)
+  corner[0, 0] = True
+  return out, truth, corner
+
+
+def test_rmse_mae_psnr_hand_worked():
+  out, truth, corner = _hand_pair()
+  # All pixels: mean squared error 0.03 / 4; absolute 0.5 / 3 / 4.
+  assert metrics.rmse(out, truth) == pytest.approx(np.sqrt(0.0075))
+  assert metrics.mae(out, truth) == pytest.approx(0.5 / 12)
+  assert metrics.psnr01(out, truth) == pytest.approx(
+      -10 * np.log10(0.0075))  # 21.249 dB
+  # The corner alone, and the three clear pixels (exact: PSNR capped).
+  assert metrics.rmse(out, truth, corner) == pytest.approx(np.sqrt(0.03))
+  assert metrics.mae(out, truth, corner) == pytest.approx(0.5 / 3)
+  assert metrics.psnr01(out, truth, corner) == pytest.approx(
+      -10 * np.log10(0.03))
+  assert metrics.rmse(out, truth, ~corner) == 0
+  assert metrics.psnr01(out, truth, ~corner) == metrics.PSNR_CAP_DB == 100
+  # A batch with a per-image mask.
+  batch = metrics.rmse(np.stack([out, out]), np.stack([truth, truth]),
+                       np.stack([corner, ~corner]))
+  np.testing.assert_allclose(batch, [np.sqrt(0.03), 0.])
+
+
+def test_empty_mask_is_nan_and_averages_to_none():
+  out, truth, _ = _hand_pair()
+  nothing = np.zeros((2, 2), bool)
+  image = np.random.RandomState(0).rand(16, 16, 3)
+  for fn in (metrics.rmse, metrics.mae, metrics.psnr01, metrics.sam):
+    assert np.isnan(fn(out, truth, nothing))
+  assert np.isnan(metrics.ssim01(image, image, np.zeros((16, 16), bool)))
+  assert metrics.average([np.nan, np.nan]) is None
+  assert metrics.average([1., np.nan, 3.]) == 2.
+  assert metrics.average([np.inf, 1.]) == np.inf
+
+
+def test_sam_of_known_vectors():
+  x = np.array([[[1., 0, 0], [1, 1, 0]], [[1, 1, 1], [1, 0, 0]]])
+  y = np.array([[[0., 1, 0], [1, 0, 0]], [[2, 2, 2], [1, np.sqrt(3), 0]]])
+  angles = np.array([[90., 45.], [0., 60.]])
+  assert metrics.sam(x, y) == pytest.approx(angles.mean())
+  assert metrics.sam(x, y, angles == 60.) == pytest.approx(60.)
+  assert metrics.sam(x, y, angles > 40.) == pytest.approx(65.)
+  # Zero vectors: 0° against zero, 90° against anything else; never NaN.
+  zero = np.zeros((1, 2, 3))
+  other = np.array([[[0., 0, 0], [0.2, 0.1, 0]]])
+  np.testing.assert_allclose(metrics.sam(zero, other), 45.)
+  # One channel: undefined.
+  assert np.isnan(metrics.sam(x[..., :1], y[..., :1]))
+
+
+def test_ssim01_is_skimage_gaussian_map(pair):
+  truth, noisy = pair
+  x, y = metrics.to_unit(noisy[0]), metrics.to_unit(truth[0])
+  mssim, full = sk_metrics.structural_similarity(
+      x, y, data_range=1, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+      use_sample_covariance=False, full=True)
+  full = full.mean(axis=-1) if full.ndim == 3 else full
+  assert metrics.ssim01(x, y) == pytest.approx(full.mean(), rel=1e-12)
+  mask = np.zeros(full.shape, bool)
+  mask[10:30, 5:50] = True
+  assert metrics.ssim01(x, y, mask) == pytest.approx(full[mask].mean(),
+                                                     rel=1e-12)
+  # The map's interior mean is skimage's (and the 8-bit) SSIM.
+  interior = np.zeros(full.shape, bool)
+  interior[5:-5, 5:-5] = True
+  assert metrics.ssim01(x, y, interior) == pytest.approx(mssim, rel=1e-12)
+  assert metrics.ssim(noisy[0], truth[0]) == pytest.approx(mssim, rel=1e-9)
+  assert metrics.ssim01(y, y) == pytest.approx(1.)
+
+
+def test_to_unit_scales():
+  assert metrics.to_unit(255) == 1. and metrics.to_unit(51) == 0.2
+  assert metrics.to_unit(2500, metrics.REFLECTANCE_SCALE) == 0.25
+
+
+def test_score_is_the_metric_table(pair):
+  truth, noisy = pair
+  clear = np.random.RandomState(1).rand(*truth.shape[:3]) > 0.4
+  table = metrics.score(noisy, truth, clear)
+  assert list(table) == [c.key for c in metrics.COLUMNS]
+  assert [c.key for c in metrics.COLUMNS[-3:]] == ['psnr', 'ssim', 'mse']
+  x, y = truth / 255., noisy / 255.  # the order does not matter
+  splits = {'all': None, 'cloudy': ~clear, 'clear': clear}
+  for column in metrics.COLUMNS:
+    if column.name in metrics.PER_IMAGE:
+      expected = metrics.PER_IMAGE[column.name](noisy, truth)
+    else:
+      expected = metrics.PROTOCOL[column.name].fn(y, x, splits[column.split])
+    np.testing.assert_allclose(table[column.key], expected, rtol=1e-12)
+  # The 8-bit PSNR is the protocol's on whole images (below the cap).
+  np.testing.assert_allclose(table['all_psnr01'], table['psnr'], rtol=1e-12)
+  headers = {c.header for c in metrics.COLUMNS}
+  assert {'RMSE [0-1]', 'SAM [°]', 'MSE [0-255]'} <= headers

@@ -104,8 +104,10 @@ def summary_tags(directory):
 def test_sampling_writes_image_summaries(core_run):
   _, logdir, _ = core_run
   tags = summary_tags(os.path.join(logdir, 'sample_valid'))
-  for tag in ('truth_gen', 'input_gen', 'output_gen', 'psnr_gen'):
+  for tag in ('truth_gen', 'input_gen', 'output_gen', 'psnr_gen',
+              'cloudy_rmse_gen', 'clear_sam_gen', 'all_ssim01_gen'):
     assert tags.get(tag) == 4, tags
+  assert tags.get('average_cloudy_psnr01_gen') == 1, tags
 
 
 def test_metrics_csv_matches_outputs(core_run):
@@ -117,6 +119,25 @@ def test_metrics_csv_matches_outputs(core_run):
   assert all(0 < float(r['mse']) and -1 <= float(r['ssim']) <= 1
              for r in rows)
   del config
+
+
+def test_metrics_csv_agrees_with_evaluate(core_run, tmp_path):
+  """metrics.csv and evaluate.py's table come from one metric table."""
+  from utils import metrics  # pylint: disable=g-import-not-at-top
+  from utils import results  # pylint: disable=g-import-not-at-top
+  config, logdir, _ = core_run
+  samples = os.path.join(logdir, 'samples_core_valid')
+  with open(os.path.join(samples, 'metrics.csv')) as f:
+    per_output = list(csv.DictReader(f))
+  results.evaluate(config, 'valid', {'core': samples}, str(tmp_path))
+  with open(tmp_path / 'results.csv', newline='') as f:
+    table = {r['pixels']: r for r in csv.DictReader(f)
+             if r['method'] == 'core' and r['coverage'] == 'all'}
+  for column in metrics.COLUMNS:
+    mean = metrics.average([sample_loop._number(r[column.key])  # pylint: disable=protected-access
+                            for r in per_output])
+    assert float(table[column.split][column.header]) == pytest.approx(
+        mean, rel=1e-9), column
 
 
 def test_finished_job_is_not_redone(core_run):

@@ -1,4 +1,6 @@
-"""Cloud-removal baselines computed from an example's inputs alone (issue 6).
+"""Cloud-removal baselines computed from an example's inputs alone (issues 6,
+22): the cloudy input, the least cloudy date and the mosaic; and the
+composite of a model's output with the target's clear pixels.
 
 Cubes follow SPEC §1.3: `(..., H, W, T·C)` with slot 0's C channels first,
 masks `(..., H, W, T)` with 1 = clear. Slot 0 is the target, slots 1..T-2 the
@@ -50,3 +52,51 @@ def mosaic(cube, mask_cube, n_channels):
   # argmax finds the first clear slot from the end; none clear gives 0: T-1.
   chosen = mask_cube.shape[-1] - 1 - np.argmax(newest_first, axis=-1)
   return np.take_along_axis(slots, chosen[..., None, None], axis=-2)[..., 0, :]
+
+
+def least_cloudy(cube, mask_cube, n_channels):
+  """The input date with the fewest cloudy pixels, whole (cloudy pixels too).
+
+  Among slots 1..T-1 (the inputs, the cloudy reference date included), the
+  one whose mask has the most clear pixels; a tie goes to the most recent.
+
+  Args:
+    cube: (..., H, W, T·C) image cube.
+    mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
+    n_channels: C.
+
+  Returns:
+    (..., H, W, C), the dtype of `cube`.
+  """
+  slots = _slots(np.asarray(cube), n_channels)
+  mask_cube = np.asarray(mask_cube)
+  if mask_cube.shape != slots.shape[:-1]:
+    raise ValueError(f'Mask cube {mask_cube.shape} does not match the '
+                     f'{slots.shape[:-1]} slots of the image cube.')
+  clear = (mask_cube[..., 1:] > 0).sum(axis=(-3, -2))     # (..., T-1)
+  # argmax finds the first maximum from the end: the newest of a tie.
+  chosen = mask_cube.shape[-1] - 1 - np.argmax(clear[..., ::-1], axis=-1)
+  index = chosen[..., None, None, None, None]             # (..., 1, 1, 1, 1)
+  return np.take_along_axis(slots, index, axis=-2)[..., 0, :]
+
+
+def composite(output, cube, mask_cube, n_channels):
+  """A model's output where the target date is cloudy, the target's own
+  pixels where it is clear: what `predict.py` writes.
+
+  Args:
+    output: (..., H, W, C) images.
+    cube: (..., H, W, T·C) image cube; slot T-1 is the target date.
+    mask_cube: (..., H, W, T), 1 = clear; its slot T-1 is the target's.
+    n_channels: C.
+
+  Returns:
+    (..., H, W, C), the dtype of `output`.
+  """
+  output = np.asarray(output)
+  target = cloudy_input(cube, n_channels)
+  clear = np.asarray(mask_cube)[..., -1:] > 0
+  if target.shape != output.shape or clear.shape != output.shape[:-1] + (1,):
+    raise ValueError(f'Outputs {output.shape}, cube {np.shape(cube)} and '
+                     f'masks {np.shape(mask_cube)} do not match.')
+  return np.where(clear, target, output).astype(output.dtype)

@@ -1,10 +1,21 @@
-"""Image-quality and distribution metrics (SPEC §6).
+"""Image-quality and distribution metrics (SPEC §6, issue 22).
 
-Per image: PSNR, SSIM and MSE on uint8-valued images, max value 255.
-Per set: FID and KID from `(N, d)` activations with TF-GAN's formulas, and
-the Inception-v3 pool features they are usually computed from.
+The cloud-removal protocol (SEN12MS-CR-TS, UnCRtainTS, DSen2-CR, AllClear):
+values scaled to [0, 1] (`to_unit`: 8-bit values / 255, Sentinel-2 digital
+numbers / 10000), per image RMSE, MAE, PSNR (data range 1), SSIM (Gaussian
+window) and SAM (degrees), each over a pixel mask: all pixels, the cloudy
+ones of the target (reconstructed) or the clear ones (`SPLITS`).
+Upstream's metrics, kept: PSNR, SSIM and MSE per whole image on uint8-valued
+images, max value 255; per set FID and KID from `(N, d)` activations with
+TF-GAN's formulas, and the Inception-v3 pool features they are usually
+computed from.
+
+`score` computes every per-image column (`COLUMNS`) of a batch: the one
+table that sample.py's metrics.csv and TensorBoard scalars and evaluate.py's
+results tables are made from; `average` is how both average a column.
 """
 
+import collections
 import os
 
 import numpy as np
@@ -12,6 +23,15 @@ from skimage import metrics as sk_metrics
 import tensorflow as tf
 
 MAX_VALUE = 255.
+# Divisors to [0, 1]: the 8-bit research layout, Sentinel-2 digital numbers.
+UNIT_SCALE = 255.
+REFLECTANCE_SCALE = 10000.
+# PSNR on [0, 1] values is capped here: an image whose RMSE is below
+# 10^(-PSNR_CAP_DB / 20) = 1e-5 (an exact one) counts as PSNR_CAP_DB.
+PSNR_CAP_DB = 100.
+# SSIM on [0, 1] values: skimage's Gaussian-window settings.
+SSIM_SETTINGS = dict(data_range=1., gaussian_weights=True, sigma=1.5,
+                     use_sample_covariance=False, K1=0.01, K2=0.03)
 INCEPTION_SIZE = 299
 INCEPTION_NOTOP_FILE = (
     'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5')
@@ -92,15 +112,214 @@ def ssim(a, b):
   return _unbatch_like(values, a)
 
 
-# The per-image scores, by name: the columns of sample.py's metrics.csv and
-# its TensorBoard scalars (as named here) and of evaluate.py's tables (upper
-# case).
+# Upstream's per-image scores on 8-bit values, by name: whole images only.
 PER_IMAGE = {'psnr': psnr, 'ssim': ssim, 'mse': mse}
 
 
 def per_image(a, b):
   """{name: (N,) float64} of every PER_IMAGE score of images a against b."""
   return {name: np.atleast_1d(score(a, b)) for name, score in PER_IMAGE.items()}
+
+
+def to_unit(values, scale=UNIT_SCALE):
+  """Values as float64 in [0, 1]: 8-bit values / 255 (the default), or
+  Sentinel-2 digital numbers / REFLECTANCE_SCALE (reflectance)."""
+  return np.asarray(values, np.float64) / scale
+
+
+def _as_masked_batch(a, b, mask):
+  """(N, H, W, C) float64 copies of a and b and an (N, H, W) bool mask.
+
+  `mask` None selects every pixel; an (H, W) mask goes with single images.
+  """
+  x, y = _as_batch(a, b)
+  if mask is None:
+    return x, y, np.ones(x.shape[:3], bool)
+  m = np.asarray(mask).astype(bool)
+  if m.ndim == 2:
+    m = m[None]
+  if m.shape != x.shape[:3]:
+    raise ValueError(f'Expected a pixel mask of shape {x.shape[1:3]} per '
+                     f'image, got {np.shape(mask)} for images {np.shape(a)}.')
+  return x, y, m
+
+
+def _masked_mean(values, mask):
+  """(N, H, W) per-pixel values -> (N,) means over the masked pixels; NaN for
+  an image whose mask selects nothing."""
+  counts = mask.sum(axis=(1, 2))
+  sums = np.where(mask, values, 0.).sum(axis=(1, 2))
+  return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def rmse(a, b, mask=None):
+  """Root mean squared error per image over the masked pixels (all channels).
+
+  Args:
+    a, b: (N, H, W, C) or (H, W, C) arrays of [0, 1] values (`to_unit`).
+    mask: None (every pixel) or (N, H, W) / (H, W), true = pixel counted.
+
+  Returns:
+    (N,) float64, or a scalar for a single image; NaN where the mask selects
+    no pixel.
+  """
+  x, y, m = _as_masked_batch(a, b, mask)
+  values = np.sqrt(_masked_mean(np.mean((x - y) ** 2, axis=-1), m))
+  return _unbatch_like(values, a)
+
+
+def mae(a, b, mask=None):
+  """Mean absolute error per image over the masked pixels; as `rmse`."""
+  x, y, m = _as_masked_batch(a, b, mask)
+  return _unbatch_like(_masked_mean(np.mean(np.abs(x - y), axis=-1), m), a)
+
+
+def psnr01(a, b, mask=None):
+  """PSNR in dB per image on [0, 1] values: 20·log10(1 / RMSE), RMSE over
+  the masked pixels (`rmse`), capped at PSNR_CAP_DB (an exact image gives
+  PSNR_CAP_DB, not inf); NaN where the mask selects no pixel."""
+  error = np.atleast_1d(rmse(a, b, mask))
+  floor = 10. ** (-PSNR_CAP_DB / 20.)
+  values = np.where(np.isnan(error), np.nan,
+                    20. * np.log10(1. / np.maximum(error, floor)))
+  return _unbatch_like(values, a)
+
+
+def ssim01(a, b, mask=None):
+  """SSIM per image on [0, 1] values, averaged over the masked pixels.
+
+  skimage's SSIM map, `structural_similarity(x, y, channel_axis=-1,
+  full=True, **SSIM_SETTINGS)`: an 11×11 Gaussian window (σ 1.5), K1 0.01,
+  K2 0.03, data range 1, population covariance; border windows are
+  reflected. The map is averaged over channels and over the masked pixels,
+  borders included, so with every pixel selected this is the mean of the
+  whole map (skimage's own mean SSIM, like the 8-bit `ssim`, leaves out the
+  5-pixel border). Images need H, W ≥ 11.
+
+  Returns:
+    (N,) float64, or a scalar for a single image; NaN where the mask selects
+    no pixel.
+  """
+  x, y, m = _as_masked_batch(a, b, mask)
+  return _unbatch_like(_masked_mean(_ssim_maps(x, y, m.any(axis=(1, 2))), m),
+                       a)
+
+
+def _ssim_maps(x, y, which):
+  """(N, H, W) SSIM maps of `ssim01` (mean over channels) of the images
+  where `which` (N,) is true, NaN elsewhere."""
+  maps = np.full(x.shape[:3], np.nan)
+  for i in np.flatnonzero(which):
+    _, full = sk_metrics.structural_similarity(
+        x[i], y[i], channel_axis=-1, full=True, **SSIM_SETTINGS)
+    maps[i] = full.mean(axis=-1)
+  return maps
+
+
+def sam(a, b, mask=None):
+  """Spectral angle mapper per image: mean per-pixel angle, in degrees.
+
+  A pixel's angle is arccos(<x, y> / (|x| |y|)) between its channel vectors,
+  computed as 2·atan2(|u - v|, |u + v|) of the unit vectors u, v (the same
+  angle, without arccos' round-off near 0°: equal directions give exactly
+  0); where a vector is zero the angle is 0° if both are, else 90°.
+  Undefined (NaN) for single-channel images, where every angle is 0° or
+  90°, and where the mask selects no pixel.
+
+  Args:
+    a, b: (N, H, W, C) or (H, W, C) arrays of [0, 1] values.
+    mask: as for `rmse`.
+
+  Returns:
+    (N,) float64, or a scalar for a single image.
+  """
+  x, y, m = _as_masked_batch(a, b, mask)
+  if x.shape[-1] < 2:
+    return _unbatch_like(np.full(len(x), np.nan), a)
+  norm_x = np.linalg.norm(x, axis=-1, keepdims=True)
+  norm_y = np.linalg.norm(y, axis=-1, keepdims=True)
+  u = x / np.where(norm_x > 0, norm_x, 1.)
+  v = y / np.where(norm_y > 0, norm_y, 1.)
+  angles = 2. * np.arctan2(np.linalg.norm(u - v, axis=-1),
+                           np.linalg.norm(u + v, axis=-1))
+  zero_x, zero_y = norm_x[..., 0] == 0, norm_y[..., 0] == 0
+  angles = np.where(zero_x | zero_y,
+                    np.where(zero_x & zero_y, 0., np.pi / 2), angles)
+  return _unbatch_like(_masked_mean(np.degrees(angles), m), a)
+
+
+# The protocol's metrics on [0, 1] values, computable on a pixel mask:
+# name -> (function, table header with scale and unit).
+Metric = collections.namedtuple('Metric', 'fn header')
+PROTOCOL = {
+    'rmse': Metric(rmse, 'RMSE [0-1]'),
+    'mae': Metric(mae, 'MAE [0-1]'),
+    'psnr01': Metric(psnr01, 'PSNR [dB, range 1]'),
+    'ssim01': Metric(ssim01, 'SSIM [0-1]'),
+    'sam': Metric(sam, 'SAM [°]'),
+}
+# Table headers of upstream's 8-bit metrics (their names are PER_IMAGE's).
+UPSTREAM_HEADERS = {'psnr': 'PSNR [dB, 0-255]', 'ssim': 'SSIM [0-255]',
+                    'mse': 'MSE [0-255]'}
+# Pixel splits by the target's cloud mask: every pixel, the cloudy ones (the
+# reconstructed pixels), the clear ones.
+ALL, CLOUDY, CLEAR = SPLITS = ('all', 'cloudy', 'clear')
+
+# One per-image column of the metric table: `key` names it in metrics.csv
+# and TensorBoard (`<split>_<name>` for the protocol, upstream's names as
+# they were), `split` and `header` place it in the results tables.
+Column = collections.namedtuple('Column', 'key split name header')
+COLUMNS = tuple(
+    [Column(f'{split}_{name}', split, name, metric.header)
+     for split in SPLITS for name, metric in PROTOCOL.items()] +
+    [Column(name, ALL, name, UPSTREAM_HEADERS[name]) for name in PER_IMAGE])
+
+
+def split_masks(target_clear):
+  """{split: (N, H, W) bool, true = pixel in the split} of a target's
+  clear-mask (N, H, W) or (H, W), 1 = clear (SPEC §1.3)."""
+  clear = np.asarray(target_clear) > 0
+  return {ALL: np.ones_like(clear), CLOUDY: ~clear, CLEAR: clear}
+
+
+def score(outputs, truth, target_clear):
+  """The metric table of 8-bit outputs against their truth.
+
+  Args:
+    outputs, truth: (N, H, W, C) or (H, W, C) arrays of values 0..255.
+    target_clear: (N, H, W) or (H, W) clear-mask of the target date (the
+      cloudy input), 1 = clear: it splits the pixels.
+
+  Returns:
+    {column key: (N,) float64} for every column of COLUMNS, in order: the
+    protocol's metrics on outputs / 255 per split (NaN where an image has no
+    pixel in the split), then upstream's on the 8-bit values.
+  """
+  x, y = (to_unit(v) for v in _as_batch(outputs, truth))
+  masks = {split: _as_masked_batch(x, y, mask)[2]
+           for split, mask in split_masks(target_clear).items()}
+  # The SSIM map once per image, averaged over each split's pixels.
+  maps = _ssim_maps(x, y, np.ones(len(x), bool))
+  table = {}
+  for column in COLUMNS:
+    if column.name == 'ssim01':
+      table[column.key] = _masked_mean(maps, masks[column.split])
+    elif column.name in PROTOCOL:
+      fn = PROTOCOL[column.name].fn
+      table[column.key] = np.atleast_1d(fn(x, y, masks[column.split]))
+    else:
+      table[column.key] = np.atleast_1d(PER_IMAGE[column.name](outputs,
+                                                               truth))
+  return table
+
+
+def average(values):
+  """Mean of a column over images, leaving out NaN (an image without pixels
+  in the split); None if nothing is left. inf (upstream's PSNR of an exact
+  image) stays inf."""
+  values = np.asarray(values, np.float64)
+  values = values[~np.isnan(values)]
+  return float(np.mean(values)) if len(values) else None
 
 
 def _check_activations(a, b):

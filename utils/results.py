@@ -1,21 +1,32 @@
-"""Results tables: generated outputs and baselines against the truth (issue 6).
+"""Results tables: generated outputs and baselines against the truth (issues
+6, 22).
 
 `evaluate(config, subset, samples, out_dir)` is what `evaluate.py` calls:
 1. read each method's `*.tfrecords` (written by `sample.py`); the record
    length gives its resolution, `downsample_res` (core) or `resolution`
-   (upsampler). Record k is global output `skip_outputs + k`, the k-th example
-   of the subset after `skip_outputs` (a job run with `sample.skip_batches`
-   starts at `skip_batches · sample.batch_size`);
+   (upsampler), and the job record beside it (`<gen_file>.job.json`) must
+   name the same subset, geometry and first output. Record k is global
+   output `skip_outputs + k`, the k-th example of the subset after
+   `skip_outputs` (a job run with `sample.skip_batches` starts at
+   `skip_batches · sample.batch_size`);
 2. take the truth from the data pipeline: slot 0 of the `targets` cube at
    each resolution present (`targets_{h}` or `targets`) — the `_gt` image
-   that `sample.py` and upstream score against — and the two
-   baselines from the model's inputs at that resolution: *cloudy input*
-   (slot T-1 of `targets`) and *mosaic* (`baselines.mosaic` of `targets`);
-3. score every output (PSNR, SSIM, MSE, averaged) and every set (FID, KID on
-   Inception-v3 features), over all outputs and per coverage bin of the
-   target date (the pipeline's `coverage`: cloud % of slot T-1's mask);
-4. write `results.csv` (one row per method, resolution and coverage group,
-   `coverage` = 'all' for the whole set) and `results.md` (two tables).
+   that `sample.py` and upstream score against —, the target's clear-mask
+   (slot T-1 of `mask`) that splits the pixels into cloudy and clear, and
+   three baselines from the model's inputs at that resolution: *cloudy
+   input* (slot T-1 of `targets`), *least cloudy* (`baselines.least_cloudy`)
+   and *mosaic* (`baselines.mosaic`); every method is also scored as a
+   *composite* (`baselines.composite`: its output where the target is
+   cloudy, the target's pixels where clear);
+3. score every output with `metrics.score` (the protocol's metrics per pixel
+   split, upstream's 8-bit PSNR, SSIM and MSE) and average per method with
+   `metrics.average`, and every set (FID, KID on Inception-v3 features), over
+   all outputs and per coverage bin of the target date (the pipeline's
+   `coverage`: cloud % of slot T-1's mask);
+4. write `results.csv` (one row per method, resolution, pixel split and
+   coverage group, `coverage` = 'all' for the whole set), `results.md` (the
+   tables) and `results.json` (the rows, the config, and the checkpoints and
+   sample directories scored).
 
 Only the valid and train subsets have a truth: the test subset's reference
 date is the cloudy image to restore (SPEC §1.2).
@@ -23,7 +34,9 @@ date is the cloudy image to restore (SPEC §1.2).
 
 import collections
 import csv
+import json
 import os
+import re
 
 from absl import logging
 import numpy as np
@@ -35,15 +48,32 @@ from datasets import subsets
 from datasets import tfrecords
 from utils import baselines
 from utils import metrics
+from utils import sample_jobs
 
-BASELINES = ('cloudy input', 'mosaic')
-# The per-image scores' columns: metrics.PER_IMAGE's names in upper case.
-SCORES = tuple(name.upper() for name in metrics.PER_IMAGE)
-COLUMNS = ('method', 'resolution', 'coverage', 'n', *SCORES, 'FID', 'KID')
+BASELINES = ('cloudy input', 'least cloudy', 'mosaic')
+# A method's composite is named `<method>` + COMPOSITE.
+COMPOSITE = ' [composite]'
+# The protocol's columns (on [0, 1] values, per pixel split), then
+# upstream's (8-bit values, whole images): headers with scale and unit.
+PROTOCOL_SCORES = tuple(m.header for m in metrics.PROTOCOL.values())
+UPSTREAM_SCORES = tuple(metrics.UPSTREAM_HEADERS[name]
+                        for name in metrics.PER_IMAGE) + ('FID', 'KID')
+COLUMNS = ('method', 'resolution', 'pixels', 'coverage', 'n',
+           *PROTOCOL_SCORES, *UPSTREAM_SCORES)
 ALL = 'all'
 MISSING = 'n/a'
 # Examples per batch of the data pipeline while gathering (order-neutral).
 PIPELINE_BATCH = 16
+# Config keys a samples directory's job must share with --config: the
+# geometry of the examples its outputs belong to.
+JOB_KEYS = ('resolution', 'downsample', 'downsample_res', 'n_channels',
+            'timeline')
+# Titles of the pixel splits in results.md.
+SPLIT_TITLES = {
+    metrics.ALL: 'All pixels',
+    metrics.CLOUDY: 'Cloudy pixels (cloudy in the target\'s mask: the '
+                    'reconstructed ones)',
+    metrics.CLEAR: 'Clear pixels (clear in the target\'s mask)'}
 
 Entry = collections.namedtuple('Entry', 'name side images')
 
@@ -55,10 +85,13 @@ def parse_samples(specs):
     name, sep, path = spec.partition('=')
     name = name.strip()
     if not sep or not name or not path:
-      raise ValueError(f'--samples takes NAME=DIR, got {spec!r}.')
-    if name in samples or name in BASELINES:
-      raise ValueError(f'Method name {name!r} is used twice (baselines are '
-                       f'named {BASELINES}).')
+      raise ValueError(f'--samples={spec!r} does not name its method — give '
+                       '--samples "NAME=DIR", e.g. --samples '
+                       '"core=runs/demo/core/samples_core_valid"')
+    if name in samples or name in BASELINES or name.endswith(COMPOSITE):
+      raise ValueError(f'--samples: the method name {name!r} is taken — '
+                       f'give each method its own name, not one of the '
+                       f'baselines {BASELINES} or ending in {COMPOSITE!r}')
     samples[name] = path
   return samples
 
@@ -78,6 +111,56 @@ def record_file(path):
     raise ValueError(f'{path} holds several TFRecord files ({files}); pass '
                      'the one to evaluate as --samples NAME=FILE.')
   return files[0]
+
+
+def sample_job(path):
+  """The job record (`sample_jobs.identity`) beside a sample directory's
+  TFRecord file, or None when there is none (older or hand-made samples)."""
+  record = record_file(path)
+  stem = os.path.basename(record)[:-len(tfrecords.SUFFIX)]
+  return sample_jobs.read(sample_jobs.job_path(os.path.dirname(record), stem))
+
+
+def _as_json(value):
+  return json.loads(json.dumps(value))
+
+
+def check_job(name, path, job, subset, config, skip_outputs):
+  """Refuses samples whose job record says they belong to other examples:
+  another subset, another geometry (JOB_KEYS), several draws per input, or
+  another first output. `job` None (no record) is not checked here."""
+  if job is None:
+    return
+  where = f'--samples {name}={path}'
+  if job['subset'] != subset:
+    raise ValueError(
+        f'{where} holds outputs of the {job["subset"]} subset, not '
+        f'{subset} — pass --subset={job["subset"]}, or the directory of a '
+        f'sample.py --mode=sample_{subset} job')
+  recorded = job['config']
+  differing = [f'{key} {recorded.get(key)!r} (--config: '
+               f'{_as_json(config[key])!r})' for key in JOB_KEYS
+               if _as_json(recorded.get(key)) != _as_json(config[key])]
+  if differing:
+    raise ValueError(
+        f'{where} was sampled with {", ".join(differing)} — give the '
+        '--config (and overrides) the samples were made with, or sample '
+        'again with this one')
+  if job['num_samples'] != 1:
+    raise ValueError(
+        f'{where} holds {job["num_samples"]} draws per input side by side '
+        '— evaluate outputs sampled with sample.num_samples=1')
+  if job['first_output'] != skip_outputs:
+    raise ValueError(
+        f'{where} starts at output {job["first_output"]} — pass '
+        f'--skip_outputs={job["first_output"]}')
+
+
+def checkpoint_step(job):
+  """The training step of the checkpoint a job sampled (`model-<step>`), or
+  None."""
+  match = re.search(r'-(\d+)$', (job or {}).get('checkpoint') or '')
+  return int(match.group(1)) if match else None
 
 
 def record_side(path, n_channels, sides):
@@ -117,11 +200,13 @@ def resolutions(config):
 
 
 def gather(config, subset, sides, skip, count):
-  """Truth, baselines, tiles and coverage of outputs skip..skip+count-1.
+  """Truth, target masks, baselines, tiles and coverage of outputs
+  skip..skip+count-1.
 
   Returns:
-    {'tile': (N,), 'coverage': (N,), side: {'truth', 'cloudy input',
-    'mosaic'} (N, s, s, C) uint8} for each side of `sides`.
+    {'tile': (N,), 'coverage': (N,), side: {'truth', *BASELINES: (N, s, s,
+    C) uint8, 'clear': (N, s, s) the target's clear-mask, 1 = clear}} for
+    each side of `sides`.
   """
   c = config.n_channels
   ds = pipeline.get_dataset(config, PIPELINE_BATCH,
@@ -133,10 +218,13 @@ def gather(config, subset, sides, skip, count):
     parts['coverage'].append(batch['coverage'])
     for side in sides:
       targets = batch[keys.at_side('targets', side, config)]
+      mask = batch[keys.at_side('mask', side, config)]
       parts[side, 'truth'].append(targets[..., :c])
+      parts[side, 'clear'].append(mask[..., -1])
       parts[side, 'cloudy input'].append(baselines.cloudy_input(targets, c))
-      parts[side, 'mosaic'].append(baselines.mosaic(
-          targets, batch[keys.at_side('mask', side, config)], c))
+      parts[side, 'least cloudy'].append(
+          baselines.least_cloudy(targets, mask, c))
+      parts[side, 'mosaic'].append(baselines.mosaic(targets, mask, c))
   found = sum(len(t) for t in parts['tile'])
   if found < count:
     raise ValueError(f'The {subset} subset has {found} examples after the '
@@ -146,7 +234,20 @@ def gather(config, subset, sides, skip, count):
   for side in sides:
     out[side] = {name: np.concatenate(parts[side, name]).astype(np.uint8)
                  for name in ('truth',) + BASELINES}
+    out[side]['clear'] = np.concatenate(parts[side, 'clear'])
   return out
+
+
+def check_splits(data, sides):
+  """Refuses a pixel split that no evaluated output has a pixel in."""
+  for side in sorted(sides):
+    for split, mask in metrics.split_masks(data[side]['clear']).items():
+      if not mask.any():
+        raise ValueError(
+            f'No evaluated output has a {split} pixel in its target\'s mask '
+            f'at {side}x{side}, so the {split} scores are undefined — '
+            'evaluate more outputs (--num_outputs, --skip_outputs) or a '
+            'subset whose targets are partly cloudy (valid, train)')
 
 
 def check_numbering(path, skip, tiles):
@@ -209,38 +310,60 @@ def fid(a, b):
   return metrics.fid_from_activations(a @ basis.T, b @ basis.T)
 
 
-def score_rows(entry, truth, groups, features=None):
-  """The table rows of one method or baseline: one per coverage group.
+def score_rows(entry, truth, clear, groups, features=None):
+  """The table rows of one method or baseline: one per pixel split and
+  coverage group.
 
   Args:
     entry: an Entry.
     truth: (N, s, s, C) truth images at the entry's side.
+    clear: (N, s, s) the target's clear-masks, 1 = clear.
     groups: [(label, indices)] from `coverage_groups`.
     features: None, or (features of the outputs, features of the truth).
 
   Returns:
-    [dict keyed by COLUMNS]; a value that cannot be computed is None (FID
-    and KID need features and 2 outputs, the means 1 output).
+    [dict keyed by COLUMNS], split-major; a value that cannot be computed is
+    None: a protocol score without a pixel of the split in the group,
+    upstream's scores outside the 'all' split, FID and KID without features
+    or 2 outputs. `n` counts the outputs with pixels in the split.
   """
-  scores = {name.upper(): values for name, values in
-            metrics.per_image(entry.images, truth).items()}
+  table = metrics.score(entry.images, truth, clear)
+  selected = {split: mask.any(axis=(1, 2)) for split, mask in
+              metrics.split_masks(clear).items()}
   rows = []
-  for label, idx in groups:
-    row = dict.fromkeys(COLUMNS)
-    row.update(method=entry.name, resolution=entry.side, coverage=label,
-               n=len(idx))
-    if len(idx):
-      row.update({key: float(np.mean(v[idx])) for key, v in scores.items()})
-    if features is not None and len(idx) >= 2:
-      out, ref = features[0][idx], features[1][idx]
-      row.update(FID=fid(out, ref),
-                 KID=metrics.kid_from_activations(out, ref))
-    rows.append(row)
+  for split in metrics.SPLITS:
+    for label, idx in groups:
+      row = dict.fromkeys(COLUMNS)
+      row.update(method=entry.name, resolution=entry.side, pixels=split,
+                 coverage=label, n=int(selected[split][idx].sum()))
+      for column in metrics.COLUMNS:
+        if column.split == split:
+          row[column.header] = metrics.average(table[column.key][idx])
+      if split == metrics.ALL and features is not None and len(idx) >= 2:
+        out, ref = features[0][idx], features[1][idx]
+        row.update(FID=fid(out, ref),
+                   KID=metrics.kid_from_activations(out, ref))
+      rows.append(row)
   return rows
 
 
+def entries_at(data, side, methods):
+  """The baselines at `side`, then each method at `side` and its
+  composite (its output where the target is cloudy, the target's pixels
+  where clear)."""
+  entries = [Entry(name, side, data[side][name]) for name in BASELINES]
+  # The target date as a one-slot cube, its clear-mask as its mask cube.
+  target, clear = data[side]['cloudy input'], data[side]['clear'][..., None]
+  for m in methods:
+    if m.side == side:
+      entries += [m, Entry(m.name + COMPOSITE, side, baselines.composite(
+          m.images, target, clear, target.shape[-1]))]
+  return entries
+
+
 def table_rows(data, methods, groups, features=None):
-  """Rows of every resolution: its baselines, then its methods.
+  """Rows of every resolution: its baselines, then its methods and their
+  composites.
 
   Args:
     data: `gather`'s result.
@@ -249,20 +372,20 @@ def table_rows(data, methods, groups, features=None):
     features: as for `evaluate`.
 
   Returns:
-    `score_rows` rows, ordered by coverage group, resolution, then entry.
+    `score_rows` rows, ordered by pixel split, coverage group, resolution,
+    then entry.
   """
   rows = []
   for side in sorted({m.side for m in methods}):
-    truth = data[side]['truth']
+    truth, clear = data[side]['truth'], data[side]['clear']
     truth_features = None if features is None else features(truth)
-    entries = [Entry(name, side, data[side][name]) for name in BASELINES]
-    entries += [m for m in methods if m.side == side]
-    for entry in entries:
+    for entry in entries_at(data, side, methods):
       pair = (None if features is None
               else (features(entry.images), truth_features))
-      rows += score_rows(entry, truth, groups, pair)
+      rows += score_rows(entry, truth, clear, groups, pair)
   labels = [label for label, _ in groups]
-  return sorted(rows, key=lambda r: labels.index(r['coverage']))
+  return sorted(rows, key=lambda r: (metrics.SPLITS.index(r['pixels']),
+                                     labels.index(r['coverage'])))
 
 
 def format_value(value, digits=6):
@@ -282,30 +405,108 @@ def write_csv(path, rows):
     writer.writerows([format_value(r[k], 10) for k in COLUMNS] for r in rows)
 
 
-def markdown_table(rows, columns):
+def markdown_table(rows, columns, digits=6):
   """A Markdown table of `rows` (dicts) with `columns`."""
   lines = ['| ' + ' | '.join(columns) + ' |',
            '|' + '|'.join('---' for _ in columns) + '|']
-  lines += ['| ' + ' | '.join(format_value(r[k]) for k in columns) + ' |'
-            for r in rows]
+  lines += ['| ' + ' | '.join(format_value(r[k], digits) for k in columns) +
+            ' |' for r in rows]
   return lines
 
 
-def write_markdown(path, rows, subset, notes):
-  """Two tables: all outputs, then per coverage group."""
-  overall = [r for r in rows if r['coverage'] == ALL]
-  by_coverage = [r for r in rows if r['coverage'] != ALL]
-  lines = [f'# Results on the {subset} subset', '',
-           'Truth: slot 0 of the targets cube (the clear reference date, '
-           'as sample.py scores it) at each method\'s resolution. PSNR, SSIM and MSE are means '
-           'over the outputs; FID and KID compare the sets (Inception-v3 pool '
-           'features).', *notes, '', '## All outputs', '',
-           *markdown_table(overall, [k for k in COLUMNS if k != 'coverage']),
-           '', '## By cloud coverage of the target date', '',
-           *markdown_table(by_coverage, ('coverage',) + tuple(
-               k for k in COLUMNS if k != 'coverage')), '']
+def _protocol_notes():
+  """What the protocol's tables hold, for results.md."""
+  return [
+      'Truth: slot 0 of the targets cube (the clear reference date, as '
+      'sample.py scores it) at each method\'s resolution.',
+      '',
+      'Protocol (README, "Evaluation protocol"): values / 255 in [0, 1]; '
+      'per output RMSE, MAE, PSNR = 20·log10(1 / RMSE) (capped at '
+      f'{metrics.PSNR_CAP_DB:g} dB: an exact output), SSIM (11×11 Gaussian '
+      'window, σ 1.5, its map averaged over the pixels scored) and SAM (mean '
+      'spectral angle, degrees), then the mean over the n outputs that have '
+      'pixels of the split. Cloudy / clear: by the target date\'s cloud mask '
+      '(slot T-1) at the method\'s resolution.',
+      '',
+      'Baselines: *cloudy input* (the target date as the model sees it), '
+      '*least cloudy* (the input date with the fewest cloudy pixels, whole), '
+      '*mosaic* (per pixel the most recent clear date). '
+      f'`<method>{COMPOSITE}`: the method\'s output where the target is '
+      'cloudy, the target\'s own pixels where clear (what predict.py '
+      'writes).']
+
+
+def write_markdown(path, rows, subset, notes, digits=4):
+  """The protocol's tables per pixel split, then by coverage (all and cloudy
+  pixels; clear ones, and empty bins, are in results.csv), then upstream's
+  metrics."""
+
+  # Coverage bins without any output are left out (results.csv has them).
+  filled = {r['coverage'] for r in rows
+            if r['pixels'] == metrics.ALL and r['n']}
+
+  def pick(split, overall):
+    return [r for r in rows if r['pixels'] == split and
+            (r['coverage'] == ALL) == overall and r['coverage'] in filled]
+
+  def table(split, overall, scores):
+    columns = ('method', 'resolution', 'n') + scores
+    if not overall:
+      columns = ('coverage',) + columns
+    return markdown_table(pick(split, overall), columns, digits)
+
+  lines = [f'# Results on the {subset} subset', '', *_protocol_notes(),
+           *notes]
+  for split in metrics.SPLITS:
+    lines += ['', f'## {SPLIT_TITLES[split]}', '',
+              *table(split, True, PROTOCOL_SCORES)]
+  for split in (metrics.ALL, metrics.CLOUDY):
+    lines += ['', f'## By cloud coverage of the target date: {split} pixels',
+              '', 'Bins without outputs are left out.', '',
+              *table(split, False, PROTOCOL_SCORES)]
+  lines += ['', '## Upstream\'s metrics (8-bit values, whole images)', '',
+            'PSNR, SSIM (as tf.image.ssim: the 5-pixel border left out) and '
+            'MSE on values 0..255, means over the outputs; FID and KID '
+            'compare the sets (Inception-v3 pool features).', '',
+            *table(metrics.ALL, True, UPSTREAM_SCORES), '',
+            '### By cloud coverage of the target date', '',
+            *table(metrics.ALL, False, UPSTREAM_SCORES), '']
   with open(path, 'w') as f:
     f.write('\n'.join(lines))
+
+
+def _json_value(value):
+  """A cell for results.json: inf and -inf as strings, the rest as is."""
+  if isinstance(value, float) and not np.isfinite(value):
+    return str(value)
+  return value
+
+
+def write_json(path, rows, config, subset, sources, count, skip_outputs,
+               coverage_bins):
+  """results.json: what was scored (config, outputs, sample directories and
+  their checkpoints), the protocol's settings and every row (None = n/a)."""
+  document = {
+      'subset': subset,
+      'outputs': count,
+      'skip_outputs': skip_outputs,
+      'coverage_bins': [float(e) for e in coverage_bins],
+      'protocol': {
+          'scale': f'value / {metrics.UNIT_SCALE:g}',
+          'splits': list(metrics.SPLITS),
+          'psnr_cap_db': metrics.PSNR_CAP_DB,
+          'ssim': dict(metrics.SSIM_SETTINGS, window=11),
+          'sam': 'degrees',
+          'baselines': list(BASELINES),
+          'composite_suffix': COMPOSITE},
+      'samples': sources,
+      'config': _as_json(config.to_dict()),
+      'columns': list(COLUMNS),
+      'rows': [{k: _json_value(r[k]) for k in COLUMNS} for r in rows],
+  }
+  with open(path + '.tmp', 'w') as f:
+    json.dump(document, f, indent=1, ensure_ascii=False)
+  os.replace(path + '.tmp', path)
 
 
 def load_features(weights_path=None, batch_size=32):
@@ -318,14 +519,15 @@ def load_features(weights_path=None, batch_size=32):
 
 
 def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
-             num_outputs=None, coverage_bins=(10, 30)):
-  """Scores methods and baselines, writes results.csv and results.md.
+             num_outputs=None, coverage_bins=(10, 30, 50)):
+  """Scores methods, composites and baselines; writes results.csv,
+  results.md and results.json.
 
   Args:
     config: a config with the data keys (configs/common.py).
     subset: 'valid' or 'train' (the test subset has no truth).
     samples: {method name: sample directory or TFRecord file}.
-    out_dir: where results.csv and results.md go.
+    out_dir: where the results go.
     features: callable (N, s, s, C) uint8 -> (N, d) activations (e.g.
       `load_features()`), or None: FID and KID are then n/a.
     skip_outputs: global index of every file's first record.
@@ -342,6 +544,9 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
     raise ValueError(f'subset must be one of {subsets.WITH_TRUTH}, got '
                      f'{subset!r}: the test subset\'s reference date is '
                      'cloudy, so there is no truth to compare with.')
+  jobs = {name: sample_job(path) for name, path in samples.items()}
+  for name, path in samples.items():
+    check_job(name, path, jobs[name], subset, config, skip_outputs)
   sides = resolutions(config)
   methods = [read_entry(name, path, config.n_channels, sides)
              for name, path in samples.items()]
@@ -353,21 +558,33 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
       logging.info('%s: evaluating the first %d of %d outputs.', m.name,
                    count, len(m.images))
   methods = [m._replace(images=m.images[:count]) for m in methods]
-  data = gather(config, subset, {m.side for m in methods}, skip_outputs,
-                count)
+  method_sides = {m.side for m in methods}
+  data = gather(config, subset, method_sides, skip_outputs, count)
   for path in samples.values():
     check_numbering(path, skip_outputs, data['tile'])
+  check_splits(data, method_sides)
   groups = coverage_groups(data['coverage'], coverage_bins)
   rows = table_rows(data, methods, groups, features)
 
   os.makedirs(out_dir, exist_ok=True)
-  notes = ['', f'{MISSING}: undefined (an empty group; FID and KID need 2 '
-           'outputs).']
+  notes = ['', f'{MISSING}: undefined (no output with pixels of the split in '
+           'the group; SAM of one channel; upstream\'s scores of a pixel '
+           'split; FID and KID need 2 outputs).']
   if features is None:
     notes += ['', f'FID and KID: {MISSING}, no Inception-v3 weights (pass '
               '--inception_weights; see the log).']
+  sources = [{'method': m.name, 'resolution': m.side,
+              'path': os.path.abspath(samples[m.name]),
+              'file': os.path.abspath(record_file(samples[m.name])),
+              'subset': (jobs[m.name] or {}).get('subset'),
+              'checkpoint': (jobs[m.name] or {}).get('checkpoint'),
+              'step': checkpoint_step(jobs[m.name]),
+              'first_output': (jobs[m.name] or {}).get('first_output')}
+             for m in methods]
   write_csv(os.path.join(out_dir, 'results.csv'), rows)
   write_markdown(os.path.join(out_dir, 'results.md'), rows, subset, notes)
-  logging.info('Wrote results.csv and results.md (%d outputs) to %s.', count,
-               out_dir)
+  write_json(os.path.join(out_dir, 'results.json'), rows, config, subset,
+             sources, count, skip_outputs, coverage_bins)
+  logging.info('Wrote results.csv, results.md and results.json (%d outputs) '
+               'to %s.', count, out_dir)
   return rows

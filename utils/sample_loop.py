@@ -42,7 +42,13 @@ from utils import sample_jobs
 
 # sample.py mode (sample_<label>) -> the subset it samples.
 MODES = subsets.modes('sample')
-METRIC_FIELDS = ['output', 'draw', 'tile', 'coverage', *metrics.PER_IMAGE]
+# metrics.csv: an output's number, draw, tile and coverage, then the metric
+# table (`metrics.COLUMNS`: the protocol's scores per pixel split,
+# `<split>_<name>`, and upstream's psnr, ssim, mse), the columns evaluate.py's
+# tables average; MISSING where a split has no pixel.
+METRIC_KEYS = [column.key for column in metrics.COLUMNS]
+METRIC_FIELDS = ['output', 'draw', 'tile', 'coverage', *METRIC_KEYS]
+MISSING = 'n/a'
 
 
 def newest_checkpoint(logdir):
@@ -77,6 +83,7 @@ class Views:
     self.cloudy = targets[..., -c:]                        # _tar: slot T-1
     self.unmasked = at_side('image')[..., :c]              # _unm
     self.clear_masks = at_side('mask')[..., 1:]            # _cov
+    self.target_clear = self.clear_masks[..., -1]          # splits pixels
     self.tile = batch['tile'].numpy()
     self.coverage = batch['coverage'].numpy()
 
@@ -227,28 +234,45 @@ def sample_draws(model, batch, sample_config, batch_index):
       for k in range(s.num_samples)])
 
 
+def _cell(value):
+  """A metrics.csv cell: MISSING for NaN (no pixel in the split)."""
+  return MISSING if np.isnan(value) else float(value)
+
+
+def _number(cell):
+  """A metrics.csv cell back to a float (MISSING -> NaN)."""
+  return float('nan') if cell == MISSING else float(cell)
+
+
 def score_rows(first, views, draws, name, writer):
   """metrics.csv rows of a batch's draws (n, B, s, s, C), one per output and
-  draw; logs each output's scores averaged over its draws, and their
-  scalars."""
+  draw (`metrics.score`); logs each output's scores averaged over its draws
+  (`metrics.average`), and their scalars `<column>_<name>`."""
   count = draws.shape[1]
-  scores = [metrics.per_image(draw, views.truth[:count]) for draw in draws]
+  scores = [metrics.score(draw, views.truth[:count],
+                          views.target_clear[:count]) for draw in draws]
   rows = []
   for j in range(count):
     index = first + j
-    per_draw = np.array([[float(score[key][j]) for key in metrics.PER_IMAGE]
+    per_draw = np.array([[score[key][j] for key in METRIC_KEYS]
                          for score in scores])
     for k, values in enumerate(per_draw):
       rows.append([index, k, int(views.tile[j]), float(views.coverage[j]),
-                   *values])
-    means = per_draw.mean(axis=0)
+                   *map(_cell, values)])
+    means = {key: metrics.average(per_draw[:, i])
+             for i, key in enumerate(METRIC_KEYS)}
     logging.info('output %05d tile %05d | %s', index, views.tile[j],
-                 ' '.join(f'{key} {value:.4g}' for key, value in
-                          zip(metrics.PER_IMAGE, means)))
+                 ' '.join(f'{key} {_format(value)}'
+                          for key, value in means.items()))
     with writer.as_default(step=index):
-      for key, value in zip(metrics.PER_IMAGE, means):
-        tf.summary.scalar(f'{key}_{name}', value)
+      for key, value in means.items():
+        if value is not None:
+          tf.summary.scalar(f'{key}_{name}', value)
   return rows
+
+
+def _format(value):
+  return MISSING if value is None else f'{value:.4g}'
 
 
 def sample(config, logdir, mode, restart=False):
@@ -342,16 +366,16 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
   written = sum(1 for _ in tf.data.TFRecordDataset(record_path))
   summary = None
   if rows:
-    values = np.array([[float(v) for v in r[4:]] for r in rows])
-    finite = lambda x: x[np.isfinite(x)]
-    summary = {key: float(np.mean(finite(values[:, i])))
-               for i, key in enumerate(metrics.PER_IMAGE)}
+    values = np.array([[_number(v) for v in r[4:]] for r in rows])
+    summary = {key: metrics.average(values[:, i])
+               for i, key in enumerate(METRIC_KEYS)}
     logging.info('average over %d outputs (%d draws each) | %s',
                  len(rows) // s.num_samples, s.num_samples,
-                 ' '.join(f'{key} {value:.4g}'
+                 ' '.join(f'{key} {_format(value)}'
                           for key, value in summary.items()))
     with writer.as_default(step=0):
       for key, value in summary.items():
-        tf.summary.scalar(f'average_{key}_{name}', value)
+        if value is not None:
+          tf.summary.scalar(f'average_{key}_{name}', value)
   writer.flush()
   return {'dir': out_dir, 'outputs': written, 'metrics': summary}
