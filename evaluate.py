@@ -22,8 +22,8 @@ FID and KID need the Inception-v3 weights: without them they are 'n/a'.
 from absl import flags
 
 from datasets import subsets
+from evaluation import results
 from utils import cli
-from utils import results
 
 _CONFIG = cli.define_config(
     'Test config the samples were made with (configs/*_test.py, `:tiny` for '

@@ -3,7 +3,7 @@
   .venv/bin/python bench/train_loop.py [--models core,upsampler] \
       [--devices 1,2] [--steps 4]
 
-Runs `utils.train_loop.make_train_loop` (the loop `run.py --mode=train`
+Runs `jobs.train.make_train_loop` (the loop `run.py --mode=train`
 compiles: forward, backward, RMSprop, EMA, and the discriminator where the
 config enables it) on random in-memory batches of the default configs, with
 `config.batch_size` examples per replica. The CPU is split into logical
@@ -27,18 +27,18 @@ distribute.split_cpu(2)
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import train_step  # pylint: disable=g-import-not-at-top
-from utils import train_loop  # pylint: disable=g-import-not-at-top
+from jobs import train  # pylint: disable=g-import-not-at-top
 
 
 def steps_per_second(config, devices, steps):
   """(first call seconds, steps/s) of the compiled loop on `devices` CPUs."""
   strategy = distribute.make_strategy('CPU', devices)
-  state = train_loop.TrainState(config, strategy)
+  state = train.TrainState(config, strategy)
   batch = train_step.random_inputs(config, config.batch_size * devices)
   dataset = strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch).repeat())
   iterator = iter(dataset)
-  loop = train_loop.make_train_loop(state)
+  loop = train.make_train_loop(state)
   start = time.perf_counter()
   float(loop(iterator, tf.constant(1))['loss'])
   first = time.perf_counter() - start

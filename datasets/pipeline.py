@@ -15,7 +15,7 @@ from datasets import export
 from datasets import selection as selection_lib
 from datasets import subsets
 from datasets import transforms
-from datasets.ondisk import DataError
+from utils.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # config.dataset: the one dataset kind, the upstream on-disk layout.

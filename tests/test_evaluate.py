@@ -1,4 +1,4 @@
-"""Tests for utils/results.py and evaluate.py on the tiny synthetic dataset."""
+"""Tests for evaluation/results.py and evaluate.py on the tiny synthetic set."""
 
 import csv
 import logging
@@ -12,9 +12,9 @@ import pytest
 from conftest import tiny_config_at
 from datasets import pipeline
 from datasets import tfrecords
-from utils import baselines
-from utils import metrics
-from utils import results
+from evaluation import baselines
+from evaluation import metrics
+from evaluation import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'cloudtran_core_test'

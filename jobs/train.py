@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from datasets import pipeline
 from datasets import selection
+from jobs import checkpoints
 import models
-from utils import checkpoints
 from utils import distribute
 from utils import ema as ema_lib
 from utils import progress

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from datasets import pipeline
 from datasets import subsets
-from utils import checkpoints
+from jobs import checkpoints
 from utils import runconfig
 
 # run.py mode (eval_<label>) -> the subset it evaluates.

@@ -2,14 +2,14 @@
 runs.
 
 `predict(series, predictor, out, ...)` cuts the target date's grid into
-overlapping tiles of the upsampler's resolution (`utils.tiling`), and for
+overlapping tiles of the upsampler's resolution (`rasters.tiling`), and for
 each batch of tiles reads the model's dates (the T-2 dates before the target
 and the target itself), runs `predictor` and commits every tile to the work
-directory beside `out` (`utils.workdir`). With `shard=(i, n)` only every
+directory beside `out` (`jobs.predict_workdir`). With `shard=(i, n)` only every
 n-th tile is done. When every tile is done (by this job or by others), the
 output is assembled in 256 px blocks: overlapping tiles are blended, the
 target's clear pixels are kept bit for bit (unless `replace_all`), and the
-image, its fill map and a quicklook are written (`utils.predict_output`).
+image, its fill map and a quicklook are written (`rasters.geotiff`).
 A killed job started again skips the committed tiles and writes the same
 bytes.
 
@@ -25,16 +25,16 @@ from absl import logging
 import numpy as np
 from rasterio.windows import Window
 
-from datasets import radiometry
 from datasets import transforms
-from datasets.ondisk import DataError
+from jobs import predict_workdir
+from jobs import sample
 from models import base
-from utils import predict_output
+from rasters import geotiff
+from rasters import radiometry
+from rasters import tiling
 from utils import progress
 from utils import runlock
-from utils import sample_loop
-from utils import tiling
-from utils import workdir
+from utils.errors import DataError
 
 # Tiles kept in memory while blocks are assembled.
 TILE_CACHE = 64
@@ -122,12 +122,12 @@ def load_predictor(core_config, core_logdir, upsampler_config,
   """A ModelPredictor with the averaged weights of both runs, and its
   identity (checkpoint paths and mode) for the work directory."""
   check_configs(core_config, upsampler_config)
-  core_path = os.path.abspath(sample_loop.newest_checkpoint(core_logdir))
+  core_path = os.path.abspath(sample.newest_checkpoint(core_logdir))
   upsampler_path = os.path.abspath(
-      sample_loop.newest_checkpoint(upsampler_logdir))
-  core = sample_loop.restore_averaged_model(core_config, core_logdir,
-                                            core_path)
-  upsampler = sample_loop.restore_averaged_model(
+      sample.newest_checkpoint(upsampler_logdir))
+  core = sample.restore_averaged_model(core_config, core_logdir,
+                                       core_path)
+  upsampler = sample.restore_averaged_model(
       upsampler_config, upsampler_logdir, upsampler_path)
   identity = {'core': core_path, 'upsampler': upsampler_path,
               'only_parallel': bool(only_parallel)}
@@ -223,10 +223,10 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   """Blends the committed tiles and writes the output files."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
-  writer = predict_output.Writer(work.scratch, grid, 3, dtype)
+  writer = geotiff.Writer(work.scratch, grid, 3, dtype)
   cache = _TileCache(work)
   target = series.target_index
-  blocks = tiling.blocks(grid.height, grid.width, predict_output.BLOCK)
+  blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
   ticker = Ticker('assembly', len(blocks))
   for b, window in enumerate(blocks):
     top, left, height, width = window
@@ -243,9 +243,9 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
     win = Window(left, top, width, height)
     rgb, cloudy, _ = series.read(win, [target])
     keep = ~cloudy[0]
-    fill = np.where(keep, predict_output.FILL_KEPT,
-                    np.where(no_clear, predict_output.FILL_NO_CLEAR,
-                             predict_output.FILL_MODEL)).astype(np.uint8)
+    fill = np.where(keep, geotiff.FILL_KEPT,
+                    np.where(no_clear, geotiff.FILL_NO_CLEAR,
+                             geotiff.FILL_MODEL)).astype(np.uint8)
     if replace_all:
       keep = np.zeros_like(keep)
     rgb8 = np.where(keep[..., None], rgb[0], model)
@@ -265,7 +265,7 @@ def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
   """Predicts the target date of `series` into `out` (see the module doc).
 
   Args:
-    series: a `datasets.rasters.Series`.
+    series: a `rasters.reader.Series`.
     predictor: callable as `ModelPredictor`.
     out: the output GeoTIFF path.
     tile_size: side of the model's tiles (the upsampler resolution).
@@ -293,11 +293,11 @@ def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
               'masks': [str(p) for p in series.mask_paths],
               'target': str(series.target), 'grid': grid.to_dict(),
               'tile_size': tile_size, 'overlap': overlap, 'models': identity}
-  names = predict_output.paths(out)
-  if os.path.exists(out) and not os.path.exists(workdir.work_dir(out)):
+  names = geotiff.paths(out)
+  if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
     logging.info('%s exists: this prediction is complete.', out)
     return names
-  work = workdir.WorkDir(out, manifest)
+  work = predict_workdir.WorkDir(out, manifest)
   logging.info('%dx%d px, %d tiles of %d px (overlap %d); dates %s.',
                grid.width, grid.height, len(tiles), tile_size, overlap,
                ', '.join(str(series.dates[t]) for t in slots))

@@ -33,8 +33,8 @@ from datasets import keys
 from datasets import pipeline
 from datasets import subsets
 from datasets import tfrecords
-from utils import baselines
-from utils import metrics
+from evaluation import baselines
+from evaluation import metrics
 
 BASELINES = ('cloudy input', 'mosaic')
 # The per-image scores' columns: metrics.PER_IMAGE's names in upper case.

@@ -7,8 +7,8 @@
 
 One file per date (or, with `band_files`, one file per band and date in the
 L2A layout `*_B04_10m.jp2`, `*_B03_10m.jp2`, `*_B02_10m.jp2`); the dates
-come from `datasets.dates`, the 8-bit values from `datasets.radiometry` and
-the cloudy pixels from `datasets.cloudmasks`. Every file is read on the grid
+come from `rasters.dates`, the 8-bit values from `rasters.radiometry` and
+the cloudy pixels from `rasters.cloudmasks`. Every file is read on the grid
 of the target date (default the last): a file on another grid (CRS,
 transform or shape) is warped with `rasterio.vrt.WarpedVRT` (images
 bilinear, masks nearest), which is logged once per file. Only the requested
@@ -30,10 +30,10 @@ from rasterio import windows
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from datasets import cloudmasks
-from datasets import dates as dates_lib
-from datasets import radiometry
-from datasets.ondisk import DataError
+from rasters import cloudmasks
+from rasters import dates as dates_lib
+from rasters import radiometry
+from utils.errors import DataError
 
 # Default RGB bands (1-based) of a multi-band file, by its band count: a
 # Sentinel-2 stack of 13 (L1C) or 12 (L2A, no B10) bands in band order.
@@ -387,7 +387,7 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
     band_files: None, True (DEFAULT_BAND_FILES) or three band names: read
       one file per band, named like `*_B04_10m.jp2`.
     masks, scl, cloud_prob: glob pattern or list of the mask files; exactly
-      one is given (see `datasets.cloudmasks`). Masks are matched to images
+      one is given (see `rasters.cloudmasks`). Masks are matched to images
       by date.
     cloud_threshold: percent above which `cloud_prob` is cloudy.
     target: the target date (datetime.date or 'YYYY-MM-DD'); None = last.

@@ -6,7 +6,7 @@ to `<sample dir>/<gen_file>.parts/` under a temporary name and renamed into
 place last, after its PNGs. A job that is killed and started again counts the
 committed batches, skips them, and carries on; when every batch is done the
 parts are joined into `<gen_file>.tfrecords` and `metrics.csv`. A job only
-continues its own outputs: `sample_jobs` records each job's identity
+continues its own outputs: `sample_outputs` records each job's identity
 (subset, checkpoint, config) beside them and refuses another's.
 
 With `sample.num_samples` = n > 1 each input gets n draws: its record holds
@@ -32,13 +32,13 @@ from datasets import keys
 from datasets import pipeline
 from datasets import subsets
 from datasets import tfrecords
+from evaluation import metrics
+from jobs import checkpoints
+from jobs import sample_outputs
 from models import base
-from utils import checkpoints
 from utils import images
-from utils import metrics
 from utils import progress
 from utils import runlock
-from utils import sample_jobs
 
 # sample.py mode (sample_<label>) -> the subset it samples.
 MODES = subsets.modes('sample')
@@ -259,7 +259,7 @@ def sample(config, logdir, mode, restart=False):
     logdir: the training run; the newest checkpoint is used.
     mode: a key of MODES.
     restart: delete this job's outputs and start over, instead of refusing
-      outputs of another job (see `sample_jobs.start`).
+      outputs of another job (see `sample_outputs.start`).
   """
   if mode not in MODES:
     raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
@@ -267,11 +267,11 @@ def sample(config, logdir, mode, restart=False):
   subset = MODES[mode]
   s = config.sample
   checkpoint = newest_checkpoint(logdir)
-  inputs = (sample_jobs.chained_inputs(s.gen_data_dir, subset.label)
+  inputs = (sample_outputs.chained_inputs(s.gen_data_dir, subset.label)
             if s.gen_data_dir else [])
-  job = sample_jobs.identity(config, subset.label, checkpoint, inputs)
-  out_dir = sample_jobs.sample_dir(config, logdir, subset.label)
-  gen_file = sample_jobs.gen_file(config, subset.label)
+  job = sample_outputs.identity(config, subset.label, checkpoint, inputs)
+  out_dir = sample_outputs.sample_dir(config, logdir, subset.label)
+  gen_file = sample_outputs.gen_file(config, subset.label)
   # Before anything is written: a wrong --logdir fails here.
   model = restore_averaged_model(config, logdir, checkpoint)
   os.makedirs(out_dir, exist_ok=True)
@@ -288,7 +288,7 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
   csv_path = (os.path.join(out_dir, 'metrics.csv') if subset.clear_reference
               else None)
   parts = Parts(out_dir, gen_file)
-  sample_jobs.start(
+  sample_outputs.start(
       out_dir, gen_file, job,
       has_outputs=os.path.exists(record_path) or parts.done() > 0,
       restart=restart,

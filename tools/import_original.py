@@ -1,6 +1,6 @@
 r"""Imports a checkpoint of the original CloudTran into this project's layout.
 
-  python -m models.import_original \
+  python -m tools.import_original \
       --original_ckpt $ORIGINAL_LOGDIR --config ./configs/cloudtran_core_test.py \
       --logdir $OUT [--original_disc_ckpt $DISC_CHKPT_DIR]
 
@@ -36,9 +36,9 @@ import numpy as np
 import tensorflow as tf
 from ml_collections import config_flags
 
+from jobs import checkpoints
 import models
 from models import layers
-from utils import checkpoints
 from utils import ema as ema_lib
 
 VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'

@@ -1,0 +1,8 @@
+"""The jobs the entrypoints run, importable for tests.
+
+Modules: train (run.py --mode=train), eval_checkpoints (run.py
+--mode=eval_*, each new checkpoint), sample (sample.py), sample_outputs
+(where a sampling job writes, and which job wrote what), predict
+(predict.py, a whole scene tile by tile), predict_workdir (its resumable
+work directory), checkpoints (what a run saves and how it comes back).
+"""
