@@ -70,32 +70,30 @@ FLAGS = flags.FLAGS
 
 
 def parse_shard(text):
-  """'i/n' -> (i, n)."""
+  """'i/n' -> (i, n); `predict.Options` checks the range."""
   try:
     index, count = (int(v) for v in text.split('/'))
   except ValueError:
     raise DataError(f'--shard={text!r}: write it i/n, e.g. 0/4.') from None
-  if not 0 <= index < count:
-    raise DataError(f'--shard={text}: need 0 <= i < n.')
   return index, count
 
 
 def main(_):
   core_config, up_config = _CORE_CONFIG.value, _UP_CONFIG.value
   predict.check_configs(core_config, up_config)
-  shard = parse_shard(FLAGS.shard)
+  options = predict.Options(
+      tile_size=up_config.resolution[0], timeline=core_config.timeline,
+      overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
+      shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
+      replace_all=FLAGS.replace_all,
+      output_reflectance=FLAGS.output_reflectance)
   out = os.path.abspath(FLAGS.out)
   with reader_flags.open_series(FLAGS, 'target') as series:
     predict.slot_dates(series, core_config.timeline)
     predictor, identity = predict.load_predictor(
         core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,
         FLAGS.only_parallel)
-    predict.predict(
-        series, predictor, out, tile_size=up_config.resolution[0],
-        timeline=core_config.timeline, overlap=FLAGS.overlap,
-        batch_size=FLAGS.batch_size, shard=shard, merge=FLAGS.merge,
-        replace_all=FLAGS.replace_all,
-        output_reflectance=FLAGS.output_reflectance, identity=identity)
+    predict.predict(series, predictor, out, options, identity)
 
 
 if __name__ == '__main__':

@@ -102,10 +102,10 @@ def child(args):
   with reader.open_series(os.path.join(scene, 'images', '*.tif'),
                           scl=os.path.join(scene, 'scl', '*.tif')) as series:
     tiles_start = time.perf_counter()
-    predict.predict(series, timed, args.out,
-                    tile_size=up_config.resolution[0],
-                    timeline=core_config.timeline, identity=identity,
-                    **MODELS[args.models][1])
+    options = predict.Options(tile_size=up_config.resolution[0],
+                              timeline=core_config.timeline,
+                              **MODELS[args.models][1])
+    predict.predict(series, timed, args.out, options, identity)
     end = time.perf_counter()
     pixels = series.grid.width * series.grid.height
   tiles_seconds = phases['tiles_done'] - tiles_start - timed.first_seconds

@@ -45,24 +45,6 @@ MODES = subsets.modes('sample')
 METRIC_FIELDS = ['output', 'draw', 'tile', 'coverage', *metrics.PER_IMAGE]
 
 
-def newest_checkpoint(logdir):
-  """The path of the newest checkpoint in `logdir`; a clear error if none."""
-  path = tf.train.latest_checkpoint(logdir)
-  if path is None:
-    raise FileNotFoundError(
-        f'No checkpoint in {logdir}; train first (run.py --mode=train '
-        f'--logdir {logdir}) or point --logdir at a training run.')
-  return path
-
-
-def restore_averaged_model(config, logdir, checkpoint=None):
-  """Builds the model and loads the EMA weights of `checkpoint` (a path;
-  default the newest checkpoint in `logdir`)."""
-  averaged = checkpoints.AveragedModel(config)
-  averaged.restore(checkpoint or newest_checkpoint(logdir))
-  return averaged.model
-
-
 class Views:
   """The arrays of one batch that outputs and metrics are compared with.
 
@@ -266,14 +248,14 @@ def sample(config, logdir, mode, restart=False):
   check_sample_config(config)
   subset = MODES[mode]
   s = config.sample
-  checkpoint = newest_checkpoint(logdir)
+  checkpoint = checkpoints.newest_checkpoint(logdir)
   inputs = (sample_outputs.chained_inputs(s.gen_data_dir, subset.label)
             if s.gen_data_dir else [])
   job = sample_outputs.identity(config, subset.label, checkpoint, inputs)
   out_dir = sample_outputs.sample_dir(config, logdir, subset.label)
   gen_file = sample_outputs.gen_file(config, subset.label)
   # Before anything is written: a wrong --logdir fails here.
-  model = restore_averaged_model(config, logdir, checkpoint)
+  model = checkpoints.restore_averaged_model(config, logdir, checkpoint)
   os.makedirs(out_dir, exist_ok=True)
   with runlock.hold(out_dir, 'sample', f'{gen_file}.sample'):
     return _sample_into(config, logdir, subset, out_dir, gen_file, job, model,

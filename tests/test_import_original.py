@@ -17,7 +17,6 @@ import tensorflow as tf
 from configs import cloudtran_core_test
 from configs import upsampler_test
 from jobs import checkpoints
-from jobs import sample
 from jobs import train
 import models
 from tools import import_original
@@ -103,7 +102,7 @@ def raw_model(config, logdir):
 def test_averaged_logits_equal_the_original(imported, name):
   config, logdir = imported(name)
   fixture = arrays(name)
-  model = sample.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   batch_size = fixture['logits'].shape[0]
   logits, aux = model.get_logits(inputs(config, fixture, batch_size),
                                  training=False)
@@ -136,7 +135,7 @@ def test_raw_training_logits_equal_the_original(imported, name):
 def test_argmax_decode_equals_the_original(imported, name):
   config, logdir = imported(name)
   fixture = arrays(name)
-  model = sample.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   out = model.generate(inputs(config, fixture, 1), mode='argmax')
   np.testing.assert_array_equal(out['parallel'], fixture['parallel'])
   np.testing.assert_array_equal(out['auto_argmax'], fixture['auto_argmax'])
@@ -147,7 +146,7 @@ def test_image_wide_sampling_differs_from_the_original(imported):
   config, logdir = imported('core_conv')
   config.model.decoder.cond_ln_sampling = 'image'
   fixture = arrays('core_conv')
-  model = sample.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   out = model.generate(inputs(config, fixture, 1), mode='argmax')
   assert np.any(out['auto_argmax'].numpy() != fixture['auto_argmax'])
 
@@ -155,7 +154,7 @@ def test_image_wide_sampling_differs_from_the_original(imported):
 def test_upsampler_argmax_equals_the_original(imported):
   config, logdir = imported('upsampler')
   fixture = arrays('upsampler')
-  model = sample.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   batch = inputs(config, fixture, fixture['targets'].shape[0])
   np.testing.assert_array_equal(model.sample(batch)['output'],
                                 fixture['high_res_argmax'])
@@ -172,7 +171,7 @@ def test_training_starts_from_an_imported_checkpoint(imported, tmp_path):
   for mine, theirs in zip(state.model.variables, reference.variables,
                           strict=True):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-  averaged = sample.restore_averaged_model(config, logdir)
+  averaged = checkpoints.restore_averaged_model(config, logdir)
   for shadow, variable in zip(state.ema.shadows,
                               averaged.trainable_variables, strict=True):
     np.testing.assert_array_equal(shadow.numpy(), variable.numpy())

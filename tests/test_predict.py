@@ -75,10 +75,14 @@ def open_scene(root, **kwargs):
                             scl=os.path.join(root, 'scl', '*.tif'), **kwargs)
 
 
+def options(**kwargs):
+  return predict.Options(**{'tile_size': TILE, 'timeline': TIMELINE,
+                            'overlap': OVERLAP, **kwargs})
+
+
 def run(root, out, predictor=constant, **kwargs):
   with open_scene(root) as series:
-    return predict.predict(series, predictor, str(out), tile_size=TILE,
-                           timeline=TIMELINE, overlap=OVERLAP, **kwargs)
+    return predict.predict(series, predictor, str(out), options(**kwargs))
 
 
 def digest(path):
@@ -206,8 +210,7 @@ def test_work_directory_of_other_settings_is_refused(scene, tmp_path):
     run(scene, out, Failing(constant, 0))
   with open_scene(scene) as series:
     with pytest.raises(DataError, match='overlap'):
-      predict.predict(series, constant, str(out), tile_size=TILE,
-                      timeline=TIMELINE, overlap=4)
+      predict.predict(series, constant, str(out), options(overlap=4))
 
 
 def test_a_live_lock_refuses_a_second_writer(tmp_path):
@@ -251,8 +254,7 @@ def test_scl_and_probability_masks_choose_the_filled_pixels(kind, tmp_path):
                           **{kind: str(tmp_path / kind / '*.tif')},
                           cloud_threshold=40) as series:
     names = predict.predict(series, constant, str(tmp_path / 'o.tif'),
-                            tile_size=TILE, timeline=TIMELINE,
-                            overlap=OVERLAP)
+                            options())
   fill = read(names['fill'])[0][0]
   np.testing.assert_array_equal(fill == geotiff.FILL_MODEL, cloudy)
   image = read(names['image'])[0].transpose(1, 2, 0)
@@ -270,8 +272,7 @@ def test_a_date_in_another_crs_is_warped_to_the_target_grid(tmp_path):
                           scl=str(tmp_path / 'scl' / '*.tif')) as series:
     assert series.grid.crs == rasterio.crs.CRS.from_string(CRS)
     names = predict.predict(series, constant, str(tmp_path / 'o.tif'),
-                            tile_size=TILE, timeline=TIMELINE,
-                            overlap=OVERLAP)
+                            options())
   _, profile = read(names['image'])
   assert profile['crs'] == rasterio.crs.CRS.from_string(CRS)
   assert profile['transform'] == TRANSFORM
@@ -439,3 +440,9 @@ def test_bad_input_is_one_error_line(case, flags, damage, message, tmp_path):
   lines = [l for l in done.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and 'Traceback' not in done.stderr, done.stderr
   assert re.search(message.format(**days), lines[0]), lines[0]
+
+
+@pytest.mark.parametrize('shard', [(2, 2), (-1, 2), (0, 0)])
+def test_a_shard_out_of_range_is_refused(shard):
+  with pytest.raises(DataError, match=r'need 0 <= i < n'):
+    options(shard=shard)
