@@ -368,6 +368,9 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
                        tiny('upsampler_test'), f'--core={typo}',
                        f'--upsampled={typo}', '--out=sheets', *data),
       'synthetic': command('-m', 'tools.synthetic', 'out', '--tiles=0'),
+      'import': command('-m', 'tools.import_original',
+                        tiny('cloudtran_core_test'), f'--logdir={typo}',
+                        f'--original_ckpt={tmp_path}'),
   }, ROOT)
   expected = {
       'train_data': "error: config.data_dir='/no/such/dir' is not a "
@@ -379,6 +382,7 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
       'sheet': f'error: No TFRecords at {typo} — run sample.py first or fix '
                '--core.',
       'synthetic': 'error: need --tiles >= 1',
+      'import': f'error: --original_ckpt: no checkpoint in {tmp_path}.',
   }
   for name, start in expected.items():
     status, _, stderr = done[name]
