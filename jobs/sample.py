@@ -282,6 +282,7 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
   num_batches = math.ceil(s.num_outputs / s.batch_size)
   skip = s.skip_batches + done
   name = output_name(config, model)
+  pipeline.export_targets(config, subset.name)
   data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
               .skip(skip))
   previous = previous_outputs(config, s.batch_size, skip)

@@ -183,6 +183,8 @@ def load_discriminator(state, disc_chkpt_dir):
 
 def train_dataset(config, strategy):
   """The distributed training input, sharded per input pipeline."""
+  pipeline.export_targets(config, 'train')
+
   def dataset_fn(input_context):
     return pipeline.get_dataset(config, config.batch_size, 'train',
                                 input_context)

@@ -184,6 +184,8 @@ def test_targets_dir_export(config, tmp_path):
   batch = first(config, 'valid')
   h = config.downsample_res
   base = tmp_path / f'export_{h}_{C}bands' / 'valid'
+  assert not os.path.exists(base)  # get_dataset writes nothing
+  pipeline.export_targets(config, 'valid')
   names = sorted(os.listdir(base / 'image' / '00000'))
   assert names == ['001.png', '002.png'] == sorted(
       os.listdir(base / 'mask' / '00000'))
