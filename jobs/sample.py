@@ -280,61 +280,89 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
     return {'dir': out_dir, 'outputs': None, 'metrics': None}
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
-  skip = s.skip_batches + done
   name = output_name(config, model)
-  pipeline.export_targets(config, subset.name)
-  data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
-              .skip(skip))
-  previous = previous_outputs(config, s.batch_size, skip)
+  data, previous = _open_inputs(config, subset, s.skip_batches + done)
   writer = tf.summary.create_file_writer(
       os.path.join(logdir, f'sample_{subset.name}'))
   tracker = progress.Progress(num_batches, done=done)
   if done:
     logging.info('Resuming after %d complete batches.', done)
   for b in range(done, num_batches):
-    try:
-      batch = next(data)
-    except StopIteration:
+    batch = _next_input(data, previous, model, config, subset, b)
+    if batch is None:
       logging.info('The %s subset ended after %d batches.', subset.name, b)
       num_batches = b
       break
-    if previous is not None:
-      low_res = next(previous, None)
-      if low_res is None:
-        raise ValueError(f'config.sample.gen_data_dir={s.gen_data_dir} holds '
-                         f'fewer outputs than the {subset.name} subset '
-                         f'after {s.skip_batches + b} batches; sample them '
-                         'first or lower sample.num_outputs.')
-      batch = model.with_low_res(batch, low_res)
-    first = (s.skip_batches + b) * s.batch_size
-    count = min(len(batch['tile']), s.num_outputs - b * s.batch_size)
-    draws = sample_draws(model, batch, s, s.skip_batches + b)[:, :count]
-    views = Views(batch, config, draws.shape[2])
-    if s.im_outputs:
-      for j in range(count):
-        write_pngs(out_dir, first + j, views, j, draws[:, j], name, config)
-    write_image_summaries(writer, first, views, draws, name)
-    rows = (score_rows(first, views, draws, name, writer) if csv_path
-            else [])
-    side_by_side = np.concatenate(list(draws), axis=2)
-    parts.commit(b, side_by_side.astype(np.int64), rows)
+    _sample_batch(config, model, batch, b, out_dir, name, writer, parts,
+                  score=csv_path is not None)
     tracker.update(b + 1)
     logging.info('%s %s', subset.name, tracker.bar())
 
   rows = parts.join(record_path, csv_path, num_batches)
   written = sum(1 for _ in tf.data.TFRecordDataset(record_path))
-  summary = None
-  if rows:
-    values = np.array([[float(v) for v in r[4:]] for r in rows])
-    finite = lambda x: x[np.isfinite(x)]
-    summary = {key: float(np.mean(finite(values[:, i])))
-               for i, key in enumerate(metrics.PER_IMAGE)}
-    logging.info('average over %d outputs (%d draws each) | %s',
-                 len(rows) // s.num_samples, s.num_samples,
-                 ' '.join(f'{key} {value:.4g}'
-                          for key, value in summary.items()))
-    with writer.as_default(step=0):
-      for key, value in summary.items():
-        tf.summary.scalar(f'average_{key}_{name}', value)
+  summary = _average(rows, s.num_samples, name, writer)
   writer.flush()
   return {'dir': out_dir, 'outputs': written, 'metrics': summary}
+
+
+def _open_inputs(config, subset, skip):
+  """The subset's batches after the first `skip`, and the earlier model's
+  outputs beside them (None without `sample.gen_data_dir`)."""
+  s = config.sample
+  pipeline.export_targets(config, subset.name)
+  data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
+              .skip(skip))
+  return data, previous_outputs(config, s.batch_size, skip)
+
+
+def _next_input(data, previous, model, config, subset, b):
+  """Batch `b` with the earlier model's outputs handed to the model, or
+  None once the subset has ended."""
+  s = config.sample
+  batch = next(data, None)
+  if batch is None or previous is None:
+    return batch
+  low_res = next(previous, None)
+  if low_res is None:
+    raise ValueError(f'config.sample.gen_data_dir={s.gen_data_dir} holds '
+                     f'fewer outputs than the {subset.name} subset '
+                     f'after {s.skip_batches + b} batches; sample them '
+                     'first or lower sample.num_outputs.')
+  return model.with_low_res(batch, low_res)
+
+
+def _sample_batch(config, model, batch, b, out_dir, name, writer, parts,
+                  score):
+  """Draws batch `b`'s outputs, writes its PNGs and summaries, scores it
+  (with `score`) and commits it to `parts`."""
+  s = config.sample
+  first = (s.skip_batches + b) * s.batch_size
+  count = min(len(batch['tile']), s.num_outputs - b * s.batch_size)
+  draws = sample_draws(model, batch, s, s.skip_batches + b)[:, :count]
+  views = Views(batch, config, draws.shape[2])
+  if s.im_outputs:
+    for j in range(count):
+      write_pngs(out_dir, first + j, views, j, draws[:, j], name, config)
+  write_image_summaries(writer, first, views, draws, name)
+  rows = score_rows(first, views, draws, name, writer) if score else []
+  side_by_side = np.concatenate(list(draws), axis=2)
+  parts.commit(b, side_by_side.astype(np.int64), rows)
+
+
+def _average(rows, num_samples, name, writer):
+  """The mean of each per-image metric over `rows` (non-finite values left
+  out), logged and written as summaries; None without rows."""
+  if not rows:
+    return None
+  values = np.array([[float(v) for v in r[4:]] for r in rows])
+  finite = lambda x: x[np.isfinite(x)]
+  summary = {key: float(np.mean(finite(values[:, i])))
+             for i, key in enumerate(metrics.PER_IMAGE)}
+  logging.info('average over %d outputs (%d draws each) | %s',
+               len(rows) // num_samples, num_samples,
+               ' '.join(f'{key} {value:.4g}'
+                        for key, value in summary.items()))
+  with writer.as_default(step=0):
+    for key, value in summary.items():
+      tf.summary.scalar(f'average_{key}_{name}', value)
+  return summary
