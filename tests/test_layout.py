@@ -8,6 +8,7 @@ each other in a cycle; commands (`if __name__ == '__main__'`, a module-level
 
 import ast
 import os
+import re
 
 import pytest
 
@@ -121,6 +122,19 @@ def violations(root):
 def test_the_project_keeps_its_layout():
   problems = violations(ROOT)
   assert not problems, '\n'.join(problems)
+
+
+@pytest.mark.parametrize('folder', ['utils', 'datasets', 'rasters', 'models',
+                                    'evaluation', 'jobs', 'tools'])
+def test_the_readme_layout_names_every_module(folder):
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    readme = f.read()
+  table = readme[readme.index('## Layout'):].split('\n\n')[2]
+  row = next(line for line in table.splitlines() if f'| `{folder}/` |' in line)
+  named = set(re.findall(r'`(\w+)`', row.split('|')[3]))
+  modules = {f[:-3] for f in os.listdir(os.path.join(ROOT, folder))
+             if f.endswith('.py') and f != '__init__.py'}
+  assert modules <= named, f'README "Layout" misses {sorted(modules - named)}'
 
 
 def write(root, files):
