@@ -66,7 +66,7 @@ demo: $(VENV)/installed
 	cat $(DEMO)/results.md
 
 demo-data: $(VENV)/installed
-	$(PY) -m datasets.synthetic $(DATA) --tiles 12 --dates 8 --size 48 --naming l2a --seed 0
+	$(PY) -m tools.synthetic $(DATA) --tiles 12 --dates 8 --size 48 --naming l2a --seed 0
 
 demo-train-core: $(VENV)/installed
 	$(PY) run.py --config $(CORE_TRAIN) --mode=train --logdir $(CORE) $(CPU) \
@@ -96,14 +96,14 @@ demo-evaluate: $(VENV)/installed
 	  --samples "upsampler=$(UP)/samples_sup_valid"
 
 demo-sheets: $(VENV)/installed
-	$(PY) -m utils.contact_sheet --config $(UP_TEST) \
+	$(PY) -m tools.contact_sheet --config $(UP_TEST) \
 	  --core $(CORE)/samples_core_valid --upsampled $(UP)/samples_sup_valid \
 	  --out $(DEMO)/sheets
 
 # A dated GeoTIFF scene (larger than a 32 px tile, not a multiple of it),
 # then predict.py with the demo's models restores its last date.
 demo-geotiff: $(VENV)/installed
-	$(PY) -m datasets.synthetic_geotiff $(GEO)/scene --width 600 --height 520 \
+	$(PY) -m tools.synthetic_geotiff $(GEO)/scene --width 600 --height 520 \
 	  --dates 6 --seed 0
 	rm -rf $(GEO)/clear.tif $(GEO)/clear_fill.tif $(GEO)/clear.png \
 	  $(GEO)/clear.tif.work

@@ -33,8 +33,8 @@ checkpoints and sample directories scored).
 from absl import flags
 
 from datasets import subsets
+from evaluation import results
 from utils import cli
-from utils import results
 
 _CONFIG = cli.define_config(
     'Test config the samples were made with (configs/*_test.py, `:tiny` for '

@@ -31,10 +31,10 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from datasets import series_flags
-from datasets.ondisk import DataError
+from jobs import predict
+from rasters import reader_flags
 from utils import cli
-from utils import predict_loop
+from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 _CORE_CONFIG = config_flags.DEFINE_config_file(
@@ -48,7 +48,7 @@ _UP_CONFIG = config_flags.DEFINE_config_file(
 flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
                     'checkpoint, averaged weights).')
 flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
-series_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
+reader_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
                     'default the last date.')
 flags.DEFINE_string('out', None, 'Output GeoTIFF path.')
 flags.DEFINE_integer('overlap', 32, 'Pixels shared by neighbouring tiles '
@@ -70,32 +70,30 @@ FLAGS = flags.FLAGS
 
 
 def parse_shard(text):
-  """'i/n' -> (i, n)."""
+  """'i/n' -> (i, n); `predict.Options` checks the range."""
   try:
     index, count = (int(v) for v in text.split('/'))
   except ValueError:
     raise DataError(f'--shard={text!r}: write it i/n, e.g. 0/4.') from None
-  if not 0 <= index < count:
-    raise DataError(f'--shard={text}: need 0 <= i < n.')
   return index, count
 
 
 def main(_):
   core_config, up_config = _CORE_CONFIG.value, _UP_CONFIG.value
-  predict_loop.check_configs(core_config, up_config)
-  shard = parse_shard(FLAGS.shard)
+  predict.check_configs(core_config, up_config)
+  options = predict.Options(
+      tile_size=up_config.resolution[0], timeline=core_config.timeline,
+      overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
+      shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
+      replace_all=FLAGS.replace_all,
+      output_reflectance=FLAGS.output_reflectance)
   out = os.path.abspath(FLAGS.out)
-  with series_flags.open_series(FLAGS, 'target') as series:
-    predict_loop.slot_dates(series, core_config.timeline)
-    predictor, identity = predict_loop.load_predictor(
+  with reader_flags.open_series(FLAGS, 'target') as series:
+    predict.slot_dates(series, core_config.timeline)
+    predictor, identity = predict.load_predictor(
         core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,
         FLAGS.only_parallel)
-    predict_loop.predict(
-        series, predictor, out, tile_size=up_config.resolution[0],
-        timeline=core_config.timeline, overlap=FLAGS.overlap,
-        batch_size=FLAGS.batch_size, shard=shard, merge=FLAGS.merge,
-        replace_all=FLAGS.replace_all,
-        output_reflectance=FLAGS.output_reflectance, identity=identity)
+    predict.predict(series, predictor, out, options, identity)
 
 
 if __name__ == '__main__':

@@ -14,14 +14,14 @@ import os
 from absl import flags
 from absl import logging
 
+from jobs import eval_checkpoints
+from jobs import train
 from utils import cli
 from utils import distribute
-from utils import eval_loop
-from utils import train_loop
 
 _CONFIG = cli.define_config('Experiment config file (configs/*.py, `:tiny` '
                             'for the small CPU variant).')
-flags.DEFINE_enum('mode', 'train', ['train', *sorted(eval_loop.MODES)],
+flags.DEFINE_enum('mode', 'train', ['train', *sorted(eval_checkpoints.MODES)],
                   'train, or evaluate each new checkpoint on a subset.')
 cli.define_logdir('Run directory: checkpoints, summaries, config.yaml.')
 flags.DEFINE_string('pretrain_dir', None, 'Start training from the newest '
@@ -67,10 +67,10 @@ def main(_):
   logdir = os.path.abspath(FLAGS.logdir)
   logging.info('Mode %s, logdir %s.', FLAGS.mode, logdir)
   if FLAGS.mode == 'train':
-    train_loop.train(config, logdir, strategy, FLAGS.pretrain_dir,
-                     FLAGS.steps_per_summaries, FLAGS.allow_config_change)
+    train.train(config, logdir, strategy, FLAGS.pretrain_dir,
+                FLAGS.steps_per_summaries, FLAGS.allow_config_change)
   else:
-    eval_loop.evaluate(config, logdir, strategy, FLAGS.mode)
+    eval_checkpoints.evaluate(config, logdir, strategy, FLAGS.mode)
 
 
 if __name__ == '__main__':

@@ -19,12 +19,12 @@ import os
 from absl import flags
 from absl import logging
 
+from jobs import sample
 from utils import cli
-from utils import sample_loop
 
 _CONFIG = cli.define_config('Test config file (configs/*_test.py, `:tiny` '
                             'for the small CPU variant).')
-flags.DEFINE_enum('mode', 'sample_test', sorted(sample_loop.MODES),
+flags.DEFINE_enum('mode', 'sample_test', sorted(sample.MODES),
                   'Which subset to sample: valid, test or train.')
 cli.define_logdir('Training run directory (its newest checkpoint is used); '
                   'samples go below it.')
@@ -49,8 +49,8 @@ def main(_):
                      '`sample` section — use a test config '
                      '(configs/*_test.py).')
   logdir = os.path.abspath(FLAGS.logdir)
-  result = sample_loop.sample(config, logdir, FLAGS.mode,
-                              restart=FLAGS.restart)
+  result = sample.sample(config, logdir, FLAGS.mode,
+                         restart=FLAGS.restart)
   logging.info('Samples in %s.', result['dir'])
 
 

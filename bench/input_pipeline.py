@@ -21,7 +21,7 @@ from configs import cloudtran_core_test  # pylint: disable=g-import-not-at-top
 from configs import cloudtran_core_train  # pylint: disable=g-import-not-at-top
 from configs import common  # pylint: disable=g-import-not-at-top
 from datasets import pipeline  # pylint: disable=g-import-not-at-top
-from datasets import synthetic  # pylint: disable=g-import-not-at-top
+from tools import synthetic  # pylint: disable=g-import-not-at-top
 
 TILES, DATES, SIZE, RESOLUTION, TIMELINE = 24, 8, 256, 224, 6
 

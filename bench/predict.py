@@ -4,7 +4,7 @@
       [--core_logdir runs/demo/core --upsampler_logdir runs/demo/upsampler]
   .venv/bin/python bench/predict.py --models default --sizes 432
 
-For each size a synthetic scene (uint16, SCL; datasets.synthetic_geotiff,
+For each size a synthetic scene (uint16, SCL; tools.synthetic_geotiff,
 `timeline` dates) is written to a temporary directory, then one fresh
 process predicts its last date with the models of `--models`: `tiny` (the
 `:tiny` configs, 32 px tiles, overlap 8, batch 8; the demo's runs when
@@ -80,32 +80,32 @@ class Timed:
 
 def child(args):
   """One prediction in this process; prints its figures as JSON."""
-  from datasets import rasters  # pylint: disable=g-import-not-at-top
-  from utils import predict_loop  # pylint: disable=g-import-not-at-top
-  from utils import predict_output  # pylint: disable=g-import-not-at-top
+  from jobs import predict  # pylint: disable=g-import-not-at-top
+  from rasters import geotiff  # pylint: disable=g-import-not-at-top
+  from rasters import reader  # pylint: disable=g-import-not-at-top
   core_config, up_config = configs(args.models)
   start = time.perf_counter()
-  predictor, identity = predict_loop.load_predictor(
+  predictor, identity = predict.load_predictor(
       core_config, args.core_logdir, up_config, args.upsampler_logdir,
       args.only_parallel)
   load_seconds = time.perf_counter() - start
   timed = Timed(predictor)
   phases = {}
-  assemble = predict_loop.assemble
+  assemble = predict.assemble
 
   def timed_assemble(*a, **k):
     phases['tiles_done'] = time.perf_counter()
     return assemble(*a, **k)
 
-  predict_loop.assemble = timed_assemble
+  predict.assemble = timed_assemble
   scene = args.scene
-  with rasters.open_series(os.path.join(scene, 'images', '*.tif'),
-                           scl=os.path.join(scene, 'scl', '*.tif')) as series:
+  with reader.open_series(os.path.join(scene, 'images', '*.tif'),
+                          scl=os.path.join(scene, 'scl', '*.tif')) as series:
     tiles_start = time.perf_counter()
-    predict_loop.predict(series, timed, args.out,
-                         tile_size=up_config.resolution[0],
-                         timeline=core_config.timeline, identity=identity,
-                         **MODELS[args.models][1])
+    options = predict.Options(tile_size=up_config.resolution[0],
+                              timeline=core_config.timeline,
+                              **MODELS[args.models][1])
+    predict.predict(series, timed, args.out, options, identity)
     end = time.perf_counter()
     pixels = series.grid.width * series.grid.height
   tiles_seconds = phases['tiles_done'] - tiles_start - timed.first_seconds
@@ -119,7 +119,7 @@ def child(args):
           pixels / 1e6 / (end - tiles_start - timed.first_seconds), 4),
       'peak_rss_mb': round(resource.getrusage(
           resource.RUSAGE_SELF).ru_maxrss / 1024),
-      'output_bytes': os.path.getsize(predict_output.paths(args.out)['image']),
+      'output_bytes': os.path.getsize(geotiff.paths(args.out)['image']),
   }))
 
 
@@ -137,7 +137,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.scene:
     return child(args)
-  from datasets import synthetic_geotiff  # pylint: disable=g-import-not-at-top
+  from tools import synthetic_geotiff  # pylint: disable=g-import-not-at-top
   load_before = os.getloadavg()[0]
   core_config, up_config = configs(args.models)
   results = {'models': args.models,

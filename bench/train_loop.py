@@ -3,7 +3,7 @@
   .venv/bin/python bench/train_loop.py [--models core,upsampler] \
       [--batches 1,8] [--devices 1] [--steps 3]
 
-Runs `utils.train_loop.make_train_loop`, the loop `run.py --mode=train`
+Runs `jobs.train.make_train_loop`, the loop `run.py --mode=train`
 compiles and calls once per summary period (forward, backward, RMSprop, EMA,
 and the discriminator where the config enables it), on random in-memory
 batches of the default (upstream-size) configs, `B` examples per replica for
@@ -48,7 +48,7 @@ import hlo_flops  # pylint: disable=g-import-not-at-top
 import measure  # pylint: disable=g-import-not-at-top
 import models  # pylint: disable=g-import-not-at-top
 import train_step  # pylint: disable=g-import-not-at-top
-from utils import train_loop  # pylint: disable=g-import-not-at-top
+from jobs import train  # pylint: disable=g-import-not-at-top
 
 
 def step_flops(config):
@@ -65,11 +65,11 @@ def time_loop(config, devices, steps):
   """Timings of the compiled loop on `devices` CPUs, called three times."""
   tf.keras.utils.set_random_seed(config.seed)
   strategy = distribute.make_strategy('CPU', devices)
-  state = train_loop.TrainState(config, strategy)
+  state = train.TrainState(config, strategy)
   batch = train_step.random_inputs(config, config.batch_size * devices)
   iterator = iter(strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch).repeat()))
-  loop = train_loop.make_train_loop(state)
+  loop = train.make_train_loop(state)
   start = time.perf_counter()
   float(loop(iterator, tf.constant(1))['loss'])
   first = time.perf_counter() - start

@@ -8,7 +8,7 @@ strings and integers are read).
 import json
 
 from datasets import subsets
-from datasets.ondisk import DataError
+from utils.errors import DataError
 
 
 def load_table(jsonf):

@@ -16,12 +16,10 @@ import dataclasses
 import os
 import re
 
+from utils.errors import DataError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 L1C_STEM = re.compile(r'^(?P<patch>.+)_rgb_(?P<t>\d+)$')
-
-
-class DataError(ValueError):
-  """Bad input on disk or in the config; the message says what to do."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +146,7 @@ def list_tiles(data_dir, mask_dir):
     if not path or not os.path.isdir(path):
       raise DataError(f'config.{key}={path!r} is not a directory; point it at '
                       'the videos_final_<split> / masks_final_<split> folder '
-                      '(python -m datasets.synthetic OUT makes a demo one).')
+                      '(python -m tools.synthetic OUT makes a demo one).')
   folders = _subfolders(data_dir)
   extra = sorted(set(_subfolders(mask_dir)) - set(folders))
   if extra:

@@ -15,7 +15,7 @@ from datasets import export
 from datasets import selection as selection_lib
 from datasets import subsets
 from datasets import transforms
-from datasets.ondisk import DataError
+from utils.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # config.dataset: the one dataset kind, the upstream on-disk layout.
@@ -54,6 +54,15 @@ def _records(examples, augment):
       'synthetic': [e.synthetic for e in examples],
       'augment': tf.fill([len(examples)], augment),
   })
+
+
+def _pass_records(config, subset, chosen):
+  """One pass of a subset's records (with their brightened copies when
+  training with `use_augmentation`)."""
+  records = _records(chosen.examples, False)
+  if subsets.get(subset).training and config.use_augmentation:
+    records = records.concatenate(_records(chosen.examples, True))
+  return records
 
 
 def _read_masks(paths, flip):
@@ -195,9 +204,7 @@ def get_dataset(config, batch_size, subset, input_context=None):
   check_config(config)
   chosen = selection_lib.select(config, subset)
   train = subsets.get(subset).training
-  records = _records(chosen.examples, False)
-  if train and config.use_augmentation:
-    records = records.concatenate(_records(chosen.examples, True))
+  records = _pass_records(config, subset, chosen)
   pipeline_id = 0
   if input_context is not None and input_context.num_input_pipelines > 1:
     pipelines = input_context.num_input_pipelines
@@ -207,9 +214,6 @@ def get_dataset(config, batch_size, subset, input_context=None):
                       f'{pipelines} input pipelines; use fewer workers.')
     records = records.shard(pipelines, pipeline_id)
   loader = Loader(config, subset, chosen.pool)
-  if config.targets_dir:
-    export.export_examples(loader.examples(records, pipeline_id), config,
-                           subset)
   if train:
     records = records.shuffle(config.shuffle_buffer, seed=config.seed,
                               reshuffle_each_iteration=True)
@@ -220,3 +224,16 @@ def get_dataset(config, batch_size, subset, input_context=None):
   logging.info('%s pipeline: %d examples, batch %d.', subset,
                len(chosen.examples), batch_size)
   return ds.prefetch(AUTOTUNE)
+
+
+def export_targets(config, subset):
+  """With `config.targets_dir`, writes one pass of `subset`'s examples as
+  PNGs (`datasets/export.py`) and returns how many; else does nothing. The
+  jobs call it beside `get_dataset`, which writes nothing."""
+  if not config.targets_dir:
+    return 0
+  check_config(config)
+  chosen = selection_lib.select(config, subset)
+  loader = Loader(config, subset, chosen.pool)
+  return export.export_examples(
+      loader.examples(_pass_records(config, subset, chosen)), config, subset)

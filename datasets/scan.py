@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import transforms
-from datasets.ondisk import DataError
+from utils.errors import DataError
 
 # Leading bytes of each accepted format.
 MAGIC = {'PNG': b'\x89PNG\r\n\x1a\n', 'JPEG': b'\xff\xd8\xff'}

@@ -23,7 +23,7 @@ from datasets import indexing
 from datasets import ondisk
 from datasets import scan
 from datasets import subsets
-from datasets.ondisk import DataError
+from utils.errors import DataError
 
 RULE_CATEGORY = 'reference category'
 RULE_UNCOVERED = 'a pixel cloudy in every input slot'

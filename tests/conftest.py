@@ -24,7 +24,7 @@ distribute.split_cpu(2)
 @pytest.fixture(scope='session')
 def synthetic_data(tmp_path_factory):
   """A small synthetic dataset (6 tiles per split, 8 dates, 32×32, L2A)."""
-  from datasets import synthetic  # pylint: disable=g-import-not-at-top
+  from tools import synthetic  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp('synthetic')
   synthetic.main([str(out), '--tiles', '6', '--dates', '8', '--size', '32',
                   '--naming', 'l2a', '--seed', '0'])

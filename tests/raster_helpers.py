@@ -13,8 +13,8 @@ import os
 import numpy as np
 import rasterio
 
-from datasets import radiometry
-from datasets import synthetic_geotiff
+from rasters import radiometry
+from tools import synthetic_geotiff
 
 CRS = synthetic_geotiff.CRS
 LEFT, TOP, PIXEL = 600000.0, 5100000.0, 10.0

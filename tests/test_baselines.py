@@ -1,9 +1,9 @@
-"""Tests for utils/baselines.py."""
+"""Tests for evaluation/baselines.py."""
 
 import numpy as np
 import pytest
 
-from utils import baselines
+from evaluation import baselines
 
 
 def _cube(values):

@@ -283,30 +283,18 @@ def test_sample_draws_are_seeded_and_compile(model, inputs):
   assert first.shape == (1, SIZE, SIZE, 3)
 
 
-def test_config_errors_name_the_keys():
+@pytest.mark.parametrize('key, value, message', [
+    ('resolution', (4, 4), 'model.resolution'),
+    ('decoder.num_heads', 3, 'decoder.num_heads'),
+    ('encoder.aggregation', 'max', 'aggregation'),
+    ('stage', 'encoder', 'stage'),
+    ('decoder.cond_att_act', 'gelu', 'decoder.cond_att_act'),
+    ('decoder.cond_ln_sampling', 'pixel', 'decoder.cond_ln_sampling'),
+])
+def test_config_errors_name_the_keys(key, value, message):
   config = model_helpers.core_config()
-  config.model.resolution = (4, 4)
-  with pytest.raises(ValueError, match='model.resolution'):
-    models.build(config)
-  config = model_helpers.core_config()
-  config.model.decoder.num_heads = 3
-  with pytest.raises(ValueError, match='decoder.num_heads'):
-    models.build(config)
-  config = model_helpers.core_config()
-  config.model.encoder.aggregation = 'max'
-  with pytest.raises(ValueError, match='aggregation'):
-    models.build(config)
-  config = model_helpers.core_config()
-  config.model.stage = 'encoder'
-  with pytest.raises(ValueError, match='stage'):
-    models.build(config)
-  config = model_helpers.core_config()
-  config.model.decoder.cond_att_act = 'gelu'
-  with pytest.raises(ValueError, match='decoder.cond_att_act'):
-    models.build(config)
-  config = model_helpers.core_config()
-  config.model.decoder.cond_ln_sampling = 'pixel'
-  with pytest.raises(ValueError, match='decoder.cond_ln_sampling'):
+  _set(config, key, value)
+  with pytest.raises(ValueError, match=message):
     models.build(config)
 
 

@@ -11,19 +11,19 @@ from datasets import indexing
 from datasets import ondisk
 from datasets import scan
 from datasets import subsets
-from datasets import testing
-from datasets.ondisk import DataError
+from tests import ondisk_helpers
+from utils.errors import DataError
 
 SIZE = 8
-GREY = testing.constant_image(SIZE, (90, 100, 110))
+GREY = ondisk_helpers.constant_image(SIZE, (90, 100, 110))
 CLEAR = np.zeros((SIZE, SIZE), np.uint8)
 
 
 def write(tmp_path, stems, image_ext='.png', folder='00003'):
-  root = testing.write_split(
+  root = ondisk_helpers.write_split(
       tmp_path, 'trainset', {folder: [(s, GREY, CLEAR) for s in stems]},
       image_ext)
-  image_dir, mask_dir = testing.split_dirs(root, 'trainset')
+  image_dir, mask_dir = ondisk_helpers.split_dirs(root, 'trainset')
   return os.path.join(image_dir, folder), os.path.join(mask_dir, folder)
 
 
@@ -146,7 +146,7 @@ def test_too_few_dates_for_reference(tmp_path):
 
 
 def test_mask_coverage_category_and_flip(tmp_path):
-  mask = testing.rows_mask(SIZE, [0, 1])          # rows 0-1 cloudy
+  mask = ondisk_helpers.rows_mask(SIZE, [0, 1])          # rows 0-1 cloudy
   path = str(tmp_path / 'm.png')
   Image.fromarray(mask).save(path)
   clear = scan.read_clear_mask(path, flip=False)

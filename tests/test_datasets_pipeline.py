@@ -1,4 +1,4 @@
-"""get_dataset on the hand-made split of `datasets.testing` (timeline 3,
+"""get_dataset on the hand-made split of `tests.ondisk_helpers` (timeline 3,
 reference 2, 8x8 tiles, downsample to 4): slot order, the value 40,
 synthetic clouds, determinism, random channel, downsampling, export."""
 
@@ -11,21 +11,21 @@ import tensorflow as tf
 
 from datasets import pipeline
 from datasets import selection
-from datasets import testing
 from datasets import transforms
-from datasets.ondisk import DataError
+from tests import ondisk_helpers
+from utils.errors import DataError
 
 C = 3
 
 
 @pytest.fixture
 def root(tmp_path):
-  return testing.write_known_split(str(tmp_path / 'data'))
+  return ondisk_helpers.write_known_split(str(tmp_path / 'data'))
 
 
 @pytest.fixture
 def config(root):
-  return testing.known_config(root)
+  return ondisk_helpers.known_config(root)
 
 
 def first(config, subset, batch_size=1):
@@ -50,7 +50,8 @@ def test_valid_slot_order_value_40_and_keys(config):
   assert batch['tile'].tolist() == [0]
   image = slots(batch['image'][0])
   for slot, date in enumerate((2, 1, 2)):
-    assert (image[:, :, slot] == testing.known_image(0, date)[0, 0]).all()
+    known = ondisk_helpers.known_image(0, date)[0, 0]
+    assert (image[:, :, slot] == known).all()
   rows = synthetic_rows(config)
   mask = batch['mask'][0]
   assert mask[..., :2].all()
@@ -167,9 +168,9 @@ def test_use_augmentation_adds_brightened_copies(config):
 
 
 def test_sharding_splits_the_tiles(tmp_path):
-  masks = {t: testing.KNOWN_MASKS[0] for t in (0, 4, 5, 6)}
-  config = testing.known_config(testing.write_known_split(str(tmp_path),
-                                                          masks))
+  masks = {t: ondisk_helpers.KNOWN_MASKS[0] for t in (0, 4, 5, 6)}
+  config = ondisk_helpers.known_config(
+      ondisk_helpers.write_known_split(str(tmp_path), masks))
   seen = []
   for pipeline_id in range(2):
     context = tf.distribute.InputContext(2, pipeline_id, 2)
@@ -183,6 +184,8 @@ def test_targets_dir_export(config, tmp_path):
   batch = first(config, 'valid')
   h = config.downsample_res
   base = tmp_path / f'export_{h}_{C}bands' / 'valid'
+  assert not os.path.exists(base)  # get_dataset writes nothing
+  pipeline.export_targets(config, 'valid')
   names = sorted(os.listdir(base / 'image' / '00000'))
   assert names == ['001.png', '002.png'] == sorted(
       os.listdir(base / 'mask' / '00000'))
@@ -194,9 +197,9 @@ def test_targets_dir_export(config, tmp_path):
 
 def test_flipped_masks_read_the_same(tmp_path, config):
   flipped = {t: tuple(255 - m for m in ms)
-             for t, ms in testing.KNOWN_MASKS.items()}
-  flip_config = testing.known_config(
-      testing.write_known_split(str(tmp_path / 'flip'), flipped))
+             for t, ms in ondisk_helpers.KNOWN_MASKS.items()}
+  flip_config = ondisk_helpers.known_config(
+      ondisk_helpers.write_known_split(str(tmp_path / 'flip'), flipped))
   flip_config.flip_masks = True
   np.testing.assert_array_equal(first(flip_config, 'test')['mask'],
                                 first(config, 'test')['mask'])
@@ -205,19 +208,19 @@ def test_flipped_masks_read_the_same(tmp_path, config):
 def test_one_channel_is_luma(config):
   config.n_channels = 1
   image = first(config, 'test')['image']
-  rgb = testing.known_image(1, 2)[0, 0].astype(float)
+  rgb = ondisk_helpers.known_image(1, 2)[0, 0].astype(float)
   assert image.shape == (1, 8, 8, 3)
   assert (image[..., 0] == round(float(rgb @ transforms.GRAY_WEIGHTS))).all()
 
 
 def test_jpeg_images(tmp_path):
-  tiles = {'00017': [(f'2020010{d}_017', testing.known_image(0, d), m)
-                     for d, m in enumerate(testing.KNOWN_MASKS[1])]}
-  root = testing.write_split(str(tmp_path), 'testset', tiles, '.jpeg')
-  batch = first(testing.known_config(root), 'test')
+  tiles = {'00017': [(f'2020010{d}_017', ondisk_helpers.known_image(0, d), m)
+                     for d, m in enumerate(ondisk_helpers.KNOWN_MASKS[1])]}
+  root = ondisk_helpers.write_split(str(tmp_path), 'testset', tiles, '.jpeg')
+  batch = first(ondisk_helpers.known_config(root), 'test')
   assert batch['tile'].tolist() == [17]
   np.testing.assert_allclose(slots(batch['image'][0])[..., 1, :],
-                             testing.known_image(0, 1), atol=2)
+                             ondisk_helpers.known_image(0, 1), atol=2)
 
 
 @pytest.mark.parametrize('change, message', [

@@ -1,4 +1,4 @@
-"""Keep/drop rules on the hand-made split of `datasets.testing`.
+"""Keep/drop rules on the hand-made split of `tests.ondisk_helpers`.
 
   tile  d0      d1     d2 (reference)   train/valid       test
   0     BOTTOM  clear  clear            keep              drop: category
@@ -18,14 +18,14 @@ import pytest
 
 from datasets import selection
 from datasets import subsets
-from datasets import testing
-from datasets.ondisk import DataError
+from tests import ondisk_helpers
+from utils.errors import DataError
 
-SIZE = testing.SIZE
-MASKS = testing.KNOWN_MASKS
-write_known_split = testing.write_known_split
-known_config = testing.known_config
-image = testing.known_image
+SIZE = ondisk_helpers.SIZE
+MASKS = ondisk_helpers.KNOWN_MASKS
+write_known_split = ondisk_helpers.write_known_split
+known_config = ondisk_helpers.known_config
+image = ondisk_helpers.known_image
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
-"""datasets/summary.py: the printed description of a pipeline."""
+"""tools/summary.py: the printed description of a pipeline."""
 
-from datasets import summary
+from tools import summary
 
 
 def test_summary_describes_keys_and_examples(tiny_config):

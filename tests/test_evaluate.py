@@ -1,4 +1,4 @@
-"""Tests for utils/results.py and evaluate.py on the tiny synthetic dataset."""
+"""Tests for evaluation/results.py and evaluate.py on the tiny synthetic set."""
 
 import csv
 import json
@@ -14,9 +14,9 @@ from skimage import metrics as sk_metrics
 from conftest import tiny_config_at
 from datasets import pipeline
 from datasets import tfrecords
-from utils import baselines
-from utils import metrics
-from utils import results
+from evaluation import baselines
+from evaluation import metrics
+from evaluation import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'cloudtran_core_test'
@@ -111,7 +111,7 @@ def test_tables_without_inception(data, samples, tmp_path):
 
 def _expected_row(out, truth, selected):
   """Mean protocol scores over the images with selected pixels, computed
-  here from the arrays (numpy and skimage), not with utils/metrics."""
+  here from the arrays (numpy and skimage), not with evaluation/metrics."""
   x, y = out / 255., truth / 255.
   scores = {RMSE: [], 'MAE [0-1]': [], PSNR: [], SSIM: [], SAM: []}
   for xi, yi, m in zip(x, y, selected):

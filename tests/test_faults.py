@@ -30,18 +30,18 @@ from conftest import tiny_config_at
 from datasets import pipeline
 from datasets import scan
 from datasets import selection
-from datasets import summary
-from datasets import testing
 from datasets import transforms
-from datasets.ondisk import DataError
-from utils import checkpoints
+from jobs import checkpoints
+from jobs import eval_checkpoints
+from jobs import sample
+from datasets import sample_outputs
+from jobs import train
+from tests import ondisk_helpers
+from tools import summary
 from utils import distribute
-from utils import eval_loop
 from utils import runconfig
 from utils import runlock
-from utils import sample_jobs
-from utils import sample_loop
-from utils import train_loop
+from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # TensorFlow's native start-up lines and absl log lines: everything on
@@ -63,8 +63,8 @@ def mask_paths(root):
 
 
 def test_16bit_masks_agree_between_startup_and_pipeline(tmp_path):
-  root = testing.write_known_split(str(tmp_path / 'data'))
-  config = testing.known_config(root)
+  root = ondisk_helpers.write_known_split(str(tmp_path / 'data'))
+  config = ondisk_helpers.known_config(root)
   tiles = [e.tile for e in selection.select(config, 'test').examples]
   batch = pipeline.get_dataset(config, 4, 'test')
   masks = next(batch.as_numpy_iterator())['mask']
@@ -109,8 +109,8 @@ def image_path(root, tile=0, date=1):
 
 
 def test_corrupt_image_body_fails_at_startup_naming_the_file(tmp_path):
-  root = testing.write_known_split(str(tmp_path / 'data'))
-  config = testing.known_config(root)
+  root = ondisk_helpers.write_known_split(str(tmp_path / 'data'))
+  config = ondisk_helpers.known_config(root)
   selection.select(config, 'test')          # decodes and caches every image
   path = image_path(root, tile=2, date=1)
   corrupt_body(path)
@@ -121,8 +121,8 @@ def test_corrupt_image_body_fails_at_startup_naming_the_file(tmp_path):
 
 
 def test_grayscale_or_rgba_among_rgb_is_an_error(tmp_path):
-  root = testing.write_known_split(str(tmp_path / 'data'))
-  config = testing.known_config(root)
+  root = ondisk_helpers.write_known_split(str(tmp_path / 'data'))
+  config = ondisk_helpers.known_config(root)
   path = image_path(root, tile=1, date=1)
   rgb = np.asarray(Image.open(path))
   Image.fromarray(rgb[..., 0]).save(path)
@@ -144,7 +144,7 @@ def test_image_changed_during_training_is_named(synthetic_data, tmp_path,
   config = tiny_config_at(data, 'cloudtran_core_train')
   config.max_train_steps = 4
   victims = sorted(glob.glob(str(data / 'videos_final_trainset/*/*.png')))
-  made = train_loop.train_dataset
+  made = train.train_dataset
 
   def scanned_then_corrupted(*args):
     dataset = made(*args)                   # the start-up scan passes
@@ -152,11 +152,11 @@ def test_image_changed_during_training_is_named(synthetic_data, tmp_path,
       corrupt_body(path)
     return dataset
 
-  monkeypatch.setattr(train_loop, 'train_dataset', scanned_then_corrupted)
+  monkeypatch.setattr(train, 'train_dataset', scanned_then_corrupted)
   with pytest.raises(DataError, match='Cannot read image .*videos_final_'
                      'trainset/.*corrupt'):
-    train_loop.train(config, str(tmp_path / 'run'), one_device(),
-                     steps_per_summaries=2)
+    train.train(config, str(tmp_path / 'run'), one_device(),
+                steps_per_summaries=2)
 
 
 # 2. and 3. The logdir: lock, checkpoints, config.yaml.
@@ -185,7 +185,7 @@ def trained(synthetic_data, tmp_path_factory):
   config.max_train_steps = 4
   config.save_checkpoint_secs = 0
   logdir = str(tmp_path_factory.mktemp('trained'))
-  train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  train.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir
 
 
@@ -193,13 +193,13 @@ def test_second_sampling_job_on_one_output_is_refused(trained,
                                                        synthetic_data):
   _, logdir = trained
   config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
-  out_dir = sample_jobs.sample_dir(config, logdir, 'valid')
+  out_dir = sample_outputs.sample_dir(config, logdir, 'valid')
   os.makedirs(out_dir)
-  gen_file = sample_jobs.gen_file(config, 'valid')
+  gen_file = sample_outputs.gen_file(config, 'valid')
   with runlock.hold(out_dir, 'sample', f'{gen_file}.sample'):
     with pytest.raises(runlock.LockHeld, match=f'{out_dir} is in use by '
                        'another sample job'):
-      sample_loop.sample(config, logdir, 'sample_valid')
+      sample.sample(config, logdir, 'sample_valid')
   shutil.rmtree(out_dir)
 
 
@@ -222,7 +222,7 @@ def test_truncated_newest_checkpoint_resumes_from_the_previous(run_copy,
   data = glob.glob(os.path.join(logdir, 'model-4.data-*'))[0]
   os.truncate(data, os.path.getsize(data) // 2)
   os.remove(os.path.join(logdir, 'checkpoint'))   # and the index file lost
-  state = train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  state = train.train(config, logdir, one_device(), steps_per_summaries=2)
   assert state.step == 4
   assert f'Checkpoint {logdir}/model-4 cannot be read' in caplog.text
   assert f'Resumed from {logdir}/model-2' in caplog.text
@@ -238,7 +238,7 @@ def test_no_readable_checkpoint_stops_instead_of_starting_afresh(run_copy):
     os.truncate(data, 10)
   with pytest.raises(ValueError, match=f'None of the 3 checkpoints in '
                      f'{logdir} can be read'):
-    train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+    train.train(config, logdir, one_device(), steps_per_summaries=2)
 
 
 def test_changed_config_is_refused_and_config_yaml_kept(run_copy):
@@ -247,11 +247,11 @@ def test_changed_config_is_refused_and_config_yaml_kept(run_copy):
   config.model.encoder.ff_size = 32
   with pytest.raises(ValueError, match=r'\(model.encoder.ff_size: 16 -> 32\)'
                      ' — pass the same config'):
-    train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+    train.train(config, logdir, one_device(), steps_per_summaries=2)
   # Allowed, the change does not fit the checkpoints: still not rewritten.
   with pytest.raises(ValueError, match='model-4 does not fit this model'):
-    train_loop.train(config, logdir, one_device(), steps_per_summaries=2,
-                     allow_config_change=True)
+    train.train(config, logdir, one_device(), steps_per_summaries=2,
+                allow_config_change=True)
   assert open(runconfig.path_in(logdir)).read() == before
 
 
@@ -259,8 +259,8 @@ def test_allowed_config_change_keeps_the_old_config(run_copy):
   config, logdir = run_copy
   config.save_checkpoint_secs = 1           # free: logging
   config.loss_factor = 0.5
-  train_loop.train(config, logdir, one_device(), steps_per_summaries=2,
-                   allow_config_change=True)
+  train.train(config, logdir, one_device(), steps_per_summaries=2,
+              allow_config_change=True)
   assert 'loss_factor: 0.99' in open(os.path.join(logdir,
                                                   'config-4.yaml')).read()
   assert runconfig.read(logdir)['loss_factor'] == 0.5
@@ -275,15 +275,16 @@ def test_eval_stops_at_the_runs_max_train_steps(trained, synthetic_data):
   assert config.max_train_steps != 4       # the test config's own value
   config.eval_checkpoint_wait_secs = 60    # a safety net: must not be hit
   start = time.monotonic()
-  results = eval_loop.evaluate(config, logdir, one_device(), 'eval_valid')
+  results = eval_checkpoints.evaluate(config, logdir, one_device(),
+                                      'eval_valid')
   assert sorted(results) == [4] and time.monotonic() - start < 50
 
 
 def test_eval_timeout_ends_a_job_without_checkpoints(synthetic_data, tmp_path):
   config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
   config.eval_checkpoint_wait_secs = 1     # what --eval_timeout_secs=1 sets
-  assert not eval_loop.evaluate(config, str(tmp_path), one_device(),
-                                'eval_valid')
+  assert not eval_checkpoints.evaluate(config, str(tmp_path), one_device(),
+                                       'eval_valid')
 
 
 def test_summary_of_a_test_config_reads_valid(synthetic_data):
@@ -363,10 +364,13 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
           'sample.py', tiny('cloudtran_core_train'), f'--logdir={logdir}'),
       'evaluate': command('evaluate.py', tiny('cloudtran_core_test'),
                           f'--samples=core={typo}', *data),
-      'sheet': command('-m', 'utils.contact_sheet',
+      'sheet': command('-m', 'tools.contact_sheet',
                        tiny('upsampler_test'), f'--core={typo}',
                        f'--upsampled={typo}', '--out=sheets', *data),
-      'synthetic': command('-m', 'datasets.synthetic', 'out', '--tiles=0'),
+      'synthetic': command('-m', 'tools.synthetic', 'out', '--tiles=0'),
+      'import': command('-m', 'tools.import_original',
+                        tiny('cloudtran_core_test'), f'--logdir={typo}',
+                        f'--original_ckpt={tmp_path}'),
   }, ROOT)
   expected = {
       'train_data': "error: config.data_dir='/no/such/dir' is not a "
@@ -378,6 +382,7 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
       'sheet': f'error: No TFRecords at {typo} — run sample.py first or fix '
                '--core.',
       'synthetic': 'error: need --tiles >= 1',
+      'import': f'error: --original_ckpt: no checkpoint in {tmp_path}.',
   }
   for name, start in expected.items():
     status, _, stderr = done[name]

@@ -1,4 +1,4 @@
-"""models/import_original.py: parity with the original CloudTran's numbers.
+"""tools/import_original.py: parity with the original CloudTran's numbers.
 
 The fixtures under tests/data/original/ were written by the original code
 (see tests/data/original/README.md): a checkpoint with perturbed weights and
@@ -16,12 +16,11 @@ import tensorflow as tf
 
 from configs import cloudtran_core_test
 from configs import upsampler_test
+from jobs import checkpoints
+from jobs import train
 import models
-from models import import_original
-from utils import checkpoints
+from tools import import_original
 from utils import distribute
-from utils import sample_loop
-from utils import train_loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, 'tests', 'data', 'original')
@@ -103,7 +102,7 @@ def raw_model(config, logdir):
 def test_averaged_logits_equal_the_original(imported, name):
   config, logdir = imported(name)
   fixture = arrays(name)
-  model = sample_loop.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   batch_size = fixture['logits'].shape[0]
   logits, aux = model.get_logits(inputs(config, fixture, batch_size),
                                  training=False)
@@ -136,7 +135,7 @@ def test_raw_training_logits_equal_the_original(imported, name):
 def test_argmax_decode_equals_the_original(imported, name):
   config, logdir = imported(name)
   fixture = arrays(name)
-  model = sample_loop.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   out = model.generate(inputs(config, fixture, 1), mode='argmax')
   np.testing.assert_array_equal(out['parallel'], fixture['parallel'])
   np.testing.assert_array_equal(out['auto_argmax'], fixture['auto_argmax'])
@@ -147,7 +146,7 @@ def test_image_wide_sampling_differs_from_the_original(imported):
   config, logdir = imported('core_conv')
   config.model.decoder.cond_ln_sampling = 'image'
   fixture = arrays('core_conv')
-  model = sample_loop.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   out = model.generate(inputs(config, fixture, 1), mode='argmax')
   assert np.any(out['auto_argmax'].numpy() != fixture['auto_argmax'])
 
@@ -155,7 +154,7 @@ def test_image_wide_sampling_differs_from_the_original(imported):
 def test_upsampler_argmax_equals_the_original(imported):
   config, logdir = imported('upsampler')
   fixture = arrays('upsampler')
-  model = sample_loop.restore_averaged_model(config, logdir)
+  model = checkpoints.restore_averaged_model(config, logdir)
   batch = inputs(config, fixture, fixture['targets'].shape[0])
   np.testing.assert_array_equal(model.sample(batch)['output'],
                                 fixture['high_res_argmax'])
@@ -164,7 +163,7 @@ def test_upsampler_argmax_equals_the_original(imported):
 def test_training_starts_from_an_imported_checkpoint(imported, tmp_path):
   """What `run.py --pretrain_dir` does: weights and averages, step 0."""
   config, logdir = imported('upsampler')
-  state = train_loop.TrainState(config, distribute.make_strategy('CPU', 1))
+  state = train.TrainState(config, distribute.make_strategy('CPU', 1))
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         str(tmp_path), logdir)
   assert how == 'pretrained' and state.step == 0
@@ -172,7 +171,7 @@ def test_training_starts_from_an_imported_checkpoint(imported, tmp_path):
   for mine, theirs in zip(state.model.variables, reference.variables,
                           strict=True):
     np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
-  averaged = sample_loop.restore_averaged_model(config, logdir)
+  averaged = checkpoints.restore_averaged_model(config, logdir)
   for shadow, variable in zip(state.ema.shadows,
                               averaged.trainable_variables, strict=True):
     np.testing.assert_array_equal(shadow.numpy(), variable.numpy())
@@ -297,7 +296,7 @@ def test_imported_core_runs_through_sample_and_evaluate(synthetic_data,
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-  run('-m', 'models.import_original', '--config', *config, '--logdir',
+  run('-m', 'tools.import_original', '--config', *config, '--logdir',
       logdir, '--original_ckpt', os.path.join(DATA, 'core_conv16', 'ckpt'))
   assert os.path.basename(tf.train.latest_checkpoint(logdir)) == 'model-0'  # the original's step
   run('sample.py', '--config', *config, '--mode=sample_valid',

@@ -1,4 +1,4 @@
-"""Tests for utils/metrics.py."""
+"""Tests for evaluation/metrics.py."""
 
 import functools
 
@@ -8,7 +8,7 @@ from skimage import data
 from skimage import metrics as sk_metrics
 import tensorflow as tf
 
-from utils import metrics
+from evaluation import metrics
 
 
 def _noisy(image, seed, amplitude=30):

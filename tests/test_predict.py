@@ -1,4 +1,4 @@
-"""Tests of predict.py and utils/predict_loop.py on GeoTIFFs written here.
+"""Tests of predict.py and jobs/predict.py on GeoTIFFs written here.
 
 Most tests use stand-in predictors (a constant, or the target itself) so
 blending, sharding, resuming and the kept pixels can be checked exactly;
@@ -21,15 +21,15 @@ import rasterio.warp
 from rasterio.transform import from_origin
 
 from bench import predict as bench_predict
-from datasets import rasters
 from datasets import pipeline
-from datasets import radiometry
-from datasets import synthetic_geotiff
-from datasets.ondisk import DataError
-from utils import predict_loop
-from utils import predict_output
+from jobs import predict
+from jobs import predict_workdir
+from rasters import geotiff
+from rasters import radiometry
+from rasters import reader
+from tools import synthetic_geotiff
 from utils import runlock
-from utils import workdir
+from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TILE, OVERLAP, TIMELINE = 32, 8, 4
@@ -71,14 +71,18 @@ def scene(tmp_path_factory):
 
 
 def open_scene(root, **kwargs):
-  return rasters.open_series(os.path.join(root, 'images', '*.tif'),
-                             scl=os.path.join(root, 'scl', '*.tif'), **kwargs)
+  return reader.open_series(os.path.join(root, 'images', '*.tif'),
+                            scl=os.path.join(root, 'scl', '*.tif'), **kwargs)
+
+
+def options(**kwargs):
+  return predict.Options(**{'tile_size': TILE, 'timeline': TIMELINE,
+                            'overlap': OVERLAP, **kwargs})
 
 
 def run(root, out, predictor=constant, **kwargs):
   with open_scene(root) as series:
-    return predict_loop.predict(series, predictor, str(out), tile_size=TILE,
-                                timeline=TIMELINE, overlap=OVERLAP, **kwargs)
+    return predict.predict(series, predictor, str(out), options(**kwargs))
 
 
 def digest(path):
@@ -110,11 +114,11 @@ def test_output_grid_dtype_and_kept_pixels(scene, tmp_path):
   assert 0 < clear.sum() < clear.size
   np.testing.assert_array_equal(image[clear], rgb[target][clear])
   assert (image[~clear] == CONSTANT).all()
-  np.testing.assert_array_equal(fill == predict_output.FILL_KEPT, clear)
+  np.testing.assert_array_equal(fill == geotiff.FILL_KEPT, clear)
   no_clear_date = ~(~cloudy[1:]).any(axis=0)
-  np.testing.assert_array_equal(fill == predict_output.FILL_NO_CLEAR,
+  np.testing.assert_array_equal(fill == geotiff.FILL_NO_CLEAR,
                                 no_clear_date & ~clear)
-  assert not os.path.exists(workdir.work_dir(names['image']))
+  assert not os.path.exists(predict_workdir.work_dir(names['image']))
   assert read(names['image'])[0].shape == (3, 50, 70)
 
 
@@ -133,15 +137,15 @@ def test_reflectance_output_keeps_clear_digital_numbers(scene, tmp_path):
 
 def test_constant_model_blends_exactly_each_pixel_written_once(
     scene, tmp_path, monkeypatch):
-  monkeypatch.setattr(predict_output, 'BLOCK', 16)
+  monkeypatch.setattr(geotiff, 'BLOCK', 16)
   windows = []
-  write = predict_output.Writer.write
+  write = geotiff.Writer.write
 
   def recording(self, window, *args):
     windows.append(window)
     return write(self, window, *args)
 
-  monkeypatch.setattr(predict_output.Writer, 'write', recording)
+  monkeypatch.setattr(geotiff.Writer, 'write', recording)
   names = run(scene, tmp_path / 'out.tif', replace_all=True)
   assert (read(names['image'])[0] == CONSTANT).all()
   written = np.zeros((50, 70), int)
@@ -166,7 +170,7 @@ def test_shards_together_equal_one_run(scene, tmp_path):
 def test_a_shard_leaves_a_running_assembly_alone(scene, tmp_path):
   out = str(tmp_path / 'out.tif')
   assert run(scene, out, shard=(1, 2)) is None
-  with runlock.hold(workdir.work_dir(out), 'predict', 'assemble'):
+  with runlock.hold(predict_workdir.work_dir(out), 'predict', 'assemble'):
     assert run(scene, out, shard=(0, 2)) is None
     assert not os.path.exists(out)
     with pytest.raises(runlock.LockHeld, match='in use by another predict'):
@@ -187,7 +191,7 @@ def test_killed_run_resumes_to_the_same_bytes(scene, tmp_path):
   out = tmp_path / 'killed.tif'
   with pytest.raises(KeyboardInterrupt):
     run(scene, out, Failing(echo_target, 1), batch_size=2)
-  work = workdir.work_dir(str(out))
+  work = predict_workdir.work_dir(str(out))
   assert sorted(os.listdir(work)) == [
       'manifest.json', 'tile_000000.npz', 'tile_000001.npz']
   # A killed job leaves its lock behind: it names a process that is gone.
@@ -206,12 +210,11 @@ def test_work_directory_of_other_settings_is_refused(scene, tmp_path):
     run(scene, out, Failing(constant, 0))
   with open_scene(scene) as series:
     with pytest.raises(DataError, match='overlap'):
-      predict_loop.predict(series, constant, str(out), tile_size=TILE,
-                           timeline=TIMELINE, overlap=4)
+      predict.predict(series, constant, str(out), options(overlap=4))
 
 
 def test_a_live_lock_refuses_a_second_writer(tmp_path):
-  work = workdir.WorkDir(str(tmp_path / 'out.tif'), {'x': 1})
+  work = predict_workdir.WorkDir(str(tmp_path / 'out.tif'), {'x': 1})
   with work.lock('shard_0_of_1'):
     with pytest.raises(runlock.LockHeld,
                        match=r'in use by another predict job \(pid'):
@@ -247,14 +250,13 @@ def test_scl_and_probability_masks_choose_the_filled_pixels(kind, tmp_path):
   cloudy = np.zeros((36, 40), bool)
   cloudy[5:20, 8:30] = True
   small_scene(str(tmp_path), cloudy, kind)
-  with rasters.open_series(str(tmp_path / 'images' / '*.tif'),
-                           **{kind: str(tmp_path / kind / '*.tif')},
-                           cloud_threshold=40) as series:
-    names = predict_loop.predict(series, constant, str(tmp_path / 'o.tif'),
-                                 tile_size=TILE, timeline=TIMELINE,
-                                 overlap=OVERLAP)
+  with reader.open_series(str(tmp_path / 'images' / '*.tif'),
+                          **{kind: str(tmp_path / kind / '*.tif')},
+                          cloud_threshold=40) as series:
+    names = predict.predict(series, constant, str(tmp_path / 'o.tif'),
+                            options())
   fill = read(names['fill'])[0][0]
-  np.testing.assert_array_equal(fill == predict_output.FILL_MODEL, cloudy)
+  np.testing.assert_array_equal(fill == geotiff.FILL_MODEL, cloudy)
   image = read(names['image'])[0].transpose(1, 2, 0)
   assert (image[cloudy] == CONSTANT).all()
 
@@ -266,12 +268,11 @@ def test_a_date_in_another_crs_is_warped_to_the_target_grid(tmp_path):
                                    [TRANSFORM.f])
   other = ('EPSG:32633', from_origin(xs[0] - 50, ys[0] + 50, 10.0, 10.0))
   small_scene(str(tmp_path), cloudy, 'scl', earlier=other)
-  with rasters.open_series(str(tmp_path / 'images' / '*.tif'),
-                           scl=str(tmp_path / 'scl' / '*.tif')) as series:
+  with reader.open_series(str(tmp_path / 'images' / '*.tif'),
+                          scl=str(tmp_path / 'scl' / '*.tif')) as series:
     assert series.grid.crs == rasterio.crs.CRS.from_string(CRS)
-    names = predict_loop.predict(series, constant, str(tmp_path / 'o.tif'),
-                                 tile_size=TILE, timeline=TIMELINE,
-                                 overlap=OVERLAP)
+    names = predict.predict(series, constant, str(tmp_path / 'o.tif'),
+                            options())
   _, profile = read(names['image'])
   assert profile['crs'] == rasterio.crs.CRS.from_string(CRS)
   assert profile['transform'] == TRANSFORM
@@ -287,7 +288,7 @@ def test_too_few_dates_before_the_target(scene):
   second = dates_of(scene)[1]
   with open_scene(scene, target=second) as series:
     with pytest.raises(DataError, match=f'1 date.* before {second}'):
-      predict_loop.slot_dates(series, TIMELINE)
+      predict.slot_dates(series, TIMELINE)
 
 
 def test_model_batch_slots_masks_and_low_resolution():
@@ -296,7 +297,7 @@ def test_model_batch_slots_masks_and_low_resolution():
     rgb[:, t] = 10 * (t + 1)
   clear = np.ones((1, 3, 32, 32), bool)
   clear[:, 2, :16] = False
-  batch = predict_loop.model_batch(rgb, clear, 16)
+  batch = predict.model_batch(rgb, clear, 16)
   targets = batch['targets'].numpy().reshape(1, 32, 32, 4, 3)
   # slot 0 and T-1 = the target (masked to 40), slots 1..2 the dates.
   assert (targets[0, 20, :, :, 0] == [30, 10, 20, 30]).all()
@@ -313,7 +314,7 @@ def test_model_batch_equals_the_data_pipeline(tiny_config):
   shape = image.shape[:3] + (config.timeline, c)
   rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
   clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
-  ours = predict_loop.model_batch(rgb, clear, size)
+  ours = predict.model_batch(rgb, clear, size)
   for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
               f'mask_{size}'):
     np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),
@@ -371,7 +372,7 @@ def test_sigkilled_predict_py_resumes_to_the_same_bytes(scene, tiny_models,
   clean = str(tmp_path / 'clean.tif')
   assert predict_cli(*flags, f'--out={clean}').returncode == 0
   out = str(tmp_path / 'killed.tif')
-  work = workdir.work_dir(out)
+  work = predict_workdir.work_dir(out)
   proc = subprocess.Popen(
       [sys.executable, os.path.join(ROOT, 'predict.py'), *flags,
        f'--out={out}'], cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -388,8 +389,8 @@ def test_sigkilled_predict_py_resumes_to_the_same_bytes(scene, tiny_models,
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert 'Taking over' in resumed.stderr
   assert f'Resuming: {done_before} tile(s)' in resumed.stderr
-  for key, path in predict_output.paths(out).items():
-    assert digest(path) == digest(predict_output.paths(clean)[key]), key
+  for key, path in geotiff.paths(out).items():
+    assert digest(path) == digest(geotiff.paths(clean)[key]), key
 
 
 def _unreadable(root):
@@ -439,3 +440,9 @@ def test_bad_input_is_one_error_line(case, flags, damage, message, tmp_path):
   lines = [l for l in done.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and 'Traceback' not in done.stderr, done.stderr
   assert re.search(message.format(**days), lines[0]), lines[0]
+
+
+@pytest.mark.parametrize('shard', [(2, 2), (-1, 2), (0, 0)])
+def test_a_shard_out_of_range_is_refused(shard):
+  with pytest.raises(DataError, match=r'need 0 <= i < n'):
+    options(shard=shard)

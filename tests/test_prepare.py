@@ -1,4 +1,4 @@
-"""datasets.prepare: dated GeoTIFFs -> the upstream training layout."""
+"""tools.prepare: dated GeoTIFFs -> the upstream training layout."""
 
 import json
 import os
@@ -13,14 +13,14 @@ import rasterio
 from rasterio.windows import Window
 
 from configs import cloudtran_core_train
-from datasets import prepare
 from datasets import pipeline
-from datasets import radiometry
-from datasets import summary
-from datasets import rasters
-from datasets import synthetic_geotiff
-from datasets.ondisk import DataError
+from rasters import radiometry
+from rasters import reader
 from tests import raster_helpers as rh
+from tools import prepare
+from tools import summary
+from tools import synthetic_geotiff
+from utils.errors import DataError
 
 OPTIONS = prepare.Options(patch=32, stride=32, test_fraction=0.2, seed=0,
                           block=2, timeline=4, resolution=32)
@@ -34,8 +34,8 @@ def scene(tmp_path_factory):
 
 
 def _prepare(scene, out, options=OPTIONS, kind='scl'):
-  with rasters.open_series(str(scene / 'images' / '*.tif'),
-                           **{kind: str(scene / kind / '*.tif')}) as series:
+  with reader.open_series(str(scene / 'images' / '*.tif'),
+                          **{kind: str(scene / kind / '*.tif')}) as series:
     return prepare.prepare(str(out), series, options)
 
 
@@ -134,7 +134,7 @@ def _series(root, images, masks, kind='scl', mask_kwargs=None):
   pattern, mask_pattern = rh.write_series(
       root, dict(zip(['2024-06-01', '2024-06-11', '2024-06-21', '2024-07-01'],
                      zip(images, masks))), kind=kind, mask_kwargs=mask_kwargs)
-  return rasters.open_series(pattern, **{kind: mask_pattern})
+  return reader.open_series(pattern, **{kind: mask_pattern})
 
 
 def test_nodata_and_scl_are_honoured(tmp_path):
@@ -196,7 +196,7 @@ def test_bad_input(tmp_path):
 def test_command_prints_the_summary(scene, tmp_path):
   out = tmp_path / 'out'
   result = subprocess.run(
-      [sys.executable, '-m', 'datasets.prepare', str(out), '--inputs',
+      [sys.executable, '-m', 'tools.prepare', str(out), '--inputs',
        str(scene / 'images' / '*.tif'), '--scl', str(scene / 'scl' / '*.tif'),
        '--patch', '32', '--stride', '32', '--test_fraction', '0.2',
        '--seed', '0', '--block', '2', '--timeline', '4'],

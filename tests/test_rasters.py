@@ -9,13 +9,13 @@ import rasterio
 from rasterio import warp
 from rasterio.windows import Window
 
-from datasets import cloudmasks
-from datasets import dates
-from datasets import radiometry
-from datasets import rasters
-from datasets import synthetic_geotiff
-from datasets.ondisk import DataError
+from rasters import cloudmasks
+from rasters import dates
+from rasters import radiometry
+from rasters import reader
 from tests import raster_helpers as rh
+from tools import synthetic_geotiff
+from utils.errors import DataError
 
 H, W = 20, 24
 JULY = datetime.date(2024, 7, 14)
@@ -115,7 +115,7 @@ def test_read_on_the_target_grid(tmp_path):
   mask[3:5, 6:9] = 1
   images, masks, june, july = _two_dates(
       tmp_path, mask, tags={'BOA_ADD_OFFSET': '-1000'})
-  with rasters.open_series(images, masks=masks) as series:
+  with reader.open_series(images, masks=masks) as series:
     assert series.dates == [datetime.date(2024, 6, 30), JULY]
     assert series.target_index == 1 and series.dtype == np.uint16
     assert series.offsets == [1000, 1000] and series.bands == (1, 2, 3)
@@ -140,7 +140,7 @@ def test_read_on_the_target_grid(tmp_path):
 
 def test_window_past_the_grid_is_missing(tmp_path):
   images, masks, _, july = _two_dates(tmp_path)
-  with rasters.open_series(images, masks=masks, offset=1000) as series:
+  with reader.open_series(images, masks=masks, offset=1000) as series:
     rgb, cloudy, missing = series.read(Window(W - 4, H - 2, 8, 8))
   assert missing[:, :2, :4].sum() == 0 and missing[:, 2:].all()
   assert missing[:, :, 4:].all() and (cloudy == missing).all()
@@ -151,13 +151,13 @@ def test_window_past_the_grid_is_missing(tmp_path):
 
 def test_offset_flag_overrides_and_default_is_zero(tmp_path):
   images, masks, _, july = _two_dates(tmp_path)
-  with rasters.open_series(images, masks=masks) as series:
+  with reader.open_series(images, masks=masks) as series:
     assert series.offsets == [0, 0]
     rgb, _, _ = series.read(series.grid.window)
     np.testing.assert_array_equal(
         rgb[1], radiometry.to_uint8(july, 0).transpose(1, 2, 0))
-  with rasters.open_series(images, masks=masks, offset=1000,
-                           target='2024-06-30') as series:
+  with reader.open_series(images, masks=masks, offset=1000,
+                          target='2024-06-30') as series:
     assert series.offsets == [1000, 1000] and series.target_index == 0
 
 
@@ -165,7 +165,7 @@ def test_uint8_inputs_pass_unchanged(tmp_path):
   image = np.random.default_rng(0).integers(1, 256, (3, H, W), np.uint8)
   images, masks = rh.write_series(
       tmp_path, {'2024-07-14': (image, np.zeros((H, W), np.uint8))})
-  with rasters.open_series(images, masks=masks) as series:
+  with reader.open_series(images, masks=masks) as series:
     rgb, _, _ = series.read(series.grid.window)
   np.testing.assert_array_equal(rgb[0], image.transpose(1, 2, 0))
 
@@ -179,7 +179,7 @@ def test_nodata_zeros_and_nodata_value_are_missing(tmp_path):
   images, masks = rh.write_series(
       tmp_path, {'2024-07-14': (image, mask)},
       image_kwargs={'nodata': 65535}, mask_kwargs={'nodata': 7})
-  with rasters.open_series(images, masks=masks) as series:
+  with reader.open_series(images, masks=masks) as series:
     _, cloudy, missing = series.read(series.grid.window)
   expected = np.zeros((H, W), bool)
   expected[2, :] = True
@@ -194,7 +194,7 @@ def test_scl_at_20m_is_resampled_nearest(tmp_path):
   images, masks = rh.write_series(
       tmp_path, {'2024-07-14': (rh.ramp_image(H, W), scl)}, kind='scl',
       mask_kwargs={'transform': rh.north_up(rh.LEFT, rh.TOP, 20)})
-  with rasters.open_series(images, scl=masks) as series:
+  with reader.open_series(images, scl=masks) as series:
     _, cloudy, missing = series.read(series.grid.window)
   np.testing.assert_array_equal(
       cloudy[0], np.isin(np.repeat(np.repeat(scl, 2, 0), 2, 1),
@@ -206,8 +206,8 @@ def test_cloud_probability_threshold(tmp_path):
   prob = np.tile(np.arange(W, dtype=np.uint8) * 4, (H, 1))
   images, masks = rh.write_series(
       tmp_path, {'2024-07-14': (rh.ramp_image(H, W), prob)}, kind='cloud_prob')
-  with rasters.open_series(images, cloud_prob=masks,
-                           cloud_threshold=40) as series:
+  with reader.open_series(images, cloud_prob=masks,
+                          cloud_threshold=40) as series:
     _, cloudy, _ = series.read(series.grid.window)
   np.testing.assert_array_equal(cloudy[0], prob > 40)
 
@@ -219,12 +219,12 @@ def test_twelve_band_stack_reads_4_3_2(tmp_path):
                     for b in range(1, 13)])
   images, masks = rh.write_series(
       tmp_path, {'2024-07-14': (stack, np.zeros((H, W), np.uint8))})
-  with rasters.open_series(images, masks=masks, offset=1000) as series:
+  with reader.open_series(images, masks=masks, offset=1000) as series:
     rgb, _, _ = series.read(series.grid.window)
     assert series.bands == (4, 3, 2)
   np.testing.assert_array_equal(
       rgb[0, 0, 0], radiometry.to_uint8(np.array([1400, 1300, 1200]), 1000))
-  with rasters.open_series(images, masks=masks, bands=(8, 4, 3)) as series:
+  with reader.open_series(images, masks=masks, bands=(8, 4, 3)) as series:
     np.testing.assert_array_equal(
         series.read_reflectance(Window(0, 0, 1, 1))[0, 0], [1800, 1400, 1300])
 
@@ -237,9 +237,9 @@ def test_band_files_layout(tmp_path):
                    np.full((H, W), 1000 + value, np.uint16))
     rh.write(tmp_path / f'T32TQM_{day}T103031_SCL_20m.tif',
              np.full((H, W), 4, np.uint8))
-  with rasters.open_series(str(tmp_path / '*_B*_10m*'), band_files=True,
-                           scl=str(tmp_path / '*_SCL_*'), offset=1000
-                           ) as series:
+  with reader.open_series(str(tmp_path / '*_B*_10m*'), band_files=True,
+                          scl=str(tmp_path / '*_SCL_*'), offset=1000
+                          ) as series:
     assert len(series.dates) == 2 and series.bands == ('B04', 'B03', 'B02')
     assert [os.path.basename(p) for p in series.paths[1]][0].endswith(
         '_B04_10m.jp2')
@@ -247,8 +247,8 @@ def test_band_files_layout(tmp_path):
                                   [[[1040, 1030, 1020]]])
   os.remove(tmp_path / 'T32TQM_20240714T103031_B02_10m.jp2')
   with pytest.raises(DataError, match=r"2024-07-14 has no band file \['B02'\]"):
-    rasters.open_series(str(tmp_path / '*_B*_10m*'), band_files=True,
-                        scl=str(tmp_path / '*_SCL_*'))
+    reader.open_series(str(tmp_path / '*_B*_10m*'), band_files=True,
+                       scl=str(tmp_path / '*_SCL_*'))
 
 
 # Grids ----------------------------------------------------------------------
@@ -264,7 +264,7 @@ def test_other_crs_is_warped_and_outside_is_missing(tmp_path):
   rh.write(tmp_path / 'images' / '2024-06-30.tif',
            rh.dn_image([90, 120, 150], *size), transform=transform,
            crs='EPSG:32633')
-  with rasters.open_series(images, masks=masks, offset=1000) as series:
+  with reader.open_series(images, masks=masks, offset=1000) as series:
     rgb, cloudy, missing = series.read(series.grid.window)
   inside = ~missing[0]
   assert inside[2:-2, 2:W // 2 - 2].all() and missing[0][:, W // 2 + 2:].all()
@@ -277,7 +277,7 @@ def test_no_overlap_names_the_file(tmp_path):
   rh.write(tmp_path / 'images' / '2024-06-30.tif', rh.ramp_image(H, W),
            transform=rh.north_up(rh.LEFT + 10000, rh.TOP, 10))
   with pytest.raises(DataError, match='2024-06-30.tif does not overlap'):
-    rasters.open_series(images, masks=masks)
+    reader.open_series(images, masks=masks)
 
 
 # Bad input ------------------------------------------------------------------
@@ -287,16 +287,16 @@ def test_missing_mask_names_the_date_and_file(tmp_path):
   os.remove(os.path.join(tmp_path, 'masks', '2024-06-30_masks.tif'))
   with pytest.raises(DataError, match='No --masks file for 2024-06-30 '
                      r'\(input .*2024-06-30.tif\)'):
-    rasters.open_series(images, masks=masks)
+    reader.open_series(images, masks=masks)
 
 
 def test_wrong_band_count(tmp_path):
   images, masks = rh.write_series(tmp_path, {'2024-07-14': (
       np.ones((4, H, W), np.uint16), np.zeros((H, W), np.uint8))})
   with pytest.raises(DataError, match='2024-07-14.tif has 4 band'):
-    rasters.open_series(images, masks=masks)
+    reader.open_series(images, masks=masks)
   with pytest.raises(DataError, match='has 4 band.*--bands 5,3,2'):
-    rasters.open_series(images, masks=masks, bands=(5, 3, 2))
+    reader.open_series(images, masks=masks, bands=(5, 3, 2))
 
 
 def test_unreadable_file(tmp_path):
@@ -304,29 +304,29 @@ def test_unreadable_file(tmp_path):
   with open(os.path.join(tmp_path, 'images', '2024-06-30.tif'), 'wb') as f:
     f.write(b'not a tiff')
   with pytest.raises(DataError, match='Cannot read input .*2024-06-30.tif'):
-    rasters.open_series(images, masks=masks)
+    reader.open_series(images, masks=masks)
 
 
 def test_target_not_among_inputs(tmp_path):
   images, masks, _, _ = _two_dates(tmp_path)
   with pytest.raises(DataError, match='2024-07-15 is not among the input '
                      'dates.*2024-06-30, 2024-07-14'):
-    rasters.open_series(images, masks=masks, target='2024-07-15')
+    reader.open_series(images, masks=masks, target='2024-07-15')
 
 
 def test_float_inputs_are_refused(tmp_path):
   images, masks = rh.write_series(tmp_path, {'2024-07-14': (
       np.full((3, H, W), 0.1, np.float32), np.zeros((H, W), np.uint8))})
   with pytest.raises(DataError, match='2024-07-14.tif holds float32 values'):
-    rasters.open_series(images, masks=masks)
+    reader.open_series(images, masks=masks)
 
 
 def test_no_input_and_no_mask_source(tmp_path):
   with pytest.raises(DataError, match="No file matches --inputs='.*none"):
-    rasters.open_series(str(tmp_path / 'none*.tif'), masks='x')
+    reader.open_series(str(tmp_path / 'none*.tif'), masks='x')
   images, _, _, _ = _two_dates(tmp_path)
   with pytest.raises(DataError, match='exactly one cloud mask source'):
-    rasters.open_series(images)
+    reader.open_series(images)
 
 
 # The demo's synthetic scene ---------------------------------------------------
@@ -335,10 +335,10 @@ def test_synthetic_scene(tmp_path):
   written = synthetic_geotiff.write_scene(tmp_path, width=70, height=50,
                                           dates=4, seed=3)
   assert [c for _, c, _ in written][0::3] == ['clear', 'moderate']
-  truth = rasters.open_series(str(tmp_path / 'images' / '*.tif'),
-                              masks=str(tmp_path / 'masks' / '*.tif'))
-  scl = rasters.open_series(str(tmp_path / 'images' / '*.tif'),
-                            scl=str(tmp_path / 'scl' / '*.tif'))
+  truth = reader.open_series(str(tmp_path / 'images' / '*.tif'),
+                             masks=str(tmp_path / 'masks' / '*.tif'))
+  scl = reader.open_series(str(tmp_path / 'images' / '*.tif'),
+                           scl=str(tmp_path / 'scl' / '*.tif'))
   with truth, scl:
     assert scl.grid.crs == 'EPSG:32632' and scl.grid.shape == (50, 70)
     assert abs(scl.grid.transform.a) == 10 and scl.dtype == np.uint16
@@ -357,6 +357,6 @@ def test_synthetic_scene(tmp_path):
 def test_gdal_block_cache_is_capped(tmp_path, monkeypatch):
   monkeypatch.delenv('GDAL_CACHEMAX', raising=False)
   images, masks, _, _ = _two_dates(tmp_path)
-  rasters.open_series(images, masks=masks).close()
+  reader.open_series(images, masks=masks).close()
   assert int(rasterio.env.get_gdal_config('GDAL_CACHEMAX')) == (
-      rasters.BLOCK_CACHE_MB)
+      reader.BLOCK_CACHE_MB)

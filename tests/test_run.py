@@ -12,7 +12,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from utils import checkpoints
+from jobs import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""utils/sample_loop.py, utils/sample_jobs.py and sample.py: outputs, chain,
+"""jobs/sample.py, datasets/sample_outputs.py and sample.py: outputs, chain,
 resume, numbering, job identity."""
 
 import copy
@@ -16,20 +16,20 @@ import pytest
 import tensorflow as tf
 
 from datasets import tfrecords
-from utils import checkpoints
-from utils import contact_sheet
-from utils import distribute
+from jobs import checkpoints
+from jobs import sample
+from datasets import sample_outputs
+from jobs import train
+from tools import contact_sheet
 from utils import colormaps
-from utils import sample_jobs
-from utils import sample_loop
-from utils import train_loop
+from utils import distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def save_untrained(config, logdir, step=0):
   """A checkpoint of a randomly initialised model, named for `step`."""
-  state = train_loop.TrainState(config, distribute.make_strategy('CPU', 1))
+  state = train.TrainState(config, distribute.make_strategy('CPU', 1))
   checkpoints.make_manager(state.checkpoint, state.strategy,
                            str(logdir)).save(checkpoint_number=step)
 
@@ -55,7 +55,7 @@ def core_run(synthetic_data, tmp_path_factory):
   config = small_job(tiny_config_at(synthetic_data, 'cloudtran_core_test'))
   logdir = tmp_path_factory.mktemp('core')
   save_untrained(config, logdir)
-  result = sample_loop.sample(config, str(logdir), 'sample_valid')
+  result = sample.sample(config, str(logdir), 'sample_valid')
   return config, logdir, result
 
 
@@ -115,7 +115,7 @@ def test_metrics_csv_matches_outputs(core_run):
   with open(os.path.join(logdir, 'samples_core_valid', 'metrics.csv')) as f:
     rows = list(csv.DictReader(f))
   assert [int(r['output']) for r in rows] == [0, 1, 2, 3]
-  assert set(rows[0]) == set(sample_loop.METRIC_FIELDS)
+  assert set(rows[0]) == set(sample.METRIC_FIELDS)
   assert all(0 < float(r['mse']) and -1 <= float(r['ssim']) <= 1
              for r in rows)
   del config
@@ -123,8 +123,8 @@ def test_metrics_csv_matches_outputs(core_run):
 
 def test_metrics_csv_agrees_with_evaluate(core_run, tmp_path):
   """metrics.csv and evaluate.py's table come from one metric table."""
-  from utils import metrics  # pylint: disable=g-import-not-at-top
-  from utils import results  # pylint: disable=g-import-not-at-top
+  from evaluation import metrics  # pylint: disable=g-import-not-at-top
+  from evaluation import results  # pylint: disable=g-import-not-at-top
   config, logdir, _ = core_run
   samples = os.path.join(logdir, 'samples_core_valid')
   with open(os.path.join(samples, 'metrics.csv')) as f:
@@ -134,7 +134,7 @@ def test_metrics_csv_agrees_with_evaluate(core_run, tmp_path):
     table = {r['pixels']: r for r in csv.DictReader(f)
              if r['method'] == 'core' and r['coverage'] == 'all'}
   for column in metrics.COLUMNS:
-    mean = metrics.average([sample_loop._number(r[column.key])  # pylint: disable=protected-access
+    mean = metrics.average([sample._number(r[column.key])  # pylint: disable=protected-access
                             for r in per_output])
     assert float(table[column.split][column.header]) == pytest.approx(
         mean, rel=1e-9), column
@@ -142,7 +142,7 @@ def test_metrics_csv_agrees_with_evaluate(core_run, tmp_path):
 
 def test_finished_job_is_not_redone(core_run):
   config, logdir, _ = core_run
-  again = sample_loop.sample(config, str(logdir), 'sample_valid')
+  again = sample.sample(config, str(logdir), 'sample_valid')
   assert again['outputs'] is None
 
 
@@ -152,7 +152,7 @@ def test_upsampler_reads_core_tfrecords(core_run, synthetic_data, tmp_path):
   config = small_job(tiny_config_at(synthetic_data, 'upsampler_test'))
   config.sample.gen_data_dir = os.path.join(core_logdir, 'samples_core_valid')
   save_untrained(config, tmp_path)
-  result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  result = sample.sample(config, str(tmp_path), 'sample_valid')
   assert result['outputs'] == 4
   out = os.path.join(tmp_path, 'samples_sup_valid')
   assert '00003_sam_up.png' in pngs(out)
@@ -176,7 +176,7 @@ def test_core_only_parallel_on_the_test_subset(synthetic_data, tmp_path):
                      outputs=2)
   config.sample.only_parallel = True
   save_untrained(config, tmp_path)
-  sample_loop.sample(config, str(tmp_path), 'sample_test')
+  sample.sample(config, str(tmp_path), 'sample_test')
   out = os.path.join(tmp_path, 'samples_core_test_parallel')
   assert '00001_sam.png' in pngs(out)
   assert not os.path.exists(os.path.join(out, 'metrics.csv'))  # test: no truth
@@ -184,17 +184,17 @@ def test_core_only_parallel_on_the_test_subset(synthetic_data, tmp_path):
 
 def sample_killed_at_batch(monkeypatch, config, logdir, index):
   """Runs a `sample_valid` job killed while committing batch `index`."""
-  real_commit = sample_loop.Parts.commit
+  real_commit = sample.Parts.commit
 
   def dying_commit(self, batch, outputs, rows):
     if batch == index:
       raise KeyboardInterrupt
     real_commit(self, batch, outputs, rows)
 
-  monkeypatch.setattr(sample_loop.Parts, 'commit', dying_commit)
+  monkeypatch.setattr(sample.Parts, 'commit', dying_commit)
   with pytest.raises(KeyboardInterrupt):
-    sample_loop.sample(config, logdir, 'sample_valid')
-  monkeypatch.setattr(sample_loop.Parts, 'commit', real_commit)
+    sample.sample(config, logdir, 'sample_valid')
+  monkeypatch.setattr(sample.Parts, 'commit', real_commit)
 
 
 def test_killed_job_resumes_with_every_output_once(synthetic_data, tmp_path,
@@ -205,7 +205,7 @@ def test_killed_job_resumes_with_every_output_once(synthetic_data, tmp_path,
   save_untrained(config, tmp_path)
   # Killed while finishing the second batch.
   sample_killed_at_batch(monkeypatch, config, str(tmp_path), 1)
-  result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  result = sample.sample(config, str(tmp_path), 'sample_valid')
   out = result['dir']
   side = config.resolution[0]
   assert len(records(os.path.join(out, 'gen0_sup_valid.tfrecords'),
@@ -222,7 +222,7 @@ def test_skip_batches_numbers_outputs_globally(synthetic_data, tmp_path):
                      outputs=2, batch=2)
   config.sample.skip_batches = 1
   save_untrained(config, tmp_path)
-  result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  result = sample.sample(config, str(tmp_path), 'sample_valid')
   with open(os.path.join(result['dir'], 'metrics.csv')) as f:
     assert [int(r['output']) for r in csv.DictReader(f)] == [2, 3]
   assert '00002_sam_up.png' in pngs(result['dir'])
@@ -240,7 +240,7 @@ def test_sample_mode_is_seeded(synthetic_data, tmp_path):
   for seed, name in ((0, 'a'), (0, 'b'), (1, 'c')):
     config.sample.seed = seed
     config.sample.gen_file = name
-    result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+    result = sample.sample(config, str(tmp_path), 'sample_valid')
     draws.append(records(os.path.join(result['dir'], f'{name}.tfrecords'),
                          (side, side, 3)))
   np.testing.assert_array_equal(draws[0], draws[1])
@@ -251,10 +251,10 @@ def test_missing_checkpoint_and_bad_sample_keys(synthetic_data, tmp_path):
   from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
   config = tiny_config_at(synthetic_data, 'upsampler_test')
   with pytest.raises(FileNotFoundError, match='No checkpoint'):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+    sample.sample(config, str(tmp_path), 'sample_valid')
   config.sample.mode = 'greedy'
   with pytest.raises(ValueError, match='config.sample.mode'):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+    sample.sample(config, str(tmp_path), 'sample_valid')
 
 
 def test_sample_py_command_line(core_run, synthetic_data, tmp_path):
@@ -295,26 +295,26 @@ def test_readme_sequence_gives_each_subset_its_own_outputs(core_run,
   config = copy.deepcopy(config)
   config.sample.num_outputs = 2
   config.sample.im_outputs = False
-  result = sample_loop.sample(config, str(logdir), 'sample_test')
+  result = sample.sample(config, str(logdir), 'sample_test')
   assert result['dir'] == os.path.join(logdir, 'samples_core_test')
   assert result['outputs'] == 2
-  job = sample_jobs.read(os.path.join(result['dir'], 'gen0.job.json'))
+  job = sample_outputs.read(os.path.join(result['dir'], 'gen0.job.json'))
   assert job['subset'] == 'test'
 
   up = small_job(tiny_config_at(synthetic_data, 'upsampler_test'), outputs=2)
   up.sample.gen_data_dir = os.path.join(logdir, 'samples_core_valid')
   save_untrained(up, tmp_path)
-  with pytest.raises(sample_jobs.JobMismatch,
+  with pytest.raises(sample_outputs.JobMismatch,
                      match='outputs of the valid subset but this job '
                      'samples test'):
-    sample_loop.sample(up, str(tmp_path), 'sample_test')
+    sample.sample(up, str(tmp_path), 'sample_test')
   assert not os.path.exists(tmp_path / 'samples_sup_test')
   up.sample.gen_data_dir = result['dir']
   up.sample.im_outputs = False
-  done = sample_loop.sample(up, str(tmp_path), 'sample_test')
+  done = sample.sample(up, str(tmp_path), 'sample_test')
   assert done['dir'] == os.path.join(tmp_path, 'samples_sup_test')
-  job = sample_jobs.read(os.path.join(done['dir'],
-                                      'gen0_sup_test.job.json'))
+  job = sample_outputs.read(os.path.join(done['dir'],
+                                         'gen0_sup_test.job.json'))
   assert job['inputs'] == [{'file': 'gen0.tfrecords', 'outputs': 2,
                             'subset': 'test', 'checkpoint': 'model-0',
                             'first_output': 0, 'num_samples': 1}]
@@ -335,58 +335,58 @@ def test_resumed_job_refuses_a_newer_checkpoint_or_restarts(
   out = os.path.join(tmp_path, 'samples_sup_valid')
   assert '00001_sam_up.png' in pngs(out)
   save_untrained(config, tmp_path, step=7)
-  with pytest.raises(sample_jobs.JobMismatch,
+  with pytest.raises(sample_outputs.JobMismatch,
                      match='come from checkpoint model-0, the newest '
                      'checkpoint now is model-7.*--restart'):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+    sample.sample(config, str(tmp_path), 'sample_valid')
 
   config.sample.num_outputs = 2
-  result = sample_loop.sample(config, str(tmp_path), 'sample_valid',
-                              restart=True)
+  result = sample.sample(config, str(tmp_path), 'sample_valid',
+                         restart=True)
   assert result['outputs'] == 2
-  assert sample_jobs.read(os.path.join(
+  assert sample_outputs.read(os.path.join(
       out, 'gen0_sup_valid.job.json'))['checkpoint'] == 'model-7'
   # The first job's outputs are gone: no PNG beyond the new job's two.
   assert sorted({f[:5] for f in pngs(out)}) == ['00000', '00001']
   # A complete job is refused the same way.
   save_untrained(config, tmp_path, step=9)
-  with pytest.raises(sample_jobs.JobMismatch, match='model-9'):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  with pytest.raises(sample_outputs.JobMismatch, match='model-9'):
+    sample.sample(config, str(tmp_path), 'sample_valid')
 
 
 def test_resume_with_another_config_or_unrecorded_outputs_is_refused(
     synthetic_data, tmp_path):
   config = upsampler_job(synthetic_data, tmp_path, outputs=2)
   config.sample.im_outputs = False
-  result = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  result = sample.sample(config, str(tmp_path), 'sample_valid')
   changed = copy.deepcopy(config)
   changed.sample.seed = 3
-  with pytest.raises(sample_jobs.JobMismatch,
+  with pytest.raises(sample_outputs.JobMismatch,
                      match='config.sample.seed was 0, now 3'):
-    sample_loop.sample(changed, str(tmp_path), 'sample_valid')
-  again = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+    sample.sample(changed, str(tmp_path), 'sample_valid')
+  again = sample.sample(config, str(tmp_path), 'sample_valid')
   assert again['outputs'] is None           # the same job: complete
   os.remove(os.path.join(result['dir'], 'gen0_sup_valid.job.json'))
-  with pytest.raises(sample_jobs.JobMismatch, match='no gen0_sup_valid.job'):
-    sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  with pytest.raises(sample_outputs.JobMismatch, match='no gen0_sup_valid.job'):
+    sample.sample(config, str(tmp_path), 'sample_valid')
   # Explicit names shared by two subsets: the second job is refused.
   config.sample.log_dir = 'shared'
   config.sample.gen_file = 'gen0'
-  sample_loop.sample(config, str(tmp_path), 'sample_valid')
-  with pytest.raises(sample_jobs.JobMismatch,
+  sample.sample(config, str(tmp_path), 'sample_valid')
+  with pytest.raises(sample_outputs.JobMismatch,
                      match='outputs of the valid subset, this job samples '
                      'test'):
-    sample_loop.sample(config, str(tmp_path), 'sample_test')
+    sample.sample(config, str(tmp_path), 'sample_test')
 
 
 def test_num_samples_writes_draws_side_by_side_and_numbered(synthetic_data,
                                                             tmp_path):
   config = upsampler_job(synthetic_data, tmp_path, outputs=2)
   config.sample.mode = 'sample'
-  one = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  one = sample.sample(config, str(tmp_path), 'sample_valid')
   config.sample.num_samples = 3
   config.sample.log_dir = 'three'
-  three = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  three = sample.sample(config, str(tmp_path), 'sample_valid')
   side = config.resolution[0]
   single = records(os.path.join(one['dir'], 'gen0_sup_valid.tfrecords'),
                    (side, side, 3))
@@ -407,8 +407,8 @@ def test_num_samples_writes_draws_side_by_side_and_numbered(synthetic_data,
   from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
   chained = tiny_config_at(synthetic_data, 'upsampler_test')
   chained.sample.gen_data_dir = three['dir']
-  with pytest.raises(sample_jobs.JobMismatch, match='num_samples=1'):
-    sample_loop.sample(chained, str(tmp_path), 'sample_valid')
+  with pytest.raises(sample_outputs.JobMismatch, match='num_samples=1'):
+    sample.sample(chained, str(tmp_path), 'sample_valid')
 
 
 def test_chain_needs_every_output_from_zero(synthetic_data, tmp_path):
@@ -416,10 +416,10 @@ def test_chain_needs_every_output_from_zero(synthetic_data, tmp_path):
   config.sample.im_outputs = False
   config.sample.skip_batches = 1
   config.sample.log_dir = 'late'
-  late = sample_loop.sample(config, str(tmp_path), 'sample_valid')
+  late = sample.sample(config, str(tmp_path), 'sample_valid')
   chained = copy.deepcopy(config)
   chained.sample.skip_batches = 0
   chained.sample.log_dir = 'chained'
   chained.sample.gen_data_dir = late['dir']
-  with pytest.raises(sample_jobs.JobMismatch, match='starts at output 2'):
-    sample_loop.sample(chained, str(tmp_path), 'sample_valid')
+  with pytest.raises(sample_outputs.JobMismatch, match='starts at output 2'):
+    sample.sample(chained, str(tmp_path), 'sample_valid')

@@ -14,9 +14,9 @@ from configs import cloudtran_core_train
 from datasets import ondisk
 from datasets import pipeline
 from datasets import scan
-from datasets import scenes
-from datasets import synthetic
-from datasets import testing
+from tests import ondisk_helpers
+from tools import scenes
+from tools import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--tiles', '3', '--dates', '6', '--size', '48']
@@ -34,7 +34,7 @@ def l2a(tmp_path_factory):
 
 def tiny_config(module, out, split, json_file=True):
   config = module.get_config('tiny')
-  testing.point_config(config, out, split)
+  ondisk_helpers.point_config(config, out, split)
   config.jsonf = os.path.join(out, f'{split}.json') if json_file else None
   return config
 
@@ -49,7 +49,7 @@ def test_layout_and_json(l2a):
   assert set(train) == {name for name, _, _ in tiles['trainset']}
   assert all(set(v) == {'index'} for v in train.values())
   assert all(set(v) == {'val_index', 'test_index'} for v in test.values())
-  image_dir, mask_dir = testing.split_dirs(out, 'trainset')
+  image_dir, mask_dir = ondisk_helpers.split_dirs(out, 'trainset')
   listed = ondisk.list_tiles(image_dir, mask_dir)
   assert [t.folder for t in listed] == ['00000', '00001', '00002']
   assert all(len(t.dates) == 6 for t in listed)
@@ -62,7 +62,7 @@ def test_layout_and_json(l2a):
 def test_masks_match_the_planned_categories(l2a):
   out, tiles = l2a
   for split in synthetic.SPLITS:
-    image_dir, mask_dir = testing.split_dirs(out, split)
+    image_dir, mask_dir = ondisk_helpers.split_dirs(out, split)
     for tile, (_, refs, categories) in zip(
         ondisk.list_tiles(image_dir, mask_dir), tiles[split]):
       for date, category in zip(tile.dates, categories):
@@ -76,7 +76,7 @@ def test_masks_match_the_planned_categories(l2a):
 
 def test_clouds_are_white_where_the_mask_says(l2a):
   out, _ = l2a
-  image_dir, mask_dir = testing.split_dirs(out, 'trainset')
+  image_dir, mask_dir = ondisk_helpers.split_dirs(out, 'trainset')
   for tile in ondisk.list_tiles(image_dir, mask_dir):
     for date in tile.dates:
       cloud = np.asarray(Image.open(date.mask)) > 0
@@ -103,7 +103,7 @@ def test_inhouse_naming_has_fixed_references(tmp_path, capsys):
   out, tiles = make(tmp_path, '--naming', 'inhouse', '--seed', '3')
   assert 'ref_index=5' in capsys.readouterr().out
   assert not os.path.exists(os.path.join(out, 'trainset.json'))
-  image_dir, mask_dir = testing.split_dirs(out, 'trainset')
+  image_dir, mask_dir = ondisk_helpers.split_dirs(out, 'trainset')
   tile = ondisk.list_tiles(image_dir, mask_dir)[0]
   assert all(d.image.endswith('.jpeg') and d.mask.endswith('.png')
              for d in tile.dates)
@@ -119,7 +119,7 @@ def test_inhouse_naming_has_fixed_references(tmp_path, capsys):
 
 def test_l1c_naming_with_flipped_masks(tmp_path):
   out, tiles = make(tmp_path, '--naming', 'l1c', '--flip')
-  image_dir, mask_dir = testing.split_dirs(out, 'testset')
+  image_dir, mask_dir = ondisk_helpers.split_dirs(out, 'testset')
   tile = ondisk.list_tiles(image_dir, mask_dir)[0]
   assert tile.dates[3].stem == f'{tiles["testset"][0][0]}_rgb_3'
   clear_mask = tile.dates[tiles['testset'][0][1]['val_index']].mask
@@ -152,7 +152,7 @@ def test_make_clouds_hits_the_coverage_range():
 
 def test_cli_help_and_bad_arguments():
   env = dict(os.environ, PYTHONPATH=ROOT)
-  run = lambda *a: subprocess.run([sys.executable, '-m', 'datasets.synthetic',
+  run = lambda *a: subprocess.run([sys.executable, '-m', 'tools.synthetic',
                                    *a], capture_output=True, text=True,
                                   env=env, cwd=ROOT, check=False)
   helped = run('--help')

@@ -1,9 +1,9 @@
-"""Tests of utils/tiling.py: tile grid, blend weights, block assembly."""
+"""Tests of rasters/tiling.py: tile grid, blend weights, block assembly."""
 
 import numpy as np
 import pytest
 
-from utils import tiling
+from rasters import tiling
 
 
 @pytest.mark.parametrize('length,size,overlap,expected', [

@@ -1,4 +1,4 @@
-"""utils/train_loop.py and utils/eval_loop.py driven in-process."""
+"""jobs/train.py and jobs/eval_checkpoints.py driven in-process."""
 
 import copy
 import importlib
@@ -13,11 +13,11 @@ import yaml
 from conftest import tiny_config_at
 from configs import common
 from datasets import pipeline
-from utils import checkpoints
+from jobs import checkpoints
+from jobs import eval_checkpoints
+from jobs import train
 from utils import distribute
-from utils import eval_loop
 from utils import runconfig
-from utils import train_loop
 
 
 def one_device():
@@ -35,7 +35,7 @@ def trained(synthetic_data, tmp_path_factory):
   """A core trained for 4 steps with a checkpoint every 2: (config, state)."""
   config = small(tiny_config_at(synthetic_data, 'cloudtran_core_train'), 4)
   logdir = str(tmp_path_factory.mktemp('trained'))
-  state = train_loop.train(config, logdir, one_device(), steps_per_summaries=2)
+  state = train.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir, state
 
 
@@ -57,8 +57,8 @@ def test_resume_continues_at_the_saved_step(trained, tmp_path):
   shutil.copytree(logdir, run_dir)
   config = copy.deepcopy(config)
   config.max_train_steps = 6
-  state = train_loop.train(config, run_dir, one_device(),
-                           steps_per_summaries=2)
+  state = train.train(config, run_dir, one_device(),
+                      steps_per_summaries=2)
   assert state.step == 6
   saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
       run_dir).all_model_checkpoint_paths]
@@ -69,11 +69,11 @@ def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path):
   config, source, trained_state = trained
   config = copy.deepcopy(config)
   config.max_train_steps = 0
-  fresh = train_loop.train(config, str(tmp_path / 'fresh'), one_device())
+  fresh = train.train(config, str(tmp_path / 'fresh'), one_device())
   config.disc_chkpt_dir = source
-  loaded = train_loop.train(config, str(tmp_path / 'loaded'), one_device())
+  loaded = train.train(config, str(tmp_path / 'loaded'), one_device())
   # The step-0 checkpoint holds it too.
-  restored = train_loop.TrainState(config, one_device())
+  restored = train.TrainState(config, one_device())
   restored.checkpoint.restore(tf.train.latest_checkpoint(
       str(tmp_path / 'loaded'))).expect_partial()
   for state in (loaded, restored):
@@ -90,11 +90,11 @@ def test_disc_chkpt_dir_errors(trained, tmp_path):
   config.max_train_steps = 0
   config.disc_chkpt_dir = str(tmp_path / 'empty')
   with pytest.raises(FileNotFoundError, match='disc_chkpt_dir'):
-    train_loop.train(config, str(tmp_path / 'a'), one_device())
+    train.train(config, str(tmp_path / 'a'), one_device())
   config.disc_chkpt_dir = source
   config.use_discriminator = False
   with pytest.raises(ValueError, match='use_discriminator'):
-    train_loop.train(config, str(tmp_path / 'b'), one_device())
+    train.train(config, str(tmp_path / 'b'), one_device())
 
 
 def test_config_yaml_round_trips(tiny_config, tmp_path):
@@ -113,9 +113,9 @@ def test_loss_falls_when_overfitting(tiny_config, tmp_path):
   config.use_discriminator = False
   config.resolution = (32, 32)  # = the image size: no random crop.
   config.optimizer.learning_rate = 3e-3
-  state = train_loop.TrainState(config, one_device())
-  iterator = iter(train_loop.train_dataset(config, state.strategy))
-  loop = train_loop.make_train_loop(state)
+  state = train.TrainState(config, one_device())
+  iterator = iter(train.train_dataset(config, state.strategy))
+  loop = train.make_train_loop(state)
   first = float(loop(iterator, tf.constant(10))['loss'])
   loop(iterator, tf.constant(270))
   last = float(loop(iterator, tf.constant(20))['loss'])
@@ -148,14 +148,14 @@ def test_training_loop_runs_several_periods_at_upstream_depth(
   config.max_coverage = 50
   config.batch_size = batch_size
   config = small(config, 3)
-  state = train_loop.train(config, str(tmp_path), one_device(),
+  state = train.train(config, str(tmp_path), one_device(),
                            steps_per_summaries=1)
   assert state.step == 3
 
 
 def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
   config, source, trained_state = trained
-  state = train_loop.TrainState(config, one_device())
+  state = train.TrainState(config, one_device())
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         str(tmp_path / 'new'), source)
   assert how == 'pretrained'
@@ -169,20 +169,20 @@ def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
 
 def test_pretrain_dir_without_checkpoint_is_a_clear_error(tiny_config,
                                                           tmp_path):
-  state = train_loop.TrainState(tiny_config('cloudtran_core_train'),
-                                one_device())
+  state = train.TrainState(tiny_config('cloudtran_core_train'),
+                           one_device())
   with pytest.raises(FileNotFoundError, match='pretrain_dir'):
     checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                     str(tmp_path / 'a'), str(tmp_path))
 
 
 def _one_step_weights(config, strategy, batch, weights):
-  state = train_loop.TrainState(config, strategy)
+  state = train.TrainState(config, strategy)
   for var, value in zip(state.model.trainable_variables, weights):
     var.assign(value)
   dataset = strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch))
-  train_loop.make_train_loop(state)(iter(dataset), tf.constant(1))
+  train.make_train_loop(state)(iter(dataset), tf.constant(1))
   return [v.numpy() for v in state.model.trainable_variables]
 
 
@@ -200,7 +200,7 @@ def test_two_replicas_match_one_device(tiny_config, name):
   config.optimizer.learning_rate = 0.5
   config.batch_size = 2
   batch = next(iter(pipeline.get_dataset(config, 2, 'train')))
-  start = train_loop.TrainState(config, one_device())
+  start = train.TrainState(config, one_device())
   weights = [v.numpy() for v in start.model.trainable_variables]
   single = _one_step_weights(config, one_device(), batch, weights)
   mirrored = _one_step_weights(config, distribute.make_strategy('CPU', 2),
@@ -216,10 +216,10 @@ def test_two_replicas_match_one_device(tiny_config, name):
 def test_gan_relaxation_gradient(tiny_config, relaxation, has_gradient):
   config = tiny_config('cloudtran_core_train')
   config.gan_relaxation = relaxation
-  state = train_loop.TrainState(config, one_device())
+  state = train.TrainState(config, one_device())
   batch = next(iter(pipeline.get_dataset(config, 2, 'train')))
   with tf.GradientTape() as tape:
-    _, _, losses = train_loop.losses_on_batch(state, batch)
+    _, _, losses = train.losses_on_batch(state, batch)
   grads = tape.gradient(losses['generator'],
                         state.model.trainable_variables)
   norm = sum(float(tf.reduce_sum(tf.abs(g))) for g in grads if g is not None)
@@ -232,10 +232,11 @@ def test_eval_uses_averaged_weights_and_stops_at_last_checkpoint(
   eval_config = tiny_config('cloudtran_core_test')
   eval_config.max_train_steps = 4
   eval_config.eval_checkpoint_wait_secs = 5
-  results = eval_loop.evaluate(eval_config, logdir, one_device(), 'eval_valid')
+  results = eval_checkpoints.evaluate(eval_config, logdir, one_device(),
+                                      'eval_valid')
   assert list(results) == [4]
   assert np.isfinite(results[4]['loss']) and results[4]['loss'] > 0
-  assert os.listdir(eval_loop.summary_dir(logdir, 'eval_valid'))
+  assert os.listdir(eval_checkpoints.summary_dir(logdir, 'eval_valid'))
 
   state = checkpoints.AveragedModel(eval_config, one_device())
   state.restore(tf.train.latest_checkpoint(logdir))

@@ -1,0 +1,1 @@
+"""Leaf helpers shared by every floor; nothing here imports the project."""

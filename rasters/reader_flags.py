@@ -1,12 +1,12 @@
 """Command-line flags of a dated raster series, shared by `predict.py` and
-`python -m datasets.prepare`: the inputs, their bands, the cloud masks and
-the reflectance offset (see `datasets.rasters.open_series`)."""
+`python -m tools.prepare`: the inputs, their bands, the cloud masks and
+the reflectance offset (see `rasters.reader.open_series`)."""
 
 from absl import flags
 
-from datasets import cloudmasks
-from datasets import rasters
-from datasets.ondisk import DataError
+from rasters import cloudmasks
+from rasters import reader
+from utils.errors import DataError
 
 
 def define(date_flag, date_help):
@@ -35,7 +35,7 @@ def define(date_flag, date_help):
 
 def open_series(values, date_flag):
   """`rasters.open_series` of the flag values `values` (absl FLAGS)."""
-  return rasters.open_series(
+  return reader.open_series(
       values.inputs, bands=_bands(values.bands), band_files=values.band_files,
       masks=values.masks, scl=values.scl, cloud_prob=values.cloud_prob,
       cloud_threshold=values.cloud_threshold, target=values[date_flag].value,

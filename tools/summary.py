@@ -1,6 +1,6 @@
 """Prints the first examples of an input pipeline (used by `make demo`).
 
-  python -m datasets.summary --config configs/cloudtran_core_train.py:tiny
+  python -m tools.summary --config configs/cloudtran_core_train.py:tiny
 """
 
 from absl import flags

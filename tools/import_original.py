@@ -1,6 +1,6 @@
 r"""Imports a checkpoint of the original CloudTran into this project's layout.
 
-  python -m models.import_original \
+  python -m tools.import_original \
       --original_ckpt $ORIGINAL_LOGDIR --config ./configs/cloudtran_core_test.py \
       --logdir $OUT [--original_disc_ckpt $DISC_CHKPT_DIR]
 
@@ -29,16 +29,15 @@ import collections
 import os
 import re
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
-from ml_collections import config_flags
 
+from jobs import checkpoints
 import models
 from models import layers
-from utils import checkpoints
+from utils import cli
 from utils import ema as ema_lib
 
 VALUE_SUFFIX = '/.ATTRIBUTES/VARIABLE_VALUE'
@@ -431,21 +430,18 @@ def import_checkpoint(config, original_ckpt, logdir, original_disc_ckpt=None):
 
 def define_flags():
   """The command line's flags (defined only when run as a program)."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'This project\'s config of the same model as the '
-      'original run (e.g. configs/cloudtran_core_test.py with the same '
-      'MODEL_SIZE and overrides).', lock_config=True)
+  cli.define_config('This project\'s config of the same model as the '
+                    'original run (e.g. configs/cloudtran_core_test.py with '
+                    'the same MODEL_SIZE and overrides).')
   flags.DEFINE_string('original_ckpt', None, 'Logdir (or checkpoint prefix) '
                       'of the original run.py.')
   flags.DEFINE_string('original_disc_ckpt', None, 'Optional: directory (or '
                       'prefix) of the original disc.py checkpoint.')
-  flags.DEFINE_string('logdir', None, 'Output directory (empty).')
-  flags.mark_flags_as_required(['config', 'original_ckpt', 'logdir'])
+  cli.define_logdir('Output directory (empty).')
+  flags.mark_flag_as_required('original_ckpt')
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+def main(_):
   f = flags.FLAGS
   written = import_checkpoint(f.config, f.original_ckpt,
                               os.path.abspath(f.logdir), f.original_disc_ckpt)
@@ -454,4 +450,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

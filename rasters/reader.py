@@ -7,8 +7,8 @@
 
 One file per date (or, with `band_files`, one file per band and date in the
 L2A layout `*_B04_10m.jp2`, `*_B03_10m.jp2`, `*_B02_10m.jp2`); the dates
-come from `datasets.dates`, the 8-bit values from `datasets.radiometry` and
-the cloudy pixels from `datasets.cloudmasks`. Every file is read on the grid
+come from `rasters.dates`, the 8-bit values from `rasters.radiometry` and
+the cloudy pixels from `rasters.cloudmasks`. Every file is read on the grid
 of the target date (default the last): a file on another grid (CRS,
 transform or shape) is warped with `rasterio.vrt.WarpedVRT` (images
 bilinear, masks nearest), which is logged once per file. Only the requested
@@ -30,10 +30,10 @@ from rasterio import windows
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from datasets import cloudmasks
-from datasets import dates as dates_lib
-from datasets import radiometry
-from datasets.ondisk import DataError
+from rasters import cloudmasks
+from rasters import dates as dates_lib
+from rasters import radiometry
+from utils.errors import DataError
 
 # Default RGB bands (1-based) of a multi-band file, by its band count: a
 # Sentinel-2 stack of 13 (L1C) or 12 (L2A, no B10) bands in band order.
@@ -67,10 +67,6 @@ class Grid:
   def window(self):
     """The whole grid as a Window."""
     return windows.Window(0, 0, self.width, self.height)
-
-  def window_transform(self, window):
-    """The affine transform of `window`'s top-left pixel."""
-    return windows.transform(window, self.transform)
 
   def bounds(self, window=None):
     """(left, bottom, right, top) of `window` (default the grid) in the
@@ -387,7 +383,7 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
     band_files: None, True (DEFAULT_BAND_FILES) or three band names: read
       one file per band, named like `*_B04_10m.jp2`.
     masks, scl, cloud_prob: glob pattern or list of the mask files; exactly
-      one is given (see `datasets.cloudmasks`). Masks are matched to images
+      one is given (see `rasters.cloudmasks`). Masks are matched to images
       by date.
     cloud_threshold: percent above which `cloud_prob` is cloudy.
     target: the target date (datetime.date or 'YYYY-MM-DD'); None = last.
@@ -404,56 +400,21 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
   """
   if 'GDAL_CACHEMAX' not in os.environ:
     rasterio.env.set_gdal_config('GDAL_CACHEMAX', BLOCK_CACHE_MB)
-  paths = expand(inputs, '--inputs')
-  if band_files:
-    names = DEFAULT_BAND_FILES if band_files is True else tuple(band_files)
-    if len(names) != 3:
-      raise DataError(f'--band_files needs three band names, got {names}.')
-    by_date = _band_file_groups(paths, names)
-  else:
-    by_date = dates_lib.by_date(paths, 'input')
+  by_date, names = _image_files(inputs, band_files)
   days = list(by_date)
-  kind, pattern = _mask_source(masks, scl, cloud_prob)
-  mask_by_date = dates_lib.by_date(expand(pattern, f'--{kind}'), kind)
-  for day in days:
-    if day not in mask_by_date:
-      raise DataError(f'No --{kind} file for {day} (input {by_date[day]}) '
-                      f'among {pattern!r}; add it (same date in its name).')
+  kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
   target_index = _parse_target(target, days)
   first = by_date[days[target_index]]
-  first = first[0] if band_files else first
-  with _open(first, 'input') as src:
+  with _open(first[0] if band_files else first, 'input') as src:
     grid = Grid.of(src)
-
-  images, mask_layers, opened = [], [], []
-
-  def on_grid(path, resampling, what):
-    opened.append(OnGrid(path, grid, resampling, what))
-    return opened[-1]
-
+  opened = []
   try:
-    for day in days:
-      files = by_date[day]
-      if band_files:
-        layers = [(on_grid(f, Resampling.bilinear, 'input'), (1,))
-                  for f in files]
-      else:
-        layer = on_grid(files, Resampling.bilinear, 'input')
-        layers = [(layer, _rgb_indexes(layer, bands))]
-      images.append(layers)
-      mask_layers.append(on_grid(mask_by_date[day], Resampling.nearest, kind))
-    dtypes = {layer.dtype for layers in images for layer, _ in layers}
-    if len(dtypes) > 1:
-      raise DataError(f'The inputs mix value types {sorted(map(str, dtypes))}'
-                      '; convert them to one (uint16 reflectance or uint8).')
-    if not np.issubdtype(next(iter(dtypes)), np.integer):
-      raise DataError(f'{images[0][0][0].path} holds {dtypes.pop()} values; '
-                      'inputs are integer reflectance numbers (uint16 DN = '
-                      'reflectance x 10000, plus the offset) or uint8.')
+    images, mask_layers = _open_layers(by_date, mask_by_date, kind, grid,
+                                       bands, band_files, opened)
     return Series(
         dates=days, paths=[by_date[d] for d in days],
         mask_paths=[mask_by_date[d] for d in days], mask_kind=kind,
-        target_index=target_index, grid=grid, dtype=dtypes.pop(),
+        target_index=target_index, grid=grid, dtype=_dtype(images),
         offsets=[_offset(layers[0][0], offset) for layers in images],
         bands=names if band_files else images[0][0][1],
         cloud_threshold=cloud_threshold, _images=images, _masks=mask_layers)
@@ -461,3 +422,62 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
     for layer in opened:
       layer.close()
     raise
+
+
+def _image_files(inputs, band_files):
+  """{date: file (or tuple of band files)} of `inputs`, and the band names
+  (None without `band_files`)."""
+  paths = expand(inputs, '--inputs')
+  if not band_files:
+    return dates_lib.by_date(paths, 'input'), None
+  names = DEFAULT_BAND_FILES if band_files is True else tuple(band_files)
+  if len(names) != 3:
+    raise DataError(f'--band_files needs three band names, got {names}.')
+  return _band_file_groups(paths, names), names
+
+
+def _mask_files(masks, scl, cloud_prob, by_date):
+  """(kind, {date: mask file}) of the one mask source, with a mask for
+  every date of `by_date`."""
+  kind, pattern = _mask_source(masks, scl, cloud_prob)
+  mask_by_date = dates_lib.by_date(expand(pattern, f'--{kind}'), kind)
+  for day in by_date:
+    if day not in mask_by_date:
+      raise DataError(f'No --{kind} file for {day} (input {by_date[day]}) '
+                      f'among {pattern!r}; add it (same date in its name).')
+  return kind, mask_by_date
+
+
+def _open_layers(by_date, mask_by_date, kind, grid, bands, band_files,
+                 opened):
+  """Per date, the image layers [(OnGrid, band indexes)] and the mask
+  layer, all on `grid`; each layer is also appended to `opened`."""
+  images, mask_layers = [], []
+
+  def on_grid(path, resampling, what):
+    opened.append(OnGrid(path, grid, resampling, what))
+    return opened[-1]
+
+  for day, files in by_date.items():
+    if band_files:
+      layers = [(on_grid(f, Resampling.bilinear, 'input'), (1,))
+                for f in files]
+    else:
+      layer = on_grid(files, Resampling.bilinear, 'input')
+      layers = [(layer, _rgb_indexes(layer, bands))]
+    images.append(layers)
+    mask_layers.append(on_grid(mask_by_date[day], Resampling.nearest, kind))
+  return images, mask_layers
+
+
+def _dtype(images):
+  """The one integer value type of the image layers."""
+  dtypes = {layer.dtype for layers in images for layer, _ in layers}
+  if len(dtypes) > 1:
+    raise DataError(f'The inputs mix value types {sorted(map(str, dtypes))}'
+                    '; convert them to one (uint16 reflectance or uint8).')
+  if not np.issubdtype(next(iter(dtypes)), np.integer):
+    raise DataError(f'{images[0][0][0].path} holds {dtypes.pop()} values; '
+                    'inputs are integer reflectance numbers (uint16 DN = '
+                    'reflectance x 10000, plus the offset) or uint8.')
+  return dtypes.pop()

@@ -1,10 +1,10 @@
 r"""Cuts dated rasters of one area into the training layout (SPEC §1.1).
 
-  python -m datasets.prepare OUT --inputs 'aoi/*.tif' --scl 'aoi/*_SCL*.tif' \
+  python -m tools.prepare OUT --inputs 'aoi/*.tif' --scl 'aoi/*_SCL*.tif' \
       --patch 256 --stride 256 --test_fraction 0.2 --seed 0
 
 The rasters, their dates, bands, cloud masks and 8-bit values are read by
-`datasets.rasters` (the same code as `predict.py`) on the grid of one date
+`rasters.reader` (the same code as `predict.py`) on the grid of one date
 (`--grid_date`, default the last). The grid is cut into patches of `--patch`
 pixels every `--stride`; each patch becomes a tile of the upstream layout:
 
@@ -41,9 +41,9 @@ from PIL import Image
 from rasterio.windows import Window
 
 from datasets import scan
-from datasets import series_flags
-from datasets.ondisk import DataError
+from rasters import reader_flags
 from utils import cli
+from utils.errors import DataError
 
 SPLITS = ('trainset', 'testset')
 NO_CLEAR = 'no clear date after timeline-2 earlier dates'
@@ -299,7 +299,7 @@ def summary(out, report):
 def define_flags():
   """The command-line flags (defined only when run as a program, so that
   importing this module beside predict.py does not clash on --inputs)."""
-  series_flags.define('grid_date', 'Date whose grid the others are warped '
+  reader_flags.define('grid_date', 'Date whose grid the others are warped '
                       'to (default the last).')
   flags.DEFINE_integer('patch', Options.patch, 'Patch side (px).')
   flags.DEFINE_integer('stride', Options.stride, 'Patch step (px).')
@@ -320,11 +320,11 @@ def define_flags():
 
 def main(argv):
   if len(argv) != 2:
-    raise app.UsageError('Usage: python -m datasets.prepare OUT --inputs ...')
+    raise app.UsageError('Usage: python -m tools.prepare OUT --inputs ...')
   f = flags.FLAGS
   options = Options(f.patch, f.stride, f.test_fraction, f.seed, f.block,
                     f.timeline, min(f.resolution, f.patch), f.max_coverage)
-  with series_flags.open_series(f, 'grid_date') as series:
+  with reader_flags.open_series(f, 'grid_date') as series:
     report = prepare(argv[1], series, options)
   print(summary(argv[1], report))
 

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from datasets import pipeline
 from datasets import subsets
-from utils import checkpoints
+from jobs import checkpoints
 from utils import runconfig
 
 # run.py mode (eval_<label>) -> the subset it evaluates.
@@ -77,6 +77,7 @@ def evaluate(config, logdir, strategy, mode):
     raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
   subset = MODES[mode].name
   state = checkpoints.AveragedModel(config, strategy)
+  pipeline.export_targets(config, subset)
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: pipeline.get_dataset(config, config.eval_batch_size, subset,
                                        ctx))

@@ -14,8 +14,8 @@ import shutil
 
 import numpy as np
 
-from datasets.ondisk import DataError
 from utils import runlock
+from utils.errors import DataError
 
 
 def work_dir(out_path):

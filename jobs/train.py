@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from datasets import pipeline
 from datasets import selection
+from jobs import checkpoints
 import models
-from utils import checkpoints
 from utils import distribute
 from utils import ema as ema_lib
 from utils import progress
@@ -183,6 +183,8 @@ def load_discriminator(state, disc_chkpt_dir):
 
 def train_dataset(config, strategy):
   """The distributed training input, sharded per input pipeline."""
+  pipeline.export_targets(config, 'train')
+
   def dataset_fn(input_context):
     return pipeline.get_dataset(config, config.batch_size, 'train',
                                 input_context)

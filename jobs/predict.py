@@ -1,15 +1,15 @@
 """Cloud-free prediction of a whole scene, tile by tile: what `predict.py`
 runs.
 
-`predict(series, predictor, out, ...)` cuts the target date's grid into
-overlapping tiles of the upsampler's resolution (`utils.tiling`), and for
+`predict(series, predictor, out, options)` cuts the target date's grid into
+overlapping tiles of the upsampler's resolution (`rasters.tiling`), and for
 each batch of tiles reads the model's dates (the T-2 dates before the target
 and the target itself), runs `predictor` and commits every tile to the work
-directory beside `out` (`utils.workdir`). With `shard=(i, n)` only every
-n-th tile is done. When every tile is done (by this job or by others), the
+directory beside `out` (`jobs.predict_workdir`). With `shard=(i, n)` only
+every n-th tile is done. When every tile is done (by this job or by others), the
 output is assembled in 256 px blocks: overlapping tiles are blended, the
 target's clear pixels are kept bit for bit (unless `replace_all`), and the
-image, its fill map and a quicklook are written (`utils.predict_output`).
+image, its fill map and a quicklook are written (`rasters.geotiff`).
 A killed job started again skips the committed tiles and writes the same
 bytes.
 
@@ -18,6 +18,7 @@ core and the upsampler; tests swap in any callable with its signature.
 """
 
 import collections
+import dataclasses
 import os
 import time
 
@@ -25,16 +26,16 @@ from absl import logging
 import numpy as np
 from rasterio.windows import Window
 
-from datasets import radiometry
 from datasets import transforms
-from datasets.ondisk import DataError
+from jobs import checkpoints
+from jobs import predict_workdir
 from models import base
-from utils import predict_output
+from rasters import geotiff
+from rasters import radiometry
+from rasters import tiling
 from utils import progress
 from utils import runlock
-from utils import sample_loop
-from utils import tiling
-from utils import workdir
+from utils.errors import DataError
 
 # Tiles kept in memory while blocks are assembled.
 TILE_CACHE = 64
@@ -120,14 +121,14 @@ def check_configs(core_config, upsampler_config):
 def load_predictor(core_config, core_logdir, upsampler_config,
                    upsampler_logdir, only_parallel):
   """A ModelPredictor with the averaged weights of both runs, and its
-  identity (checkpoint paths and mode) for the work directory."""
-  check_configs(core_config, upsampler_config)
-  core_path = os.path.abspath(sample_loop.newest_checkpoint(core_logdir))
+  identity (checkpoint paths and mode) for the work directory. The configs
+  are those `check_configs` accepts."""
+  core_path = os.path.abspath(checkpoints.newest_checkpoint(core_logdir))
   upsampler_path = os.path.abspath(
-      sample_loop.newest_checkpoint(upsampler_logdir))
-  core = sample_loop.restore_averaged_model(core_config, core_logdir,
+      checkpoints.newest_checkpoint(upsampler_logdir))
+  core = checkpoints.restore_averaged_model(core_config, core_logdir,
                                             core_path)
-  upsampler = sample_loop.restore_averaged_model(
+  upsampler = checkpoints.restore_averaged_model(
       upsampler_config, upsampler_logdir, upsampler_path)
   identity = {'core': core_path, 'upsampler': upsampler_path,
               'only_parallel': bool(only_parallel)}
@@ -223,10 +224,10 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   """Blends the committed tiles and writes the output files."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
-  writer = predict_output.Writer(work.scratch, grid, 3, dtype)
+  writer = geotiff.Writer(work.scratch, grid, 3, dtype)
   cache = _TileCache(work)
   target = series.target_index
-  blocks = tiling.blocks(grid.height, grid.width, predict_output.BLOCK)
+  blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
   ticker = Ticker('assembly', len(blocks))
   for b, window in enumerate(blocks):
     top, left, height, width = window
@@ -243,9 +244,9 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
     win = Window(left, top, width, height)
     rgb, cloudy, _ = series.read(win, [target])
     keep = ~cloudy[0]
-    fill = np.where(keep, predict_output.FILL_KEPT,
-                    np.where(no_clear, predict_output.FILL_NO_CLEAR,
-                             predict_output.FILL_MODEL)).astype(np.uint8)
+    fill = np.where(keep, geotiff.FILL_KEPT,
+                    np.where(no_clear, geotiff.FILL_NO_CLEAR,
+                             geotiff.FILL_MODEL)).astype(np.uint8)
     if replace_all:
       keep = np.zeros_like(keep)
     rgb8 = np.where(keep[..., None], rgb[0], model)
@@ -259,23 +260,42 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   return writer.finish(out)
 
 
-def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
-            batch_size=4, shard=(0, 1), merge=False, replace_all=False,
-            output_reflectance=False, identity=None):
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How `predict` tiles, shards and writes a scene (predict.py's flags).
+
+  tile_size: side of the model's tiles (the upsampler resolution).
+  timeline: the models' `config.timeline`.
+  overlap: pixels shared by neighbouring tiles.
+  batch_size: tiles per model call.
+  shard: (i, n): do the tiles whose index is i modulo n; checked here.
+  merge: only assemble (every tile must be done).
+  replace_all: use the model's output for clear pixels too.
+  output_reflectance: write reflectance in the inputs' dtype, not uint8.
+  """
+  tile_size: int
+  timeline: int
+  overlap: int = 32
+  batch_size: int = 4
+  shard: tuple[int, int] = (0, 1)
+  merge: bool = False
+  replace_all: bool = False
+  output_reflectance: bool = False
+
+  def __post_init__(self):
+    index, count = self.shard
+    if not 0 <= index < count:
+      raise DataError(f'--shard={index}/{count}: need 0 <= i < n.')
+
+
+def predict(series, predictor, out, options, identity=None):
   """Predicts the target date of `series` into `out` (see the module doc).
 
   Args:
-    series: a `datasets.rasters.Series`.
+    series: a `rasters.reader.Series`.
     predictor: callable as `ModelPredictor`.
     out: the output GeoTIFF path.
-    tile_size: side of the model's tiles (the upsampler resolution).
-    timeline: the models' `config.timeline`.
-    overlap: pixels shared by neighbouring tiles.
-    batch_size: tiles per model call.
-    shard: (i, n): do the tiles whose index is i modulo n.
-    merge: only assemble (every tile must be done).
-    replace_all: use the model's output for clear pixels too.
-    output_reflectance: write reflectance in the inputs' dtype, not uint8.
+    options: an `Options`.
     identity: JSON-ready description of the models; a work directory made
       with another identity (or other inputs or tiling) is refused.
 
@@ -283,35 +303,35 @@ def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
     {'image', 'fill', 'quicklook'} paths once assembled, else None (other
     shards still have tiles to do).
   """
-  index, count = shard
-  if not 0 <= index < count:
-    raise DataError(f'--shard {index}/{count}: need 0 <= i < n.')
-  slots = slot_dates(series, timeline)
+  index, count = options.shard
+  tile_size, overlap = options.tile_size, options.overlap
+  slots = slot_dates(series, options.timeline)
   grid = series.grid
   tiles = tiling.grid(grid.height, grid.width, tile_size, overlap)
   manifest = {'inputs': [str(p) for p in series.paths],
               'masks': [str(p) for p in series.mask_paths],
               'target': str(series.target), 'grid': grid.to_dict(),
               'tile_size': tile_size, 'overlap': overlap, 'models': identity}
-  names = predict_output.paths(out)
-  if os.path.exists(out) and not os.path.exists(workdir.work_dir(out)):
+  names = geotiff.paths(out)
+  if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
     logging.info('%s exists: this prediction is complete.', out)
     return names
-  work = workdir.WorkDir(out, manifest)
+  work = predict_workdir.WorkDir(out, manifest)
   logging.info('%dx%d px, %d tiles of %d px (overlap %d); dates %s.',
                grid.width, grid.height, len(tiles), tile_size, overlap,
                ', '.join(str(series.dates[t]) for t in slots))
-  if not merge:
+  if not options.merge:
     with work.lock(f'shard_{index}_of_{count}'):
       mine = [t for t in tiles[index::count] if not work.done(t.index)]
       skipped = len(tiles[index::count]) - len(mine)
       if skipped:
         logging.info('Resuming: %d tile(s) of this shard already done.',
                      skipped)
-      run_tiles(series, predictor, work, mine, slots, tile_size, batch_size)
+      run_tiles(series, predictor, work, mine, slots, tile_size,
+                options.batch_size)
   left = sum(not work.done(t.index) for t in tiles)
   if left:
-    if merge:
+    if options.merge:
       raise DataError(f'{left} of {len(tiles)} tiles are not done yet in '
                       f'{work.dir}; run the remaining --shard jobs first.')
     logging.info('%d tile(s) of other shards remain; the last shard to '
@@ -320,9 +340,9 @@ def predict(series, predictor, out, *, tile_size, timeline, overlap=32,
   try:
     with work.lock('assemble'):
       names = assemble(series, work, tiles, tile_size, overlap, out,
-                       replace_all, output_reflectance)
+                       options.replace_all, options.output_reflectance)
   except runlock.LockHeld:
-    if merge:
+    if options.merge:
       raise
     logging.info('Another job is assembling %s.', out)
     return None

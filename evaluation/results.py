@@ -44,11 +44,11 @@ import tensorflow as tf
 
 from datasets import keys
 from datasets import pipeline
+from datasets import sample_outputs
 from datasets import subsets
 from datasets import tfrecords
-from utils import baselines
-from utils import metrics
-from utils import sample_jobs
+from evaluation import baselines
+from evaluation import metrics
 
 BASELINES = ('cloudy input', 'least cloudy', 'mosaic')
 # A method's composite is named `<method>` + COMPOSITE.
@@ -114,11 +114,11 @@ def record_file(path):
 
 
 def sample_job(path):
-  """The job record (`sample_jobs.identity`) beside a sample directory's
+  """The job record (`sample_outputs.identity`) beside a sample directory's
   TFRecord file, or None when there is none (older or hand-made samples)."""
   record = record_file(path)
   stem = os.path.basename(record)[:-len(tfrecords.SUFFIX)]
-  return sample_jobs.read(sample_jobs.job_path(os.path.dirname(record), stem))
+  return sample_outputs.read(sample_outputs.job_path(os.path.dirname(record), stem))
 
 
 def _as_json(value):

@@ -169,6 +169,24 @@ class AveragedModel:
     logging.info('Restored the averaged weights of %s.', path)
 
 
+def newest_checkpoint(logdir):
+  """The path of the newest checkpoint in `logdir`; a clear error if none."""
+  path = tf.train.latest_checkpoint(logdir)
+  if path is None:
+    raise FileNotFoundError(
+        f'No checkpoint in {logdir}; train first (run.py --mode=train '
+        f'--logdir {logdir}) or point --logdir at a training run.')
+  return path
+
+
+def restore_averaged_model(config, logdir, checkpoint=None):
+  """Builds the model and loads the EMA weights of `checkpoint` (a path;
+  default the newest checkpoint in `logdir`)."""
+  averaged = AveragedModel(config)
+  averaged.restore(checkpoint or newest_checkpoint(logdir))
+  return averaged.model
+
+
 def remove_worker_scratch(strategy, logdir):
   """Deletes what a non-chief worker wrote (its copies are not needed)."""
   if not distribute.is_chief(strategy):

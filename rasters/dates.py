@@ -14,7 +14,7 @@ import re
 
 import rasterio
 
-from datasets.ondisk import DataError
+from utils.errors import DataError
 
 PRODUCT = re.compile(r'S2[A-D]_MSI(?:L1C|L2A)_(\d{4})(\d{2})(\d{2})T\d{6}')
 IN_NAME = re.compile(r'(?<!\d)(\d{4})(-?)(\d{2})\2(\d{2})(?!\d)')

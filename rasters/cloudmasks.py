@@ -9,7 +9,7 @@
 
 In every kind the raster's own nodata value is missing, and missing pixels
 count as cloudy. Mask rasters are brought to the image grid with nearest
-resampling (`datasets.rasters`).
+resampling (`rasters.reader`).
 """
 
 import numpy as np

@@ -1,6 +1,6 @@
 """Writes a synthetic dated Sentinel-2-like scene as georeferenced rasters.
 
-  python -m datasets.synthetic_geotiff OUT --width 600 --height 520 --dates 8
+  python -m tools.synthetic_geotiff OUT --width 600 --height 520 --dates 8
 
 OUT/images/YYYY-MM-DD.tif   3 bands (B04, B03, B02) uint16 reflectance DN,
                             10 m pixels in UTM zone 32N (EPSG:32632), with
@@ -10,7 +10,7 @@ OUT/scl/YYYY-MM-DD_SCL_20m.tif   the L2A Scene Classification at 20 m
 OUT/masks/YYYY-MM-DD.tif    the true cloud mask at 10 m (0 = clear, 1 = cloud)
 OUT/truth/YYYY-MM-DD.tif    the cloud-free image of the last date
 
-The ground comes from `datasets.scenes` (one landscape rendered per date of
+The ground comes from `tools.scenes` (one landscape rendered per date of
 the growing season); the first date is clear, the last one partly cloudy
 (the date to restore), the others clear, moderate or severe at random; the
 second date misses a corner (zeros, SCL no data), as at a swath edge.
@@ -23,8 +23,8 @@ import numpy as np
 from affine import Affine
 import rasterio
 
-from datasets import radiometry
-from datasets import scenes
+from rasters import radiometry
+from tools import scenes
 from utils import cli
 
 CRS = 'EPSG:32632'
@@ -158,7 +158,7 @@ def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
 
 def parser():
   p = cli.ArgumentParser(
-      prog='python -m datasets.synthetic_geotiff',
+      prog='python -m tools.synthetic_geotiff',
       description='Writes a synthetic dated Sentinel-2-like scene (GeoTIFF '
                   'reflectance, SCL and cloud masks).')
   p.add_argument('out', help='output directory')

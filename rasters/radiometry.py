@@ -14,7 +14,7 @@ and 0 before. The models see a linear true-colour stretch of reflectance
 
 so one 8-bit step is about 11.8 DN and `to_uint8(from_uint8(v)) == v`.
 Inputs that already are 8-bit pass unchanged both ways. This module is the
-only place the mapping lives (`predict.py` and `datasets.prepare` use it).
+only place the mapping lives (`predict.py` and `tools.prepare` use it).
 """
 
 import re

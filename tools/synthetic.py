@@ -1,6 +1,6 @@
 """Writes a synthetic dataset in the upstream layout (SPEC §1.1).
 
-  python -m datasets.synthetic OUT --tiles 12 --dates 8 --size 48 --naming l2a
+  python -m tools.synthetic OUT --tiles 12 --dates 8 --size 48 --naming l2a
 
 OUT/videos_final_{trainset,testset}/NNNNN/ and masks_final_{...}/NNNNN/ get
 `--tiles` tiles each with `--dates` dates; OUT/trainset.json (`index`) and
@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from datasets import scenes
+from tools import scenes
 from utils import cli
 from utils import images
 
@@ -212,7 +212,7 @@ def parse_mix(text):
 
 def parser():
   p = cli.ArgumentParser(
-      prog='python -m datasets.synthetic',
+      prog='python -m tools.synthetic',
       description='Writes a synthetic Sentinel-2-like cloud-removal dataset '
                   'in the upstream CloudTran layout.')
   p.add_argument('out', help='output directory')

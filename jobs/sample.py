@@ -6,7 +6,7 @@ to `<sample dir>/<gen_file>.parts/` under a temporary name and renamed into
 place last, after its PNGs. A job that is killed and started again counts the
 committed batches, skips them, and carries on; when every batch is done the
 parts are joined into `<gen_file>.tfrecords` and `metrics.csv`. A job only
-continues its own outputs: `sample_jobs` records each job's identity
+continues its own outputs: `sample_outputs` records each job's identity
 (subset, checkpoint, config) beside them and refuses another's.
 
 With `sample.num_samples` = n > 1 each input gets n draws: its record holds
@@ -32,13 +32,13 @@ from datasets import keys
 from datasets import pipeline
 from datasets import subsets
 from datasets import tfrecords
+from evaluation import metrics
+from jobs import checkpoints
+from datasets import sample_outputs
 from models import base
-from utils import checkpoints
 from utils import images
-from utils import metrics
 from utils import progress
 from utils import runlock
-from utils import sample_jobs
 
 # sample.py mode (sample_<label>) -> the subset it samples.
 MODES = subsets.modes('sample')
@@ -49,24 +49,6 @@ MODES = subsets.modes('sample')
 METRIC_KEYS = [column.key for column in metrics.COLUMNS]
 METRIC_FIELDS = ['output', 'draw', 'tile', 'coverage', *METRIC_KEYS]
 MISSING = 'n/a'
-
-
-def newest_checkpoint(logdir):
-  """The path of the newest checkpoint in `logdir`; a clear error if none."""
-  path = tf.train.latest_checkpoint(logdir)
-  if path is None:
-    raise FileNotFoundError(
-        f'No checkpoint in {logdir}; train first (run.py --mode=train '
-        f'--logdir {logdir}) or point --logdir at a training run.')
-  return path
-
-
-def restore_averaged_model(config, logdir, checkpoint=None):
-  """Builds the model and loads the EMA weights of `checkpoint` (a path;
-  default the newest checkpoint in `logdir`)."""
-  averaged = checkpoints.AveragedModel(config)
-  averaged.restore(checkpoint or newest_checkpoint(logdir))
-  return averaged.model
 
 
 class Views:
@@ -283,21 +265,21 @@ def sample(config, logdir, mode, restart=False):
     logdir: the training run; the newest checkpoint is used.
     mode: a key of MODES.
     restart: delete this job's outputs and start over, instead of refusing
-      outputs of another job (see `sample_jobs.start`).
+      outputs of another job (see `sample_outputs.start`).
   """
   if mode not in MODES:
     raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
   check_sample_config(config)
   subset = MODES[mode]
   s = config.sample
-  checkpoint = newest_checkpoint(logdir)
-  inputs = (sample_jobs.chained_inputs(s.gen_data_dir, subset.label)
+  checkpoint = checkpoints.newest_checkpoint(logdir)
+  inputs = (sample_outputs.chained_inputs(s.gen_data_dir, subset.label)
             if s.gen_data_dir else [])
-  job = sample_jobs.identity(config, subset.label, checkpoint, inputs)
-  out_dir = sample_jobs.sample_dir(config, logdir, subset.label)
-  gen_file = sample_jobs.gen_file(config, subset.label)
+  job = sample_outputs.identity(config, subset.label, checkpoint, inputs)
+  out_dir = sample_outputs.sample_dir(config, logdir, subset.label)
+  gen_file = sample_outputs.gen_file(config, subset.label)
   # Before anything is written: a wrong --logdir fails here.
-  model = restore_averaged_model(config, logdir, checkpoint)
+  model = checkpoints.restore_averaged_model(config, logdir, checkpoint)
   os.makedirs(out_dir, exist_ok=True)
   with runlock.hold(out_dir, 'sample', f'{gen_file}.sample'):
     return _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
@@ -312,7 +294,7 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
   csv_path = (os.path.join(out_dir, 'metrics.csv') if subset.clear_reference
               else None)
   parts = Parts(out_dir, gen_file)
-  sample_jobs.start(
+  sample_outputs.start(
       out_dir, gen_file, job,
       has_outputs=os.path.exists(record_path) or parts.done() > 0,
       restart=restart,
@@ -322,60 +304,89 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
     return {'dir': out_dir, 'outputs': None, 'metrics': None}
   done = parts.done()
   num_batches = math.ceil(s.num_outputs / s.batch_size)
-  skip = s.skip_batches + done
   name = output_name(config, model)
-  data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
-              .skip(skip))
-  previous = previous_outputs(config, s.batch_size, skip)
+  data, previous = _open_inputs(config, subset, s.skip_batches + done)
   writer = tf.summary.create_file_writer(
       os.path.join(logdir, f'sample_{subset.name}'))
   tracker = progress.Progress(num_batches, done=done)
   if done:
     logging.info('Resuming after %d complete batches.', done)
   for b in range(done, num_batches):
-    try:
-      batch = next(data)
-    except StopIteration:
+    batch = _next_input(data, previous, model, config, subset, b)
+    if batch is None:
       logging.info('The %s subset ended after %d batches.', subset.name, b)
       num_batches = b
       break
-    if previous is not None:
-      low_res = next(previous, None)
-      if low_res is None:
-        raise ValueError(f'config.sample.gen_data_dir={s.gen_data_dir} holds '
-                         f'fewer outputs than the {subset.name} subset '
-                         f'after {s.skip_batches + b} batches; sample them '
-                         'first or lower sample.num_outputs.')
-      batch = model.with_low_res(batch, low_res)
-    first = (s.skip_batches + b) * s.batch_size
-    count = min(len(batch['tile']), s.num_outputs - b * s.batch_size)
-    draws = sample_draws(model, batch, s, s.skip_batches + b)[:, :count]
-    views = Views(batch, config, draws.shape[2])
-    if s.im_outputs:
-      for j in range(count):
-        write_pngs(out_dir, first + j, views, j, draws[:, j], name, config)
-    write_image_summaries(writer, first, views, draws, name)
-    rows = (score_rows(first, views, draws, name, writer) if csv_path
-            else [])
-    side_by_side = np.concatenate(list(draws), axis=2)
-    parts.commit(b, side_by_side.astype(np.int64), rows)
+    _sample_batch(config, model, batch, b, out_dir, name, writer, parts,
+                  score=csv_path is not None)
     tracker.update(b + 1)
     logging.info('%s %s', subset.name, tracker.bar())
 
   rows = parts.join(record_path, csv_path, num_batches)
   written = sum(1 for _ in tf.data.TFRecordDataset(record_path))
-  summary = None
-  if rows:
-    values = np.array([[_number(v) for v in r[4:]] for r in rows])
-    summary = {key: metrics.average(values[:, i])
-               for i, key in enumerate(METRIC_KEYS)}
-    logging.info('average over %d outputs (%d draws each) | %s',
-                 len(rows) // s.num_samples, s.num_samples,
-                 ' '.join(f'{key} {_format(value)}'
-                          for key, value in summary.items()))
-    with writer.as_default(step=0):
-      for key, value in summary.items():
-        if value is not None:
-          tf.summary.scalar(f'average_{key}_{name}', value)
+  summary = _average(rows, s.num_samples, name, writer)
   writer.flush()
   return {'dir': out_dir, 'outputs': written, 'metrics': summary}
+
+
+def _open_inputs(config, subset, skip):
+  """The subset's batches after the first `skip`, and the earlier model's
+  outputs beside them (None without `sample.gen_data_dir`)."""
+  s = config.sample
+  pipeline.export_targets(config, subset.name)
+  data = iter(pipeline.get_dataset(config, s.batch_size, subset.name)
+              .skip(skip))
+  return data, previous_outputs(config, s.batch_size, skip)
+
+
+def _next_input(data, previous, model, config, subset, b):
+  """Batch `b` with the earlier model's outputs handed to the model, or
+  None once the subset has ended."""
+  s = config.sample
+  batch = next(data, None)
+  if batch is None or previous is None:
+    return batch
+  low_res = next(previous, None)
+  if low_res is None:
+    raise ValueError(f'config.sample.gen_data_dir={s.gen_data_dir} holds '
+                     f'fewer outputs than the {subset.name} subset '
+                     f'after {s.skip_batches + b} batches; sample them '
+                     'first or lower sample.num_outputs.')
+  return model.with_low_res(batch, low_res)
+
+
+def _sample_batch(config, model, batch, b, out_dir, name, writer, parts,
+                  score):
+  """Draws batch `b`'s outputs, writes its PNGs and summaries, scores it
+  (with `score`) and commits it to `parts`."""
+  s = config.sample
+  first = (s.skip_batches + b) * s.batch_size
+  count = min(len(batch['tile']), s.num_outputs - b * s.batch_size)
+  draws = sample_draws(model, batch, s, s.skip_batches + b)[:, :count]
+  views = Views(batch, config, draws.shape[2])
+  if s.im_outputs:
+    for j in range(count):
+      write_pngs(out_dir, first + j, views, j, draws[:, j], name, config)
+  write_image_summaries(writer, first, views, draws, name)
+  rows = score_rows(first, views, draws, name, writer) if score else []
+  side_by_side = np.concatenate(list(draws), axis=2)
+  parts.commit(b, side_by_side.astype(np.int64), rows)
+
+
+def _average(rows, num_samples, name, writer):
+  """The mean of each metric column over `rows` (`metrics.average`), logged
+  and written as summaries; None without rows."""
+  if not rows:
+    return None
+  values = np.array([[_number(v) for v in r[4:]] for r in rows])
+  summary = {key: metrics.average(values[:, i])
+             for i, key in enumerate(METRIC_KEYS)}
+  logging.info('average over %d outputs (%d draws each) | %s',
+               len(rows) // num_samples, num_samples,
+               ' '.join(f'{key} {_format(value)}'
+                        for key, value in summary.items()))
+  with writer.as_default(step=0):
+    for key, value in summary.items():
+      if value is not None:
+        tf.summary.scalar(f'average_{key}_{name}', value)
+  return summary

@@ -1,6 +1,6 @@
 r"""Contact sheets: one PNG per example showing the whole method at a glance.
 
-  python -m utils.contact_sheet --config configs/upsampler_test.py:tiny \
+  python -m tools.contact_sheet --config configs/upsampler_test.py:tiny \
       --core runs/demo/core/samples_core_valid \
       --upsampled runs/demo/upsampler/samples_sup_valid --out runs/demo/sheets
 

@@ -1,0 +1,7 @@
+"""The jobs the entrypoints run, importable for tests.
+
+Modules: train (run.py --mode=train), eval_checkpoints (run.py
+--mode=eval_*, each new checkpoint), sample (sample.py), predict
+(predict.py, a whole scene tile by tile), predict_workdir (its resumable
+work directory), checkpoints (what a run saves and how it comes back).
+"""
