@@ -196,7 +196,8 @@ class Series:
     dtype: numpy dtype of the image values (uint8 or the reflectance DN's).
     offsets: per date, the DN offset of `radiometry` (0 for 8-bit inputs).
     bands: the RGB band indexes (1-based) of multi-band files, or the band
-      names of `band_files`.
+      names of `band_files` (the asset keys of STAC Items).
+    items: per date, the pystac.Item the files come from, or None.
   """
   dates: list
   paths: list
@@ -210,6 +211,7 @@ class Series:
   cloud_threshold: float
   _images: list  # per date [(OnGrid, band indexes)]
   _masks: list   # per date OnGrid
+  items: list = None
 
   @property
   def target(self):
@@ -351,7 +353,7 @@ def _mask_source(masks, scl, cloud_prob):
   return given[0]
 
 
-def _offset(layer, offset):
+def _offset(layer, offset, default=None):
   if layer.dtype == np.uint8:
     return 0
   if offset is not None:
@@ -362,6 +364,8 @@ def _offset(layer, offset):
     raise DataError(f'{layer.path}: unreadable offset metadata ({e}); set '
                     '--offset (1000 for processing baseline >= 04.00, else '
                     '0).') from None
+  if found is None and default is not None:
+    return default
   if found is None:
     logging.info('No processing baseline in the metadata of %s: offset 0 '
                  '(set --offset 1000 for baseline >= 04.00 products).',
@@ -398,26 +402,52 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
       without mask, a wrong band count, an unreadable file, a file off the
       target's grid, a target date not among the inputs.
   """
+  by_date, names = _image_files(inputs, band_files)
+  kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
+  return open_dated(by_date, kind, mask_by_date, bands=bands,
+                    band_names=names, cloud_threshold=cloud_threshold,
+                    target=target, offset=offset)
+
+
+def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
+               cloud_threshold=cloudmasks.DEFAULT_THRESHOLD, target=None,
+               offset=None, default_offsets=None, items=None):
+  """Opens a series of files already matched to their dates (see
+  `open_series`; `rasters.stac` gives the hrefs of STAC Items).
+
+  Args:
+    by_date: {date: image file}, or {date: tuple of one-band files} with
+      `band_names`, in date order. A file is a path GDAL opens (local, or
+      /vsicurl/, /vsis3/...).
+    kind, mask_by_date: one of cloudmasks.KINDS and {date: mask file}.
+    bands: as `open_series`, for multi-band files.
+    band_names: the names of the one-band files (Series.bands), or None.
+    cloud_threshold, target, offset: as `open_series`.
+    default_offsets: {date: offset} used when a file's metadata says
+      nothing (and `offset` is None).
+    items: per date, the STAC Item the files come from (Series.items).
+  """
   if 'GDAL_CACHEMAX' not in os.environ:
     rasterio.env.set_gdal_config('GDAL_CACHEMAX', BLOCK_CACHE_MB)
-  by_date, names = _image_files(inputs, band_files)
   days = list(by_date)
-  kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
   target_index = _parse_target(target, days)
   first = by_date[days[target_index]]
-  with _open(first[0] if band_files else first, 'input') as src:
+  with _open(first[0] if band_names else first, 'input') as src:
     grid = Grid.of(src)
+  defaults = default_offsets or {}
   opened = []
   try:
     images, mask_layers = _open_layers(by_date, mask_by_date, kind, grid,
-                                       bands, band_files, opened)
+                                       bands, band_names, opened)
     return Series(
         dates=days, paths=[by_date[d] for d in days],
         mask_paths=[mask_by_date[d] for d in days], mask_kind=kind,
         target_index=target_index, grid=grid, dtype=_dtype(images),
-        offsets=[_offset(layers[0][0], offset) for layers in images],
-        bands=names if band_files else images[0][0][1],
-        cloud_threshold=cloud_threshold, _images=images, _masks=mask_layers)
+        offsets=[_offset(layers[0][0], offset, defaults.get(day))
+                 for day, layers in zip(days, images)],
+        bands=band_names if band_names else images[0][0][1],
+        cloud_threshold=cloud_threshold, _images=images, _masks=mask_layers,
+        items=items)
   except BaseException:
     for layer in opened:
       layer.close()
@@ -448,7 +478,7 @@ def _mask_files(masks, scl, cloud_prob, by_date):
   return kind, mask_by_date
 
 
-def _open_layers(by_date, mask_by_date, kind, grid, bands, band_files,
+def _open_layers(by_date, mask_by_date, kind, grid, bands, band_names,
                  opened):
   """Per date, the image layers [(OnGrid, band indexes)] and the mask
   layer, all on `grid`; each layer is also appended to `opened`."""
@@ -459,7 +489,7 @@ def _open_layers(by_date, mask_by_date, kind, grid, bands, band_files,
     return opened[-1]
 
   for day, files in by_date.items():
-    if band_files:
+    if band_names:
       layers = [(on_grid(f, Resampling.bilinear, 'input'), (1,))
                 for f in files]
     else:
