@@ -63,8 +63,7 @@ flags.DEFINE_bool('replace_all', False, 'Use the model everywhere, clear '
                   'pixels too.')
 flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
                   "inputs' dtype instead of 8-bit RGB.")
-flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'inputs',
-                              'out'])
+flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'out'])
 
 FLAGS = flags.FLAGS
 

@@ -315,7 +315,6 @@ def define_flags():
                        'most --patch).')
   flags.DEFINE_float('max_coverage', Options.max_coverage,
                      'config.max_coverage.')
-  flags.mark_flag_as_required('inputs')
 
 
 def main(argv):
