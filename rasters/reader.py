@@ -9,9 +9,11 @@ One file per date (or, with `band_files`, one file per band and date in the
 L2A layout `*_B04_10m.jp2`, `*_B03_10m.jp2`, `*_B02_10m.jp2`); the dates
 come from `rasters.dates`, the 8-bit values from `rasters.radiometry` and
 the cloudy pixels from `rasters.cloudmasks`. Every file is read on the grid
-of the target date (default the last): a file on another grid (CRS,
-transform or shape) is warped with `rasterio.vrt.WarpedVRT` (images
-bilinear, masks nearest), which is logged once per file. Only the requested
+of the target date (default the last; with `area`, cropped to the whole
+pixels of that area): a file whose own grid holds it, pixel for pixel, is
+read as it is; a file on another grid (CRS, pixel size or alignment) is
+warped with `rasterio.vrt.WarpedVRT` (images bilinear, masks nearest),
+which is logged once per file. Only the requested
 window is ever read. A Series keeps its files open until `close()` and is
 not thread-safe. GDAL's block cache is capped at BLOCK_CACHE_MB.
 """
@@ -19,10 +21,12 @@ not thread-safe. GDAL's block cache is capped at BLOCK_CACHE_MB.
 import dataclasses
 import datetime
 import glob
+import math
 import os
 import re
 
 from absl import logging
+from affine import Affine
 import numpy as np
 import rasterio
 from rasterio import warp
@@ -77,10 +81,43 @@ class Grid:
     xs, ys = zip(*(self.transform @ corner for corner in corners))
     return min(xs), min(ys), max(xs), max(ys)
 
-  def matches(self, src):
-    return (src.crs == self.crs and (src.width, src.height) ==
-            (self.width, self.height) and
-            src.transform.almost_equals(self.transform))
+  def origin_in(self, src):
+    """(col, row) of the grid's first pixel in `src` when the grid is a
+    whole-pixel window of src's own grid, inside it; else None."""
+    if src.crs != self.crs:
+      return None
+    col, row = (round(v) for v in ~src.transform @ (self.transform.c,
+                                                    self.transform.f))
+    inside = (col >= 0 and row >= 0 and col + self.width <= src.width and
+              row + self.height <= src.height)
+    aligned = (self.transform @ Affine.translation(-col, -row)).almost_equals(
+        src.transform)
+    return (col, row) if inside and aligned else None
+
+  def crop(self, area):
+    """The whole pixels of the grid that `area` (W, S, E, N in degrees)
+    touches.
+
+    Raises:
+      DataError: the grid has no CRS, or the area is off the grid.
+    """
+    if self.crs is None:
+      raise DataError(f'--bbox {area} needs georeferenced inputs; the target '
+                      'date has no CRS — georeference it or drop --bbox.')
+    window = windows.from_bounds(*warp.transform_bounds(
+        'EPSG:4326', self.crs, *area, densify_pts=21), self.transform)
+    col0 = max(0, math.floor(window.col_off))
+    row0 = max(0, math.floor(window.row_off))
+    col1 = min(self.width, math.ceil(window.col_off + window.width))
+    row1 = min(self.height, math.ceil(window.row_off + window.height))
+    if col1 <= col0 or row1 <= row0:
+      west, south, east, north = warp.transform_bounds(
+          self.crs, 'EPSG:4326', *self.bounds())
+      raise DataError(f'--bbox {",".join(map(str, area))} is off the target '
+                      f'date\'s grid ({west:.4f},{south:.4f},{east:.4f},'
+                      f'{north:.4f}) — give W,S,E,N inside it.')
+    return Grid(self.crs, self.transform @ Affine.translation(col0, row0),
+                col1 - col0, row1 - row0)
 
   def to_dict(self):
     """JSON-ready: CRS as WKT/EPSG string, the 6 affine coefficients."""
@@ -119,7 +156,8 @@ class OnGrid:
     self.count, self.nodata = src.count, src.nodata
     self.dtype = np.dtype(src.dtypes[0])
     self.tags = src.tags()
-    self.warped = not grid.matches(src)
+    self._origin = grid.origin_in(src)
+    self.warped = self._origin is None
     self._grid = grid
     self._reader = src
     if self.warped:
@@ -165,8 +203,13 @@ class OnGrid:
                  int(inner.row_off - window.row_off + inner.height))
     cols = slice(int(inner.col_off - window.col_off),
                  int(inner.col_off - window.col_off + inner.width))
+    source = inner
+    if not self.warped:
+      col, row = self._origin
+      source = windows.Window(inner.col_off + col, inner.row_off + row,
+                              inner.width, inner.height)
     try:
-      values[:, rows, cols] = self._reader.read(list(indexes), window=inner)
+      values[:, rows, cols] = self._reader.read(list(indexes), window=source)
       if self.warped:
         outside[rows, cols] = self._reader.read_masks(1, window=inner) == 0
       else:
@@ -376,7 +419,7 @@ def _offset(layer, offset, default=None):
 
 def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
                 cloud_prob=None, cloud_threshold=cloudmasks.DEFAULT_THRESHOLD,
-                target=None, offset=None):
+                target=None, offset=None, area=None):
   """Opens a dated series on the grid of its target date.
 
   Args:
@@ -393,6 +436,8 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
     target: the target date (datetime.date or 'YYYY-MM-DD'); None = last.
     offset: the DN offset for every date, or None to read it from each
       file's metadata (0 when it says nothing).
+    area: (W, S, E, N) in degrees: crop the target's grid to it
+      (`Grid.crop`); None = the whole grid.
 
   Returns:
     A `Series` (close it, or use it as a context manager).
@@ -406,12 +451,12 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
   kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
   return open_dated(by_date, kind, mask_by_date, bands=bands,
                     band_names=names, cloud_threshold=cloud_threshold,
-                    target=target, offset=offset)
+                    target=target, offset=offset, area=area)
 
 
 def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
                cloud_threshold=cloudmasks.DEFAULT_THRESHOLD, target=None,
-               offset=None, default_offsets=None, items=None):
+               offset=None, area=None, default_offsets=None, items=None):
   """Opens a series of files already matched to their dates (see
   `open_series`; `rasters.stac` gives the hrefs of STAC Items).
 
@@ -422,7 +467,7 @@ def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
     kind, mask_by_date: one of cloudmasks.KINDS and {date: mask file}.
     bands: as `open_series`, for multi-band files.
     band_names: the names of the one-band files (Series.bands), or None.
-    cloud_threshold, target, offset: as `open_series`.
+    cloud_threshold, target, offset, area: as `open_series`.
     default_offsets: {date: offset} used when a file's metadata says
       nothing (and `offset` is None).
     items: per date, the STAC Item the files come from (Series.items).
@@ -434,6 +479,8 @@ def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
   first = by_date[days[target_index]]
   with _open(first[0] if band_names else first, 'input') as src:
     grid = Grid.of(src)
+  if area:
+    grid = grid.crop(area)
   defaults = default_offsets or {}
   opened = []
   try:

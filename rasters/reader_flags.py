@@ -42,8 +42,9 @@ def define(date_flag, date_help):
                       'of --inputs.')
   flags.DEFINE_string('stac_api', None, 'STAC API URL to search (with --bbox '
                       'and --datetime) instead of --inputs.')
-  flags.DEFINE_list('bbox', None, 'W,S,E,N (degrees) of the --stac_api '
-                    'search.')
+  flags.DEFINE_list('bbox', None, 'W,S,E,N (degrees): the area; the target '
+                    "date's grid is cropped to its whole pixels (and "
+                    '--stac_api searches it).')
   flags.DEFINE_string('datetime', None, 'START/END of the --stac_api search '
                       '(e.g. 2024-05-01/2024-07-31).')
   flags.DEFINE_string('collection', stac.COLLECTION, 'Collection of the '
@@ -66,8 +67,9 @@ def open_series(values, date_flag):
   if len(given) != 1:
     raise DataError(f'Give exactly one of --inputs, --stac_items, --stac_api '
                     f'(got {", ".join("--" + g for g in given) or "none"}).')
+  area = _bbox(values.bbox) if values.bbox else None
   if given[0] == 'inputs':
-    return _open_files(values, date_flag)
+    return _open_files(values, date_flag, area)
   misplaced = [f'--{name}' for name in FILE_ONLY if values[name].value]
   if misplaced:
     raise DataError(f'{", ".join(misplaced)} apply to --inputs files; with '
@@ -81,15 +83,15 @@ def open_series(values, date_flag):
   return stac.open_series(items, assets=_assets(values.assets),
                           mask_asset=values.mask_asset,
                           target=values[date_flag].value,
-                          offset=values.offset, tile=values.tile)
+                          offset=values.offset, tile=values.tile, area=area)
 
 
-def _open_files(values, date_flag):
+def _open_files(values, date_flag, area):
   return reader.open_series(
       values.inputs, bands=_bands(values.bands), band_files=values.band_files,
       masks=values.masks, scl=values.scl, cloud_prob=values.cloud_prob,
       cloud_threshold=values.cloud_threshold, target=values[date_flag].value,
-      offset=values.offset)
+      offset=values.offset, area=area)
 
 
 def _bands(values):

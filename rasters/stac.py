@@ -198,7 +198,7 @@ def _href(item, key):
 
 
 def open_series(items, assets=None, mask_asset=None, target=None,
-                offset=None, tile=None):
+                offset=None, tile=None, area=None):
   """A `rasters.reader.Series` of STAC Items (see the module doc).
 
   Args:
@@ -206,7 +206,7 @@ def open_series(items, assets=None, mask_asset=None, target=None,
     assets: the three asset keys of red, green, blue, or None for
       DEFAULT_ASSETS.
     mask_asset: the SCL asset key, or None for DEFAULT_MASK_ASSETS.
-    target, offset: as `rasters.reader.open_series`.
+    target, offset, area: as `rasters.reader.open_series`.
     tile: keep only the Items of this MGRS tile.
   """
   dated = by_date(items, tile)
@@ -225,5 +225,6 @@ def open_series(items, assets=None, mask_asset=None, target=None,
       rasterio.env.set_gdal_config(key, value)
   return reader.open_dated(
       images, 'scl', masks, band_names=names, target=target, offset=offset,
+      area=area,
       default_offsets={d: item_offset(i) for d, i in dated.items()},
       items=list(dated.values()))
