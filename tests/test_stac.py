@@ -445,22 +445,28 @@ def test_predict_py_from_an_api_search_equals_from_files(
      'Give exactly one of --inputs, --stac_items, --stac_api '
      r'\(got --inputs, --stac_items\)'),
     (['--stac_items={two}'], r'2 Items on 2024-06-01: .* — .*--tile'),
+    (['--stac_items={catalogue}', '--assets=B04,B03,B8A'],
+     r'Item S2B_32TQM_\d{{8}}_0_L2A has no red, green, blue asset B04,B03,B8A '
+     r'.* — pass --assets'),
     (['--stac_api=http://127.0.0.1:9', '--bbox=11,46,11.1,46.1',
       '--datetime=2024-05-01/2024-08-31'],
      r'The STAC API http://127.0.0.1:9 did not answer .* — check'),
+    (['--stac_api={url}', '--bbox=11,46,11.1,46.1',
+      '--datetime=2024-05-01/2024-08-31', '--collection=nothing'],
+     r'The STAC API {url} has no Item of nothing .* — widen'),
 ])
-def test_bad_stac_input_is_one_error_line(scene, catalogue, tmp_path, args,
-                                          message):
+def test_bad_stac_input_is_one_error_line(scene, catalogue, server, tmp_path,
+                                          args, message):
   items = make_items(scene, lambda f: os.path.join(scene, f))
   others = make_items(scene, lambda f: os.path.join(scene, f), tile='32TQN')
   two = write_catalogue(str(tmp_path), items + others[-1:])
+  names = dict(scene=scene, catalogue=catalogue, two=two, url=server.url)
   done = predict_py(('none', 'none'), f'--out={tmp_path}/o.tif',
-                    *(a.format(scene=scene, catalogue=catalogue, two=two)
-                      for a in args))
+                    *(a.format(**names) for a in args))
   assert done.returncode == 2, done.stderr[-2000:]
   lines = [l for l in done.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and 'Traceback' not in done.stderr, done.stderr
-  assert re.search(message, lines[0]), lines[0]
+  assert re.search(message.format(**names), lines[0]), lines[0]
 
 
 def degrees(grid, cols, rows):
