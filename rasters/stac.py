@@ -26,6 +26,7 @@ import urllib.parse
 import pystac
 import pystac_client
 from pystac_client import exceptions as client_exceptions
+from pystac_client import item_search
 from pystac_client import warnings as client_warnings
 import rasterio
 
@@ -75,6 +76,7 @@ def read_items(path):
 def search(url, bbox, dates, collection=COLLECTION, max_cloud=MAX_CLOUD):
   """The Items a STAC API returns for `collection` over `bbox` (W, S, E, N
   in degrees) in `dates` ('START/END'), less cloudy than `max_cloud` %."""
+  _check_dates(dates)
   what = (f'{collection} over bbox {",".join(map(str, bbox))}, {dates}, '
           f'cloud < {max_cloud:g} %')
   try:
@@ -93,6 +95,17 @@ def search(url, bbox, dates, collection=COLLECTION, max_cloud=MAX_CLOUD):
                     '--bbox or --datetime, raise --max_cloud, or check '
                     '--collection.')
   return items
+
+
+def _check_dates(dates):
+  """DataError unless pystac-client parses `dates` (START/END)."""
+  try:
+    item_search.ItemSearch('', datetime=dates)
+  except Exception as e:  # pylint: disable=broad-except
+    # pystac-client raises a bare Exception for an unreadable component.
+    raise DataError(f'--datetime={dates}: {e} — write START/END as dates or '
+                    'times, e.g. 2024-05-01/2024-07-31 (.. for open).'
+                    ) from None
 
 
 def _short(error, limit=300):

@@ -353,6 +353,23 @@ def test_an_empty_search_and_an_unreachable_api(scene, server):
     stac.search(url, bbox, '2024-05-01/2024-08-31')
 
 
+@pytest.mark.parametrize('dates', ['garbage', '2024-13-01/2024-12-01'])
+def test_a_bad_datetime_is_named_before_any_request(server, dates):
+  count = len(server.searches)
+  with pytest.raises(DataError, match=f'--datetime={dates}: .* — write '
+                     'START/END'):
+    stac.search(server.url, [11, 46, 11.1, 46.1], dates)
+  assert len(server.searches) == count
+
+
+def test_a_file_that_is_not_stac_is_named(tmp_path):
+  path = tmp_path / 'x.json'
+  path.write_text('{"type": "Something"}')
+  with pytest.raises(DataError, match=f'--stac_items={path}: not a readable '
+                     'STAC file .* — give an ItemCollection'):
+    stac.read_items(str(path))
+
+
 @pytest.mark.parametrize('href, path', [
     ('https://x.org/a/B04.tif', '/vsicurl/https://x.org/a/B04.tif'),
     ('s3://bucket/a/B04.tif', '/vsis3/bucket/a/B04.tif'),
