@@ -22,10 +22,11 @@ transform; uint8 RGB, or reflectance in the inputs' dtype with
 --output_reflectance), `<stem>_fill.tif` (0 = clear target pixel kept,
 1 = filled by the model, 2 = filled though none of the model's dates was
 clear), `<stem>.png`, a quicklook, and `<stem>.stac.json`, the STAC Item of
-the output (footprint, projection, inputs, models). Clear target pixels are kept bit for bit unless
---replace_all. `--shard i/n` does every n-th tile (for n machines sharing
-the output directory); the last shard to finish, or `--merge`, writes the
-output. A killed run started again resumes from `<out>.work/`.
+the output (footprint, projection, inputs, models). Clear target pixels are
+kept bit for bit unless --replace_all. `--shard i/n` does every n-th tile
+(for n machines sharing the output directory); the last shard to finish, or
+`--merge`, writes the output. A killed run started again resumes from
+`<out>.work/`.
 """
 
 import os
