@@ -13,9 +13,9 @@ of the target date (default the last; with `area`, cropped to the whole
 pixels of that area): a file whose own grid holds it, pixel for pixel, is
 read as it is; a file on another grid (CRS, pixel size or alignment) is
 warped with `rasterio.vrt.WarpedVRT` (images bilinear, masks nearest),
-which is logged once per file. Only the requested
-window is ever read. A Series keeps its files open until `close()` and is
-not thread-safe. GDAL's block cache is capped at BLOCK_CACHE_MB.
+which is logged once per file. Only the requested window is ever read. A
+Series keeps its files open until `close()` and is not thread-safe. GDAL's
+block cache is capped at BLOCK_CACHE_MB.
 """
 
 import dataclasses
@@ -102,8 +102,8 @@ class Grid:
       DataError: the grid has no CRS, or the area is off the grid.
     """
     if self.crs is None:
-      raise DataError(f'--bbox {area} needs georeferenced inputs; the target '
-                      'date has no CRS — georeference it or drop --bbox.')
+      raise DataError(f'--bbox {",".join(map(str, area))}: the target date '
+                      'has no CRS — georeference it or drop --bbox.')
     window = windows.from_bounds(*warp.transform_bounds(
         'EPSG:4326', self.crs, *area, densify_pts=21), self.transform)
     col0 = max(0, math.floor(window.col_off))
