@@ -8,8 +8,10 @@ Inputs are one raster per date (date in the file name as YYYYMMDD,
 YYYY-MM-DD or a Sentinel-2 product name, or in TIFFTAG_DATETIME), RGB bands
 picked with --bands, or one file per band with --band_files. Cloud masks
 come from exactly one of --masks (0 = clear), --scl (L2A scene
-classification) or --cloud_prob with --cloud_threshold. Every date is read on
-the target's grid (warped when it differs). The models are the averaged
+classification) or --cloud_prob with --cloud_threshold. Or STAC Items, one
+per date: --stac_items FILE, or --stac_api URL --bbox W,S,E,N --datetime
+START/END (`rasters.stac`). Every date is read on the target's grid (cropped
+to --bbox, warped when a file's grid differs). The models are the averaged
 weights of the newest checkpoints of a core run and an upsampler run, with
 the test configs (`:tiny` appended for the demo's small models).
 
@@ -19,11 +21,12 @@ The scene is cut into tiles of the upsampler's resolution overlapping by
 transform; uint8 RGB, or reflectance in the inputs' dtype with
 --output_reflectance), `<stem>_fill.tif` (0 = clear target pixel kept,
 1 = filled by the model, 2 = filled though none of the model's dates was
-clear) and
-`<stem>.png`, a quicklook. Clear target pixels are kept bit for bit unless
---replace_all. `--shard i/n` does every n-th tile (for n machines sharing
-the output directory); the last shard to finish, or `--merge`, writes the
-output. A killed run started again resumes from `<out>.work/`.
+clear), `<stem>.png`, a quicklook, and `<stem>.stac.json`, the STAC Item of
+the output (footprint, projection, inputs, models). Clear target pixels are
+kept bit for bit unless --replace_all. `--shard i/n` does every n-th tile
+(for n machines sharing the output directory); the last shard to finish, or
+`--merge`, writes the output. A killed run started again resumes from
+`<out>.work/`.
 """
 
 import os
@@ -63,8 +66,7 @@ flags.DEFINE_bool('replace_all', False, 'Use the model everywhere, clear '
                   'pixels too.')
 flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
                   "inputs' dtype instead of 8-bit RGB.")
-flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'inputs',
-                              'out'])
+flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'out'])
 
 FLAGS = flags.FLAGS
 

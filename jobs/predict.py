@@ -19,6 +19,7 @@ core and the upsampler; tests swap in any callable with its signature.
 
 import collections
 import dataclasses
+import json
 import os
 import time
 
@@ -32,6 +33,7 @@ from jobs import predict_workdir
 from models import base
 from rasters import geotiff
 from rasters import radiometry
+from rasters import stac_item
 from rasters import tiling
 from utils import progress
 from utils import runlock
@@ -121,8 +123,8 @@ def check_configs(core_config, upsampler_config):
 def load_predictor(core_config, core_logdir, upsampler_config,
                    upsampler_logdir, only_parallel):
   """A ModelPredictor with the averaged weights of both runs, and its
-  identity (checkpoint paths and mode) for the work directory. The configs
-  are those `check_configs` accepts."""
+  identity (checkpoint paths, mode and configs) for the work directory and
+  the output's STAC Item. The configs are those `check_configs` accepts."""
   core_path = os.path.abspath(checkpoints.newest_checkpoint(core_logdir))
   upsampler_path = os.path.abspath(
       checkpoints.newest_checkpoint(upsampler_logdir))
@@ -131,9 +133,16 @@ def load_predictor(core_config, core_logdir, upsampler_config,
   upsampler = checkpoints.restore_averaged_model(
       upsampler_config, upsampler_logdir, upsampler_path)
   identity = {'core': core_path, 'upsampler': upsampler_path,
-              'only_parallel': bool(only_parallel)}
+              'only_parallel': bool(only_parallel),
+              'core_config': _config_dict(core_config),
+              'upsampler_config': _config_dict(upsampler_config)}
   return ModelPredictor(core, upsampler, core_config, upsampler_config,
                         only_parallel), identity
+
+
+def _config_dict(config):
+  """A config as JSON-ready dict (its values that JSON can hold)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
 class ModelPredictor:
@@ -300,8 +309,9 @@ def predict(series, predictor, out, options, identity=None):
       with another identity (or other inputs or tiling) is refused.
 
   Returns:
-    {'image', 'fill', 'quicklook'} paths once assembled, else None (other
-    shards still have tiles to do).
+    {'image', 'fill', 'quicklook', 'item'} paths once assembled (the item
+    is the STAC Item, `rasters.stac_item`), else None (other shards still
+    have tiles to do).
   """
   index, count = options.shard
   tile_size, overlap = options.tile_size, options.overlap
@@ -315,7 +325,7 @@ def predict(series, predictor, out, options, identity=None):
   names = geotiff.paths(out)
   if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
     logging.info('%s exists: this prediction is complete.', out)
-    return names
+    return {**names, 'item': stac_item.path(out)}
   work = predict_workdir.WorkDir(out, manifest)
   logging.info('%dx%d px, %d tiles of %d px (overlap %d); dates %s.',
                grid.width, grid.height, len(tiles), tile_size, overlap,
@@ -346,7 +356,8 @@ def predict(series, predictor, out, options, identity=None):
       raise
     logging.info('Another job is assembling %s.', out)
     return None
+  names['item'] = stac_item.write(out, names, series, identity)
   work.remove()
-  logging.info('Wrote %s, %s and %s.', names['image'], names['fill'],
-               names['quicklook'])
+  logging.info('Wrote %s, %s, %s and %s.', names['image'], names['fill'],
+               names['quicklook'], names['item'])
   return names

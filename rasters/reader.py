@@ -9,20 +9,24 @@ One file per date (or, with `band_files`, one file per band and date in the
 L2A layout `*_B04_10m.jp2`, `*_B03_10m.jp2`, `*_B02_10m.jp2`); the dates
 come from `rasters.dates`, the 8-bit values from `rasters.radiometry` and
 the cloudy pixels from `rasters.cloudmasks`. Every file is read on the grid
-of the target date (default the last): a file on another grid (CRS,
-transform or shape) is warped with `rasterio.vrt.WarpedVRT` (images
-bilinear, masks nearest), which is logged once per file. Only the requested
-window is ever read. A Series keeps its files open until `close()` and is
-not thread-safe. GDAL's block cache is capped at BLOCK_CACHE_MB.
+of the target date (default the last; with `area`, cropped to the whole
+pixels of that area): a file whose own grid holds it, pixel for pixel, is
+read as it is; a file on another grid (CRS, pixel size or alignment) is
+warped with `rasterio.vrt.WarpedVRT` (images bilinear, masks nearest),
+which is logged once per file. Only the requested window is ever read. A
+Series keeps its files open until `close()` and is not thread-safe. GDAL's
+block cache is capped at BLOCK_CACHE_MB.
 """
 
 import dataclasses
 import datetime
 import glob
+import math
 import os
 import re
 
 from absl import logging
+from affine import Affine
 import numpy as np
 import rasterio
 from rasterio import warp
@@ -77,10 +81,43 @@ class Grid:
     xs, ys = zip(*(self.transform @ corner for corner in corners))
     return min(xs), min(ys), max(xs), max(ys)
 
-  def matches(self, src):
-    return (src.crs == self.crs and (src.width, src.height) ==
-            (self.width, self.height) and
-            src.transform.almost_equals(self.transform))
+  def origin_in(self, src):
+    """(col, row) of the grid's first pixel in `src` when the grid is a
+    whole-pixel window of src's own grid, inside it; else None."""
+    if src.crs != self.crs:
+      return None
+    col, row = (round(v) for v in ~src.transform @ (self.transform.c,
+                                                    self.transform.f))
+    inside = (col >= 0 and row >= 0 and col + self.width <= src.width and
+              row + self.height <= src.height)
+    aligned = (self.transform @ Affine.translation(-col, -row)).almost_equals(
+        src.transform)
+    return (col, row) if inside and aligned else None
+
+  def crop(self, area):
+    """The whole pixels of the grid that `area` (W, S, E, N in degrees)
+    touches.
+
+    Raises:
+      DataError: the grid has no CRS, or the area is off the grid.
+    """
+    if self.crs is None:
+      raise DataError(f'--bbox {",".join(map(str, area))}: the target date '
+                      'has no CRS — georeference it or drop --bbox.')
+    window = windows.from_bounds(*warp.transform_bounds(
+        'EPSG:4326', self.crs, *area, densify_pts=21), self.transform)
+    col0 = max(0, math.floor(window.col_off))
+    row0 = max(0, math.floor(window.row_off))
+    col1 = min(self.width, math.ceil(window.col_off + window.width))
+    row1 = min(self.height, math.ceil(window.row_off + window.height))
+    if col1 <= col0 or row1 <= row0:
+      west, south, east, north = warp.transform_bounds(
+          self.crs, 'EPSG:4326', *self.bounds())
+      raise DataError(f'--bbox {",".join(map(str, area))} is off the target '
+                      f'date\'s grid ({west:.4f},{south:.4f},{east:.4f},'
+                      f'{north:.4f}) — give W,S,E,N inside it.')
+    return Grid(self.crs, self.transform @ Affine.translation(col0, row0),
+                col1 - col0, row1 - row0)
 
   def to_dict(self):
     """JSON-ready: CRS as WKT/EPSG string, the 6 affine coefficients."""
@@ -119,7 +156,8 @@ class OnGrid:
     self.count, self.nodata = src.count, src.nodata
     self.dtype = np.dtype(src.dtypes[0])
     self.tags = src.tags()
-    self.warped = not grid.matches(src)
+    self._origin = grid.origin_in(src)
+    self.warped = self._origin is None
     self._grid = grid
     self._reader = src
     if self.warped:
@@ -165,8 +203,13 @@ class OnGrid:
                  int(inner.row_off - window.row_off + inner.height))
     cols = slice(int(inner.col_off - window.col_off),
                  int(inner.col_off - window.col_off + inner.width))
+    source = inner
+    if not self.warped:
+      col, row = self._origin
+      source = windows.Window(inner.col_off + col, inner.row_off + row,
+                              inner.width, inner.height)
     try:
-      values[:, rows, cols] = self._reader.read(list(indexes), window=inner)
+      values[:, rows, cols] = self._reader.read(list(indexes), window=source)
       if self.warped:
         outside[rows, cols] = self._reader.read_masks(1, window=inner) == 0
       else:
@@ -196,7 +239,8 @@ class Series:
     dtype: numpy dtype of the image values (uint8 or the reflectance DN's).
     offsets: per date, the DN offset of `radiometry` (0 for 8-bit inputs).
     bands: the RGB band indexes (1-based) of multi-band files, or the band
-      names of `band_files`.
+      names of `band_files` (the asset keys of STAC Items).
+    items: per date, the pystac.Item the files come from, or None.
   """
   dates: list
   paths: list
@@ -210,6 +254,7 @@ class Series:
   cloud_threshold: float
   _images: list  # per date [(OnGrid, band indexes)]
   _masks: list   # per date OnGrid
+  items: list = None
 
   @property
   def target(self):
@@ -351,7 +396,7 @@ def _mask_source(masks, scl, cloud_prob):
   return given[0]
 
 
-def _offset(layer, offset):
+def _offset(layer, offset, default=None):
   if layer.dtype == np.uint8:
     return 0
   if offset is not None:
@@ -362,6 +407,8 @@ def _offset(layer, offset):
     raise DataError(f'{layer.path}: unreadable offset metadata ({e}); set '
                     '--offset (1000 for processing baseline >= 04.00, else '
                     '0).') from None
+  if found is None and default is not None:
+    return default
   if found is None:
     logging.info('No processing baseline in the metadata of %s: offset 0 '
                  '(set --offset 1000 for baseline >= 04.00 products).',
@@ -372,7 +419,7 @@ def _offset(layer, offset):
 
 def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
                 cloud_prob=None, cloud_threshold=cloudmasks.DEFAULT_THRESHOLD,
-                target=None, offset=None):
+                target=None, offset=None, area=None):
   """Opens a dated series on the grid of its target date.
 
   Args:
@@ -389,6 +436,8 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
     target: the target date (datetime.date or 'YYYY-MM-DD'); None = last.
     offset: the DN offset for every date, or None to read it from each
       file's metadata (0 when it says nothing).
+    area: (W, S, E, N) in degrees: crop the target's grid to it
+      (`Grid.crop`); None = the whole grid.
 
   Returns:
     A `Series` (close it, or use it as a context manager).
@@ -398,26 +447,54 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
       without mask, a wrong band count, an unreadable file, a file off the
       target's grid, a target date not among the inputs.
   """
+  by_date, names = _image_files(inputs, band_files)
+  kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
+  return open_dated(by_date, kind, mask_by_date, bands=bands,
+                    band_names=names, cloud_threshold=cloud_threshold,
+                    target=target, offset=offset, area=area)
+
+
+def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
+               cloud_threshold=cloudmasks.DEFAULT_THRESHOLD, target=None,
+               offset=None, area=None, default_offsets=None, items=None):
+  """Opens a series of files already matched to their dates (see
+  `open_series`; `rasters.stac` gives the hrefs of STAC Items).
+
+  Args:
+    by_date: {date: image file}, or {date: tuple of one-band files} with
+      `band_names`, in date order. A file is a path GDAL opens (local, or
+      /vsicurl/, /vsis3/...).
+    kind, mask_by_date: one of cloudmasks.KINDS and {date: mask file}.
+    bands: as `open_series`, for multi-band files.
+    band_names: the names of the one-band files (Series.bands), or None.
+    cloud_threshold, target, offset, area: as `open_series`.
+    default_offsets: {date: offset} used when a file's metadata says
+      nothing (and `offset` is None).
+    items: per date, the STAC Item the files come from (Series.items).
+  """
   if 'GDAL_CACHEMAX' not in os.environ:
     rasterio.env.set_gdal_config('GDAL_CACHEMAX', BLOCK_CACHE_MB)
-  by_date, names = _image_files(inputs, band_files)
   days = list(by_date)
-  kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
   target_index = _parse_target(target, days)
   first = by_date[days[target_index]]
-  with _open(first[0] if band_files else first, 'input') as src:
+  with _open(first[0] if band_names else first, 'input') as src:
     grid = Grid.of(src)
+  if area:
+    grid = grid.crop(area)
+  defaults = default_offsets or {}
   opened = []
   try:
     images, mask_layers = _open_layers(by_date, mask_by_date, kind, grid,
-                                       bands, band_files, opened)
+                                       bands, band_names, opened)
     return Series(
         dates=days, paths=[by_date[d] for d in days],
         mask_paths=[mask_by_date[d] for d in days], mask_kind=kind,
         target_index=target_index, grid=grid, dtype=_dtype(images),
-        offsets=[_offset(layers[0][0], offset) for layers in images],
-        bands=names if band_files else images[0][0][1],
-        cloud_threshold=cloud_threshold, _images=images, _masks=mask_layers)
+        offsets=[_offset(layers[0][0], offset, defaults.get(day))
+                 for day, layers in zip(days, images)],
+        bands=band_names if band_names else images[0][0][1],
+        cloud_threshold=cloud_threshold, _images=images, _masks=mask_layers,
+        items=items)
   except BaseException:
     for layer in opened:
       layer.close()
@@ -448,7 +525,7 @@ def _mask_files(masks, scl, cloud_prob, by_date):
   return kind, mask_by_date
 
 
-def _open_layers(by_date, mask_by_date, kind, grid, bands, band_files,
+def _open_layers(by_date, mask_by_date, kind, grid, bands, band_names,
                  opened):
   """Per date, the image layers [(OnGrid, band indexes)] and the mask
   layer, all on `grid`; each layer is also appended to `opened`."""
@@ -459,7 +536,7 @@ def _open_layers(by_date, mask_by_date, kind, grid, bands, band_files,
     return opened[-1]
 
   for day, files in by_date.items():
-    if band_files:
+    if band_names:
       layers = [(on_grid(f, Resampling.bilinear, 'input'), (1,))
                 for f in files]
     else:

@@ -3,10 +3,12 @@ r"""Cuts dated rasters of one area into the training layout (SPEC §1.1).
   python -m tools.prepare OUT --inputs 'aoi/*.tif' --scl 'aoi/*_SCL*.tif' \
       --patch 256 --stride 256 --test_fraction 0.2 --seed 0
 
-The rasters, their dates, bands, cloud masks and 8-bit values are read by
+The rasters (files, or STAC Items with `--stac_items` / `--stac_api`),
+their dates, bands, cloud masks and 8-bit values are read by
 `rasters.reader` (the same code as `predict.py`) on the grid of one date
-(`--grid_date`, default the last). The grid is cut into patches of `--patch`
-pixels every `--stride`; each patch becomes a tile of the upstream layout:
+(`--grid_date`, default the last, cropped to `--bbox`). The grid is cut
+into patches of `--patch` pixels every `--stride`; each patch becomes a tile
+of the upstream layout:
 
   OUT/videos_final_<split>/NNNNN/PNNNNN_YYYYMMDD_NNNNN.png   RGB, one a date
   OUT/masks_final_<split>/NNNNN/PNNNNN_YYYYMMDD_NNNNN.png    0 clear, 255 cloud
@@ -315,7 +317,6 @@ def define_flags():
                        'most --patch).')
   flags.DEFINE_float('max_coverage', Options.max_coverage,
                      'config.max_coverage.')
-  flags.mark_flag_as_required('inputs')
 
 
 def main(argv):
