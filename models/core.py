@@ -132,35 +132,49 @@ class TimeSeriesEncoder(layers.Layer):
           name='contraction', shape=(num_slots, hidden_size, hidden_size),
           initializer='glorot_uniform')
 
-  def _time_mlp(self, series):
+  def _time_mlp(self, series, training):
     """The `conv` aggregation of series `(B, h, w, C, S, D)`: `(B, h, w, C, D)`.
 
     Its hidden layer is `(w, C, D, D)` per image row (200 MB for a whole
-    64x64 image with C=3, D=128): computed one image row at a time it stays
-    in the cache instead of making a round trip through memory, several
-    times faster on the CPU.
+    64x64 image with C=3, D=128): at inference it is computed one image row
+    at a time, so it stays in the cache instead of making a round trip
+    through memory, several times faster on the CPU. Training takes one
+    batched pass (see `_encode_maps`).
     """
-    def row_mlp(row):  # (w, C, S, D) -> (w, C, D)
-      per_feature = tf.linalg.matrix_transpose(row)  # (w, C, D, S)
+    def mlp(series):  # (..., C, S, D) -> (..., C, D)
+      per_feature = tf.linalg.matrix_transpose(series)  # (..., C, D, S)
       return self.time_output(self.time_hidden(per_feature))[..., 0]
 
+    if training:
+      return mlp(series)
     height, width, num_channels, num_slots, hidden_size = series.shape[1:]
     rows = tf.reshape(series, [-1, width, num_channels, num_slots, hidden_size])
-    return tf.reshape(tf.map_fn(row_mlp, rows),
+    return tf.reshape(tf.map_fn(mlp, rows),
                       [-1, height, width, num_channels, hidden_size])
+
+  def _encode_maps(self, maps, training):
+    """The axial stack over maps `(N, h, w)`: `(N, h, w, D)`.
+
+    At inference one map at a time: its activations (2 MB at 64x64, D=128)
+    stay in the cache through the whole stack, 10-20% less CPU time than one
+    batched pass (bench/sampler.py). Training takes the batched pass: the
+    gradient of a per-map loop is several times slower, and from about
+    D=64 at 32x32 with batch 4 TensorFlow's graph optimizer turns its
+    gradient sums into temporary variables that fail on the second call of
+    the compiled training loop (AlreadyExistsError).
+    """
+    if training:
+      return self.encoder(self.embedding(maps[..., None]), training=True)
+    return tf.map_fn(
+        lambda image: self.encoder(self.embedding(image[None, ..., None]))[0],
+        maps, fn_output_signature=tf.float32)
 
   def call(self, symbols, training=False):
     height, width, num_slots, num_channels = symbols.shape[1:]
     # (B, h, w, S, C) -> (B·S·C, h, w): every slot-channel map is one image.
     maps = tf.reshape(tf.transpose(symbols, [0, 3, 4, 1, 2]),
                       [-1, height, width])
-    # One map at a time: its activations (2 MB at 64x64, D=128) stay in the
-    # cache through the whole stack: 10-20% less CPU time than one
-    # batched pass over every map (bench/sampler.py).
-    encoded = tf.map_fn(
-        lambda image: self.encoder(self.embedding(image[None, ..., None]),
-                                   training=training)[0],
-        maps, fn_output_signature=tf.float32)
+    encoded = self._encode_maps(maps, training)
     hidden_size = encoded.shape[-1]
     encoded = tf.reshape(
         encoded, [-1, num_slots, num_channels, height, width, hidden_size])
@@ -170,7 +184,7 @@ class TimeSeriesEncoder(layers.Layer):
       return tf.reduce_sum(series, axis=4)
     series = self.temporal_position(series)
     if self.aggregation == 'conv':
-      return self._time_mlp(series)
+      return self._time_mlp(series, training)
     x = tf.reshape(series, [-1, height * width * num_channels, num_slots,
                             hidden_size])
     for attention, attention_norm, feed_forward, ff_norm in (

@@ -174,8 +174,10 @@ def _batched_encode(encoder, symbols):
 
 
 @pytest.mark.parametrize('jit_compile', [False, True])
-def test_encoder_equals_one_batched_pass(jit_compile):
-  """The map-by-map stack and row-by-row time MLP change no output."""
+@pytest.mark.parametrize('training', [False, True])
+def test_encoder_equals_one_batched_pass(training, jit_compile):
+  """Inference's map-by-map stack and row-by-row time MLP, and training's
+  batched pass (dropout is 0), give the same output."""
   config = model_helpers.core_config()
   model = models.build(config)
   rng = np.random.default_rng(0)
@@ -186,7 +188,8 @@ def test_encoder_equals_one_batched_pass(jit_compile):
   encode = tf.function(model.encode, jit_compile=jit_compile)
   expected = _batched_encode(model.encoder,
                              slots + offsets[:, None, None, None])
-  np.testing.assert_allclose(encode(slots, offsets), expected, atol=1e-5)
+  np.testing.assert_allclose(encode(slots, offsets, training=training),
+                             expected, atol=1e-5)
 
 
 def test_checkpoint_round_trip(tmp_path, inputs):

@@ -1,6 +1,7 @@
 """jobs/train.py and jobs/eval_checkpoints.py driven in-process."""
 
 import copy
+import importlib
 import os
 import shutil
 
@@ -10,6 +11,7 @@ import tensorflow as tf
 import yaml
 
 from conftest import tiny_config_at
+from configs import common
 from datasets import pipeline
 from jobs import checkpoints
 from jobs import eval_checkpoints
@@ -118,6 +120,37 @@ def test_loss_falls_when_overfitting(tiny_config, tmp_path):
   loop(iterator, tf.constant(270))
   last = float(loop(iterator, tf.constant(20))['loss'])
   assert last < 0.6 * first, (first, last)
+
+
+# Upstream depth (layers, heads, discriminator) at sizes a CPU test affords;
+# the core's is the smallest found where the compiled loop of a per-map
+# encoder under the gradient failed on its second call.
+AT_DEPTH = {
+    'cloudtran_core_train': dict(MODEL_SIZE='64', DOWNSAMPLE_SIZE='32',
+                                 batch_size=4),
+    'upsampler_train': dict(MODEL_SIZE='32', DOWNSAMPLE_SIZE='16',
+                            batch_size=2),
+}
+
+
+@pytest.mark.parametrize('name', sorted(AT_DEPTH))
+def test_training_loop_runs_several_periods_at_upstream_depth(
+    name, synthetic_data, tmp_path, monkeypatch):
+  """Three summary periods of `train`, so its compiled loop is called again."""
+  sizes = dict(AT_DEPTH[name])
+  batch_size = sizes.pop('batch_size')
+  for key, value in sizes.items():
+    monkeypatch.setenv(key, value)
+  config = importlib.import_module(f'configs.{name}').get_config('')
+  common.use_dataset(config, str(synthetic_data), 'trainset')
+  config.resolution = (32, 32)
+  config.timeline, config.ref_index = 4, 3
+  config.max_coverage = 50
+  config.batch_size = batch_size
+  config = small(config, 3)
+  state = train_loop.train(config, str(tmp_path), one_device(),
+                           steps_per_summaries=1)
+  assert state.step == 3
 
 
 def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
