@@ -55,7 +55,7 @@ GUARD_PX = 128
 CHANGE_SHARE, CHANGE_DURATION = 0.35, 0.2
 # Seasonal light: brightness amplitude (summer brighter), per-date colour
 # drift (standard deviation of the per-channel gain) and haze range.
-SEASON_GAIN, COLOUR_DRIFT, HAZE = 0.15, 0.05, (0.0, 14.0)
+SEASON_GAIN, COLOUR_DRIFT, HAZE = 0.15, 0.03, (0.0, 14.0)
 # Days between a tile's dates (uniform, end excluded).
 DATE_GAP = (8, 40)
 # Cloud draws per date until one is in its coverage range (small tiles need
