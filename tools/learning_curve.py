@@ -136,7 +136,7 @@ def plot(runs, out):
                                  squeeze=False, sharex='col')
   for column, (name, (steps, losses, scores)) in enumerate(runs.items()):
     top, bottom = axes[0, column], axes[1, column]
-    top.plot(steps, losses, color='tab:grey', linewidth=0.8)
+    top.plot(steps, losses, color='tab:grey', linewidth=0.8, marker='.')
     top.set_title(f'{name}: training loss')
     top.set_ylabel('bits/dim')
     methods = sorted({m for s in scores.values() for m in s})
