@@ -223,7 +223,7 @@ KINDS = {
         # Upstream's upsampler configs have no loss_factor: its default, 1.
         512, 1, False, 1.0, upsampler_model_config, tiny_upsampler,
         dict(log_dir='samples_sup_{subset}', batch_size=5,
-             gen_file='gen0_sup_{subset}', upsample_factor=1), 64, 4, 2000),
+             gen_file='gen0_sup_{subset}', upsample_factor=1), 128, 4, 2000),
 }
 VARIANTS = ('', 'tiny', 'small')
 
@@ -294,8 +294,9 @@ def tiny(config, split):
 
 
 def small(config, split, spec):
-  """The `:small` variant: 64 px tiles of the benchmark dataset, the core
-  at 32 px (D=64), the upsampler 32 -> 64 px; upstream depth and heads.
+  """The `:small` variant: 64 px crops of the benchmark dataset, the core
+  at 32 px (D=64), the upsampler 32 -> 64 px (D=128); upstream depth and
+  heads.
 
   Sizes and steps were chosen by measured steps/s on a 2-core CPU (README,
   "Results recipe").
