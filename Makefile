@@ -132,7 +132,10 @@ clean:
 # tables, contact sheets and learning curves, under runs/small/. Each stage
 # leaves a stamp in runs/small/.done and is skipped when it is newer than
 # what it reads; a killed stage resumes (training and sampling continue from
-# their last checkpoint / batch). Wall time per stage: runs/small/stage_times.txt.
+# their last checkpoint / batch). Stamps and sample directories are named
+# by the training steps, so a rerun with more steps continues training and
+# samples into new directories. Wall time per stage:
+# runs/small/stage_times.txt.
 SMALL := runs/small
 SMALL_DATA := $(SMALL)/data
 SMALL_CORE := $(SMALL)/core
@@ -149,14 +152,22 @@ S_CORE_TRAIN := configs/cloudtran_core_train.py:small
 S_CORE_TEST := configs/cloudtran_core_test.py:small
 S_UP_TRAIN := configs/upsampler_train.py:small
 S_UP_TEST := configs/upsampler_test.py:small
+# What the samples came from: core steps; core and upsampler steps.
+C_TAG := $(SMALL_CORE_STEPS)
+U_TAG := $(SMALL_CORE_STEPS)-$(SMALL_UP_STEPS)
+# Sample directories of <split> (valid, holdout); the parallel head's get
+# _parallel appended by sample.py.
+core_samples = $(SMALL_CORE)/samples_core_$(1)_$(C_TAG)
+up_samples = $(SMALL_UP)/samples_sup_$(1)_$(U_TAG)
 # The :small configs read runs/small/data; these follow SMALL=<dir> too.
 split_data = --$(1).data_dir=$(2)/videos_final_$(3) \
   --$(1).mask_dir=$(2)/masks_final_$(3) --$(1).jsonf=$(2)/$(3).json
 TRAIN := $(call split_data,config,$(SMALL_DATA),trainset)
-VALID := $(call split_data,config,$(SMALL_DATA),testset)
-HOLDOUT := $(call split_data,config,$(SMALL_DATA)/holdout,testset)
+DATA_valid := $(call split_data,config,$(SMALL_DATA),testset)
+DATA_holdout := $(call split_data,config,$(SMALL_DATA)/holdout,testset)
 OUTPUTS := --config.sample.num_outputs=$(SMALL_OUTPUTS)
-# $(call stage,N name): a banner; $(call staged,name): its wall time.
+# $(call stage,k/9 what): a banner; $(call staged,stamp): its wall time and
+# stamp.
 stage = @mkdir -p $(DONE) && date +%s > $(DONE)/.start && \
   echo "==> reproduce-small [$(1)] $$(date '+%H:%M:%S')"
 staged = @echo "$(1) $$(( $$(date +%s) - $$(cat $(DONE)/.start) )) s" | \
@@ -170,6 +181,7 @@ reproduce-small: $(VENV)/installed
 	echo "reproduce-small done in $$(( $$(date +%s) - start )) s. Outputs:" && \
 	echo "  dataset          $(SMALL_DATA) (train, valid = testset, holdout/)" && \
 	echo "  runs             $(SMALL_CORE), $(SMALL_UP)" && \
+	echo "  samples          $(call core_samples,<split>)[_parallel], $(call up_samples,<split>)" && \
 	echo "  results (valid)  $(SMALL)/eval_valid/results.md" && \
 	echo "  results (final)  $(SMALL)/eval_holdout/results.md" && \
 	echo "  contact sheets   $(SMALL)/sheets_holdout" && \
@@ -179,12 +191,13 @@ reproduce-small: $(VENV)/installed
 	cat $(SMALL)/eval_holdout/results.md
 
 small-data: $(DONE)/data
-small-train-core: $(DONE)/train-core
-small-train-upsampler: $(DONE)/train-upsampler
-small-sample: $(DONE)/sample-valid $(DONE)/sample-holdout
-small-evaluate: $(DONE)/evaluate-valid $(DONE)/evaluate-holdout
-small-sheets: $(DONE)/sheets
-small-curve: $(DONE)/curve
+small-train-core: $(DONE)/train-core-$(C_TAG)
+small-train-upsampler: $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
+small-sample: $(DONE)/sample-valid-$(U_TAG) $(DONE)/sample-holdout-$(U_TAG)
+small-evaluate: $(DONE)/evaluate-valid-$(U_TAG) \
+  $(DONE)/evaluate-holdout-$(U_TAG)
+small-sheets: $(DONE)/sheets-$(U_TAG)
+small-curve: $(DONE)/curve-$(U_TAG)
 
 $(DONE)/data: | $(VENV)/installed
 	$(call stage,1/9 benchmark dataset)
@@ -192,74 +205,58 @@ $(DONE)/data: | $(VENV)/installed
 	$(PY) -m tools.benchmark $(SMALL_DATA) --seed $(SMALL_SEED) $(BENCH_ARGS)
 	$(call staged,data)
 
-$(DONE)/train-core: $(DONE)/data
+$(DONE)/train-core-$(C_TAG): $(DONE)/data
 	$(call stage,2/9 train core to step $(SMALL_CORE_STEPS))
 	$(PY) run.py --config $(S_CORE_TRAIN) --mode=train --logdir $(SMALL_CORE) \
 	  $(CPU) $(TRAIN) --config.max_train_steps=$(SMALL_CORE_STEPS) \
 	  --steps_per_summaries=50
-	$(call staged,train-core)
+	$(call staged,train-core-$(C_TAG))
 
-$(DONE)/train-upsampler: $(DONE)/data
+$(DONE)/train-upsampler-$(SMALL_UP_STEPS): $(DONE)/data
 	$(call stage,3/9 train upsampler to step $(SMALL_UP_STEPS))
 	$(PY) run.py --config $(S_UP_TRAIN) --mode=train --logdir $(SMALL_UP) \
 	  $(CPU) $(TRAIN) --config.max_train_steps=$(SMALL_UP_STEPS) \
 	  --steps_per_summaries=50
-	$(call staged,train-upsampler)
+	$(call staged,train-upsampler-$(SMALL_UP_STEPS))
 
-$(DONE)/sample-valid: $(DONE)/train-core $(DONE)/train-upsampler
-	$(call stage,4/9 sample the valid split)
+# Sampling a split (valid, holdout; both are the valid subset of their
+# dataset root): the core's parallel head and autoregressive argmax, then
+# the upsampler on the autoregressive output.
+$(DONE)/sample-%-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
+  $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
+	$(call stage,$(if $(filter valid,$*),4,5)/9 sample the $* split)
 	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
-	  --logdir $(SMALL_CORE) $(OUTPUTS) $(VALID) \
+	  --logdir $(SMALL_CORE) $(OUTPUTS) $(DATA_$*) \
+	  --config.sample.log_dir=$(notdir $(call core_samples,$*)) \
 	  --config.sample.only_parallel=True
 	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
-	  --logdir $(SMALL_CORE) $(OUTPUTS) $(VALID)
+	  --logdir $(SMALL_CORE) $(OUTPUTS) $(DATA_$*) \
+	  --config.sample.log_dir=$(notdir $(call core_samples,$*))
 	$(PY) sample.py --config $(S_UP_TEST) --mode=sample_valid \
-	  --logdir $(SMALL_UP) $(OUTPUTS) $(VALID) \
-	  --config.sample.gen_data_dir=$(SMALL_CORE)/samples_core_valid
-	$(call staged,sample-valid)
-
-$(DONE)/sample-holdout: $(DONE)/train-core $(DONE)/train-upsampler
-	$(call stage,5/9 sample the holdout split)
-	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
-	  --logdir $(SMALL_CORE) $(OUTPUTS) $(HOLDOUT) \
-	  --config.sample.log_dir=samples_core_holdout \
-	  --config.sample.only_parallel=True
-	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
-	  --logdir $(SMALL_CORE) $(OUTPUTS) $(HOLDOUT) \
-	  --config.sample.log_dir=samples_core_holdout
-	$(PY) sample.py --config $(S_UP_TEST) --mode=sample_valid \
-	  --logdir $(SMALL_UP) $(OUTPUTS) $(HOLDOUT) \
-	  --config.sample.log_dir=samples_sup_holdout \
-	  --config.sample.gen_data_dir=$(SMALL_CORE)/samples_core_holdout
-	$(call staged,sample-holdout)
+	  --logdir $(SMALL_UP) $(OUTPUTS) $(DATA_$*) \
+	  --config.sample.log_dir=$(notdir $(call up_samples,$*)) \
+	  --config.sample.gen_data_dir=$(call core_samples,$*)
+	$(call staged,sample-$*-$(U_TAG))
 
 # The flags of demo-evaluate, per split.
-$(DONE)/evaluate-valid: $(DONE)/sample-valid
-	$(call stage,6/9 results of the valid split)
-	$(PY) evaluate.py --config $(S_CORE_TEST) $(VALID) --subset=valid \
-	  --out $(SMALL)/eval_valid \
-	  --samples "core (parallel)=$(SMALL_CORE)/samples_core_valid_parallel" \
-	  --samples "core (autoregressive)=$(SMALL_CORE)/samples_core_valid" \
-	  --samples "upsampler=$(SMALL_UP)/samples_sup_valid"
-	$(call staged,evaluate-valid)
+$(DONE)/evaluate-%-$(U_TAG): $(DONE)/sample-%-$(U_TAG)
+	$(call stage,$(if $(filter valid,$*),6,7)/9 results of the $* split)
+	$(PY) evaluate.py --config $(S_CORE_TEST) $(DATA_$*) --subset=valid \
+	  --out $(SMALL)/eval_$* \
+	  --samples "core (parallel)=$(call core_samples,$*)_parallel" \
+	  --samples "core (autoregressive)=$(call core_samples,$*)" \
+	  --samples "upsampler=$(call up_samples,$*)"
+	$(call staged,evaluate-$*-$(U_TAG))
 
-$(DONE)/evaluate-holdout: $(DONE)/sample-holdout
-	$(call stage,7/9 results of the holdout split)
-	$(PY) evaluate.py --config $(S_CORE_TEST) $(HOLDOUT) --subset=valid \
-	  --out $(SMALL)/eval_holdout \
-	  --samples "core (parallel)=$(SMALL_CORE)/samples_core_holdout_parallel" \
-	  --samples "core (autoregressive)=$(SMALL_CORE)/samples_core_holdout" \
-	  --samples "upsampler=$(SMALL_UP)/samples_sup_holdout"
-	$(call staged,evaluate-holdout)
-
-$(DONE)/sheets: $(DONE)/sample-holdout
+$(DONE)/sheets-$(U_TAG): $(DONE)/sample-holdout-$(U_TAG)
 	$(call stage,8/9 contact sheets of the holdout split)
-	$(PY) -m tools.contact_sheet --config $(S_UP_TEST) $(HOLDOUT) \
-	  --core $(SMALL_CORE)/samples_core_holdout \
-	  --upsampled $(SMALL_UP)/samples_sup_holdout --out $(SMALL)/sheets_holdout
-	$(call staged,sheets)
+	$(PY) -m tools.contact_sheet --config $(S_UP_TEST) $(DATA_holdout) \
+	  --core $(call core_samples,holdout) \
+	  --upsampled $(call up_samples,holdout) --out $(SMALL)/sheets_holdout
+	$(call staged,sheets-$(U_TAG))
 
-$(DONE)/curve: $(DONE)/train-core $(DONE)/train-upsampler
+$(DONE)/curve-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
+  $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
 	$(call stage,9/9 learning curves on the valid split)
 	$(PY) -m tools.learning_curve --core_config $(S_CORE_TEST) \
 	  $(call split_data,core_config,$(SMALL_DATA),testset) \
@@ -267,7 +264,7 @@ $(DONE)/curve: $(DONE)/train-core $(DONE)/train-upsampler
 	  $(call split_data,upsampler_config,$(SMALL_DATA),testset) \
 	  --upsampler_logdir $(SMALL_UP) --num_examples $(SMALL_OUTPUTS) \
 	  --out $(SMALL)/learning_curve.png
-	$(call staged,curve)
+	$(call staged,curve-$(U_TAG))
 
 clean-small:
 	rm -rf $(SMALL)

@@ -12,22 +12,23 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STAGES = ['small-data', 'small-train-core', 'small-train-upsampler',
           'small-sample', 'small-evaluate', 'small-sheets', 'small-curve']
-# Stamps in the order the stages make them.
-STAMPS = ['data', 'train-core', 'train-upsampler', 'sample-valid',
-          'sample-holdout', 'evaluate-valid', 'evaluate-holdout', 'sheets',
-          'curve']
+# Stamps in the order the stages make them, at the default 2,000 steps.
+STAMPS = ['data', 'train-core-2000', 'train-upsampler-2000'] + [
+    f'{stage}-2000-2000' for stage in (
+        'sample-valid', 'sample-holdout', 'evaluate-valid', 'evaluate-holdout',
+        'sheets', 'curve')]
 
 pytestmark = pytest.mark.skipif(shutil.which('make') is None,
                                 reason='needs make')
 
 
-def dry_run(tmp_path, *targets):
+def dry_run(tmp_path, *targets, steps=()):
   venv = tmp_path / 'venv'
   venv.mkdir(exist_ok=True)
   (venv / 'installed').touch()
   result = subprocess.run(
       ['make', '-n', '--no-print-directory', f'SMALL={tmp_path}/small',
-       f'VENV={venv}', *targets], cwd=ROOT, capture_output=True, text=True,
+       f'VENV={venv}', *steps, *targets], cwd=ROOT, capture_output=True, text=True,
       check=True)
   return result.stdout
 
@@ -60,10 +61,20 @@ def test_finished_stages_are_skipped(tmp_path):
 
 
 def test_a_newer_input_redoes_what_reads_it(tmp_path):
-  stamp(tmp_path, STAMPS + ['train-upsampler'])   # upsampler trained longer
+  stamp(tmp_path, STAMPS + ['train-upsampler-2000'])   # trained again
   out = dry_run(tmp_path, *STAGES)
   for done in ('tools.benchmark', 'run.py'):
     assert done not in out
   assert out.count('sample.py') == 6
   assert out.count('evaluate.py') == 2
   assert 'learning_curve' in out
+
+
+def test_more_core_steps_continue_training_and_sample_anew(tmp_path):
+  stamp(tmp_path, STAMPS)
+  out = dry_run(tmp_path, *STAGES, steps=['SMALL_CORE_STEPS=3000'])
+  assert out.count('run.py') == 1
+  assert '--config.max_train_steps=3000' in out
+  assert out.count('sample.py') == 6
+  assert 'samples_core_valid_3000' in out
+  assert 'samples_sup_holdout_3000-2000' in out
