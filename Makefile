@@ -25,10 +25,13 @@ UP_TEST := configs/upsampler_test.py:tiny
 
 .PHONY: help test demo bench clean demo-data demo-train-core \
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
-	demo-evaluate demo-sheets demo-geotiff
+	demo-evaluate demo-sheets demo-geotiff reproduce-small small-data \
+	small-train-core small-train-upsampler small-sample small-evaluate \
+	small-sheets small-curve clean-small
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
+	@echo "make reproduce-small  the results recipe (:small models, ~1 h on a CPU)"
 	@echo "make test    the test suite"
 	@echo "make bench   the benchmarks in bench/ (JSON figures)"
 
@@ -121,3 +124,147 @@ bench: $(VENV)/installed
 
 clean:
 	rm -rf $(DEMO)
+
+# ---------------------------------------------------------------------------
+# make reproduce-small: the results recipe (README, "Results recipe"). The
+# benchmark dataset, the :small core and upsampler, samples of the valid
+# split (every choice) and of the holdout split (the final table), results
+# tables, contact sheets and learning curves, under runs/small/. Each stage
+# leaves a stamp in runs/small/.done and is skipped when it is newer than
+# what it reads; a killed stage resumes (training and sampling continue from
+# their last checkpoint / batch). Stamps and sample directories are named
+# by the training steps, so a rerun with more steps continues training and
+# samples into new directories. Wall time per stage:
+# runs/small/stage_times.txt.
+SMALL := runs/small
+SMALL_DATA := $(SMALL)/data
+SMALL_CORE := $(SMALL)/core
+SMALL_UP := $(SMALL)/upsampler
+DONE := $(SMALL)/.done
+SMALL_SEED ?= 1
+# Extra tools.benchmark arguments, e.g. "--train 24 --valid 8 --holdout 8".
+BENCH_ARGS ?=
+SMALL_CORE_STEPS ?= 2000
+SMALL_UP_STEPS ?= 2000
+# Outputs sampled per held-out split (each split has 48 tiles by default).
+SMALL_OUTPUTS ?= 48
+S_CORE_TRAIN := configs/cloudtran_core_train.py:small
+S_CORE_TEST := configs/cloudtran_core_test.py:small
+S_UP_TRAIN := configs/upsampler_train.py:small
+S_UP_TEST := configs/upsampler_test.py:small
+# What the samples came from: core steps; core and upsampler steps.
+C_TAG := $(SMALL_CORE_STEPS)
+U_TAG := $(SMALL_CORE_STEPS)-$(SMALL_UP_STEPS)
+# Sample directories of <split> (valid, holdout); the parallel head's get
+# _parallel appended by sample.py.
+core_samples = $(SMALL_CORE)/samples_core_$(1)_$(C_TAG)
+up_samples = $(SMALL_UP)/samples_sup_$(1)_$(U_TAG)
+# The :small configs read runs/small/data; these follow SMALL=<dir> too.
+split_data = --$(1).data_dir=$(2)/videos_final_$(3) \
+  --$(1).mask_dir=$(2)/masks_final_$(3) --$(1).jsonf=$(2)/$(3).json
+TRAIN := $(call split_data,config,$(SMALL_DATA),trainset)
+DATA_valid := $(call split_data,config,$(SMALL_DATA),testset)
+DATA_holdout := $(call split_data,config,$(SMALL_DATA)/holdout,testset)
+OUTPUTS := --config.sample.num_outputs=$(SMALL_OUTPUTS)
+# $(call stage,k/9 what): a banner; $(call staged,stamp): its wall time and
+# stamp.
+stage = @mkdir -p $(DONE) && date +%s > $(DONE)/.start && \
+  echo "==> reproduce-small [$(1)] $$(date '+%H:%M:%S')"
+staged = @echo "$(1) $$(( $$(date +%s) - $$(cat $(DONE)/.start) )) s" | \
+  tee -a $(SMALL)/stage_times.txt && touch $(DONE)/$(1)
+
+reproduce-small: $(VENV)/installed
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory small-data small-train-core \
+	  small-train-upsampler small-sample small-evaluate small-sheets \
+	  small-curve && \
+	echo "reproduce-small done in $$(( $$(date +%s) - start )) s. Outputs:" && \
+	echo "  dataset          $(SMALL_DATA) (train, valid = testset, holdout/)" && \
+	echo "  runs             $(SMALL_CORE), $(SMALL_UP)" && \
+	echo "  samples          $(call core_samples,<split>)[_parallel], $(call up_samples,<split>)" && \
+	echo "  results (valid)  $(SMALL)/eval_valid/results.md" && \
+	echo "  results (final)  $(SMALL)/eval_holdout/results.md" && \
+	echo "  contact sheets   $(SMALL)/sheets_holdout" && \
+	echo "  learning curves  $(SMALL)/learning_curve.png (valid)" && \
+	echo "  stage wall times $(SMALL)/stage_times.txt" && \
+	echo "Holdout split (the final table):" && \
+	cat $(SMALL)/eval_holdout/results.md
+
+small-data: $(DONE)/data
+small-train-core: $(DONE)/train-core-$(C_TAG)
+small-train-upsampler: $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
+small-sample: $(DONE)/sample-valid-$(U_TAG) $(DONE)/sample-holdout-$(U_TAG)
+small-evaluate: $(DONE)/evaluate-valid-$(U_TAG) \
+  $(DONE)/evaluate-holdout-$(U_TAG)
+small-sheets: $(DONE)/sheets-$(U_TAG)
+small-curve: $(DONE)/curve-$(U_TAG)
+
+$(DONE)/data: | $(VENV)/installed
+	$(call stage,1/9 benchmark dataset)
+	rm -rf $(SMALL_DATA)
+	$(PY) -m tools.benchmark $(SMALL_DATA) --seed $(SMALL_SEED) $(BENCH_ARGS)
+	$(call staged,data)
+
+$(DONE)/train-core-$(C_TAG): $(DONE)/data
+	$(call stage,2/9 train core to step $(SMALL_CORE_STEPS))
+	$(PY) run.py --config $(S_CORE_TRAIN) --mode=train --logdir $(SMALL_CORE) \
+	  $(CPU) $(TRAIN) --config.max_train_steps=$(SMALL_CORE_STEPS) \
+	  --steps_per_summaries=50
+	$(call staged,train-core-$(C_TAG))
+
+$(DONE)/train-upsampler-$(SMALL_UP_STEPS): $(DONE)/data
+	$(call stage,3/9 train upsampler to step $(SMALL_UP_STEPS))
+	$(PY) run.py --config $(S_UP_TRAIN) --mode=train --logdir $(SMALL_UP) \
+	  $(CPU) $(TRAIN) --config.max_train_steps=$(SMALL_UP_STEPS) \
+	  --steps_per_summaries=50
+	$(call staged,train-upsampler-$(SMALL_UP_STEPS))
+
+# Sampling a split (valid, holdout; both are the valid subset of their
+# dataset root): the core's parallel head and autoregressive argmax, then
+# the upsampler on the autoregressive output.
+$(DONE)/sample-%-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
+  $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
+	$(call stage,$(if $(filter valid,$*),4,5)/9 sample the $* split)
+	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
+	  --logdir $(SMALL_CORE) $(OUTPUTS) $(DATA_$*) \
+	  --config.sample.log_dir=$(notdir $(call core_samples,$*)) \
+	  --config.sample.only_parallel=True
+	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
+	  --logdir $(SMALL_CORE) $(OUTPUTS) $(DATA_$*) \
+	  --config.sample.log_dir=$(notdir $(call core_samples,$*))
+	$(PY) sample.py --config $(S_UP_TEST) --mode=sample_valid \
+	  --logdir $(SMALL_UP) $(OUTPUTS) $(DATA_$*) \
+	  --config.sample.log_dir=$(notdir $(call up_samples,$*)) \
+	  --config.sample.gen_data_dir=$(call core_samples,$*)
+	$(call staged,sample-$*-$(U_TAG))
+
+# The flags of demo-evaluate, per split.
+$(DONE)/evaluate-%-$(U_TAG): $(DONE)/sample-%-$(U_TAG)
+	$(call stage,$(if $(filter valid,$*),6,7)/9 results of the $* split)
+	$(PY) evaluate.py --config $(S_CORE_TEST) $(DATA_$*) --subset=valid \
+	  --out $(SMALL)/eval_$* \
+	  --samples "core (parallel)=$(call core_samples,$*)_parallel" \
+	  --samples "core (autoregressive)=$(call core_samples,$*)" \
+	  --samples "upsampler=$(call up_samples,$*)"
+	$(call staged,evaluate-$*-$(U_TAG))
+
+$(DONE)/sheets-$(U_TAG): $(DONE)/sample-holdout-$(U_TAG)
+	$(call stage,8/9 contact sheets of the holdout split)
+	$(PY) -m tools.contact_sheet --config $(S_UP_TEST) $(DATA_holdout) \
+	  --core $(call core_samples,holdout) \
+	  --upsampled $(call up_samples,holdout) --out $(SMALL)/sheets_holdout
+	$(call staged,sheets-$(U_TAG))
+
+$(DONE)/curve-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
+  $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
+	$(call stage,9/9 learning curves on the valid split)
+	$(PY) -m tools.learning_curve --core_config $(S_CORE_TEST) \
+	  $(call split_data,core_config,$(SMALL_DATA),testset) \
+	  --core_logdir $(SMALL_CORE) --upsampler_config $(S_UP_TEST) \
+	  $(call split_data,upsampler_config,$(SMALL_DATA),testset) \
+	  --upsampler_logdir $(SMALL_UP) --num_examples $(SMALL_OUTPUTS) \
+	  --out $(SMALL)/learning_curve.png
+	$(call staged,curve-$(U_TAG))
+
+clean-small:
+	rm -rf $(SMALL)

@@ -19,8 +19,10 @@ import os
 import ml_collections
 from ml_collections import config_dict
 
-# Where the synthetic demo dataset is written by `make data`.
+# Where the synthetic demo dataset is written by `make demo-data`.
 DEMO_DATA = './runs/demo/data'
+# Where `make reproduce-small` writes its benchmark dataset (tools.benchmark).
+SMALL_DATA = './runs/small/data'
 
 
 def _env_int(name, default):
@@ -207,20 +209,23 @@ def tiny_upsampler(model):
   model.num_encoder_layers = 1
 
 
-# What differs between the model kinds' configs.
+# What differs between the model kinds' configs (small_*: the `:small`
+# variant's hidden size, batch size and training steps).
 Kind = collections.namedtuple(
     'Kind', 'model_size eval_batch_size discriminator loss_factor '
-    'model_config tiny_model sample')
+    'model_config tiny_model sample small_model_size small_batch_size '
+    'small_steps')
 KINDS = {
     'cloudtran_core': Kind(
         128, 16, True, 0.99, core_model_config, tiny_core,
-        dict(log_dir='samples_core_{subset}')),
+        dict(log_dir='samples_core_{subset}'), 64, 8, 2000),
     'upsampler': Kind(
         # Upstream's upsampler configs have no loss_factor: its default, 1.
         512, 1, False, 1.0, upsampler_model_config, tiny_upsampler,
         dict(log_dir='samples_sup_{subset}', batch_size=5,
-             gen_file='gen0_sup_{subset}', upsample_factor=1)),
+             gen_file='gen0_sup_{subset}', upsample_factor=1), 128, 4, 2000),
 }
+VARIANTS = ('', 'tiny', 'small')
 
 
 def build(kind, split, variant=''):
@@ -229,17 +234,21 @@ def build(kind, split, variant=''):
   Args:
     kind: a key of KINDS, 'cloudtran_core' or 'upsampler'.
     split: 'trainset' or 'testset'; test configs get a `sample` section.
-    variant: '' for the upstream defaults, 'tiny' for the small CPU config
-      used by the tests and `make demo`.
+    variant: '' for the upstream defaults, 'tiny' for the CPU config of the
+      tests and `make demo`, 'small' for `make reproduce-small` (the upstream
+      architecture, narrower, on 64 px tiles: trains on a CPU in an hour).
   """
   if kind not in KINDS:
     raise ValueError(f'Unknown model kind {kind!r}.')
+  if variant not in VARIANTS:
+    raise ValueError(f'Unknown config variant {variant!r}; use "", "tiny" or '
+                     '"small".')
   spec = KINDS[kind]
   model_size, downsample_size, num_channels = sizes(spec.model_size)
   if variant == 'tiny':
     model_size, downsample_size = 16, 16
-  elif variant:
-    raise ValueError(f'Unknown config variant {variant!r}; use "" or "tiny".')
+  elif variant == 'small':
+    model_size, downsample_size = spec.small_model_size, 32
   hidden_size = config_dict.FieldReference(model_size)
   downsample_res = config_dict.FieldReference(downsample_size)
   n_channels = config_dict.FieldReference(num_channels)
@@ -256,6 +265,8 @@ def build(kind, split, variant=''):
   if variant == 'tiny':
     tiny(config, split)
     spec.tiny_model(config.model)
+  elif variant == 'small':
+    small(config, split, spec)
   return config
 
 
@@ -280,6 +291,31 @@ def tiny(config, split):
   if 'sample' in config:
     config.sample.batch_size = 4
     config.sample.num_outputs = 8
+
+
+def small(config, split, spec):
+  """The `:small` variant: 64 px crops of the benchmark dataset, the core
+  at 32 px (D=64), the upsampler 32 -> 64 px (D=128); upstream depth and
+  heads.
+
+  Sizes and steps were chosen by measured steps/s on a 2-core CPU (README,
+  "Results recipe").
+  """
+  config.resolution = (64, 64)
+  use_dataset(config, SMALL_DATA, split)
+  config.shuffle_buffer = 256
+  config.batch_size = spec.small_batch_size
+  config.max_train_steps = spec.small_steps
+  # Often enough that the learning curve has about ten checkpoints.
+  config.save_checkpoint_secs = 240
+  config.eval_num_examples = 48
+  config.eval_batch_size = 8
+  # An averaging horizon of ~200 steps, short beside the run.
+  config.polyak_decay = 0.995
+  config.optimizer.learning_rate = 1e-3
+  if 'sample' in config:
+    config.sample.batch_size = 8
+    config.sample.num_outputs = 48
 
 
 def use_dataset(config, root, split):

@@ -39,8 +39,9 @@ def tile_image(array, side):
 
 
 def sheet(panels_top, panels_bottom, side):
-  """Lays out two rows of (label, image) panels with labels above each."""
-  columns = max(len(panels_top), len(panels_bottom))
+  """Lays out the rows `panels_top` (a list of rows) and the row
+  `panels_bottom` of (label, image) panels, labels above each."""
+  columns = max(len(row) for row in panels_top + [panels_bottom])
   cell_h = side + LABEL_HEIGHT
   canvas = Image.new('RGB', (columns * (side + GAP) + GAP,
                              3 * (cell_h + GAP) + GAP), 'white')

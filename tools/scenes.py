@@ -119,13 +119,21 @@ def _road(rng, size):
   return distance < 0.8
 
 
-def make_landscape(rng, size):
-  """The fixed ground of one tile."""
+def make_landscape(rng, size, period=None):
+  """The fixed ground of one tile (or of a region `size` px across).
+
+  Lakes, forests and texture have the feature sizes of a `period`-px tile
+  (default `size`): a region larger than `period` holds more of them, not
+  larger ones.
+  """
+  scale = size / (period or size)
+  cells = lambda n: max(1, round(n * scale))
   labels, n = _parcels(rng, size)
-  water = fractal_noise(rng, size, 2) < -rng.uniform(1.3, 3.0)
+  water = fractal_noise(rng, size, cells(2)) < -rng.uniform(1.3, 3.0)
   if rng.random() < RIVER_PROB:
     water |= _river(rng, size)
-  forest = (fractal_noise(rng, size, 3) > rng.uniform(0.5, 1.2)) & ~water
+  forest = (fractal_noise(rng, size, cells(3)) > rng.uniform(0.5, 1.2)) & (
+      ~water)
   road = np.zeros((size, size), bool)
   if rng.random() < ROAD_PROB:
     road = _road(rng, size) & ~water
@@ -139,7 +147,7 @@ def make_landscape(rng, size):
               rng.normal(0.0, SOWING_SPREAD, n)),
       tint=rng.normal(0.0, 5.0, (n, 3)).astype(np.float32),
       forest=forest, water=water, road=road, margin=margin,
-      texture=6.0 * fractal_noise(rng, size, 16))
+      texture=6.0 * fractal_noise(rng, size, cells(16)))
 
 
 def _crop_colour(phase):

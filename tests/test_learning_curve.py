@@ -1,0 +1,81 @@
+"""tools.learning_curve on fabricated event files and checkpoints."""
+
+import json
+import os
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from tools import learning_curve
+
+
+def write_events(event_dir, points, tag='loss'):
+  writer = tf.summary.create_file_writer(event_dir)
+  with writer.as_default():
+    for step, value in points:
+      tf.summary.scalar(tag, value, step=step)
+      tf.summary.scalar('steps_per_sec', 1.0, step=step)
+  writer.close()
+
+
+def test_scalars_reads_every_file_in_step_order(tmp_path):
+  events = str(tmp_path / 'train_summaries')
+  write_events(events, [(100, 5.0), (200, 4.0)])
+  write_events(events, [(50, 6.0), (200, 3.5)])   # a resumed run's file
+  steps, values = learning_curve.scalars(events, 'loss')
+  assert steps == [50, 100, 200]
+  assert values[:2] == [6.0, 5.0]
+  assert values[2] in (4.0, 3.5)
+  assert learning_curve.scalars(events, 'missing') == ([], [])
+
+
+def test_cloudy_psnr_counts_only_cloudy_pixels():
+  truth = np.zeros((2, 4, 4, 3))
+  outputs = truth.copy()
+  clear = np.ones((2, 4, 4))
+  clear[:, :2] = 0                       # the top half is cloudy
+  outputs[:, 2:] = 255                   # wrong only where clear
+  outputs[0, :2] = 25.5                  # RMSE 0.1 on cloudy pixels: 20 dB
+  outputs[1, :2] = 2.55                  # RMSE 0.01: 40 dB
+  assert np.isclose(learning_curve.cloudy_psnr(outputs, truth, clear), 30.0)
+  assert learning_curve.cloudy_psnr(outputs, truth, np.ones((2, 4, 4))) is (
+      None)
+
+
+def fake_checkpoints(logdir, steps):
+  """Index files of checkpoints `steps`, and only those."""
+  for name in os.listdir(logdir):
+    if name.endswith('.index'):
+      os.remove(os.path.join(logdir, name))
+  for step in steps:
+    open(os.path.join(logdir, f'model-{step}.index'), 'w').close()
+
+
+def test_score_checkpoints_scores_each_kept_checkpoint_once(tmp_path):
+  logdir = str(tmp_path)
+  fake_checkpoints(logdir, [0, 10])
+  calls = []
+  scorer = lambda path: calls.append(path) or {'parallel': len(calls) * 1.0}
+  assert learning_curve.score_checkpoints(logdir, scorer) == {
+      0: {'parallel': 1.0}, 10: {'parallel': 2.0}}
+  fake_checkpoints(logdir, [10, 20])     # 0 rotated out, 20 new
+  scores = learning_curve.score_checkpoints(logdir, scorer)
+  assert [os.path.basename(p) for p in calls] == [
+      'model-0', 'model-10', 'model-20']
+  assert scores == {0: {'parallel': 1.0}, 10: {'parallel': 2.0},
+                    20: {'parallel': 3.0}}
+  with open(os.path.join(logdir, learning_curve.CACHE)) as f:
+    assert json.load(f) == {'0': {'parallel': 1.0}, '10': {'parallel': 2.0},
+                            '20': {'parallel': 3.0}}
+
+
+def test_plot_writes_a_figure_per_run(tmp_path):
+  out = str(tmp_path / 'figures' / 'curve.png')
+  learning_curve.plot({
+      'core': ([1, 2, 3], [5.0, 4.0, 3.5],
+               {0: {'parallel': 20.0, 'autoregressive': None},
+                3: {'parallel': 25.0, 'autoregressive': 27.0}}),
+      'upsampler': ([1, 2], [4.0, 3.0], {2: {'output': 30.0}})}, out)
+  with Image.open(out) as image:
+    assert image.size == (1000, 600)
