@@ -1,5 +1,5 @@
-"""Faults and bad input (issue 12): each reported fault reproduced, with the
-behaviour that replaces it.
+"""Faults and bad input (issues 12 and 25): each reported fault reproduced,
+with the behaviour that replaces it.
 
 1. 16-bit masks: read by value at start-up and in the pipeline alike.
 2. Two trainings on one logdir: the second is refused (runlock).
@@ -9,6 +9,10 @@ behaviour that replaces it.
    naming the file.
 5. Every command: one line `error: ...` on stderr and exit status 2.
 6. eval beside training reads max_train_steps from the run's config.yaml.
+
+Issue 25, numbered "Issue 25, n." below:
+1. SIGTERM/SIGINT: training saves the step reached and exits 143/130;
+   sampling and prediction stop after their batch, keeping it.
 """
 
 import copy
@@ -420,3 +424,95 @@ def test_second_training_on_a_running_logdir_is_refused(synthetic_data,
   assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
   assert lines[0].startswith(f'error: {tmp_path} is in use by another train '
                              f'job (pid {first.pid} on ')
+
+
+# Issue 25, 1. A polite stop: SIGTERM and SIGINT save before exiting.
+
+
+def train_argv(data, logdir, *extra):
+  return command('run.py', tiny('cloudtran_core_train'), f'--logdir={logdir}',
+                 '--accelerator_type=CPU',
+                 f'--config.data_dir={data}/videos_final_trainset',
+                 f'--config.mask_dir={data}/masks_final_trainset',
+                 f'--config.jsonf={data}/trainset.json', *extra)
+
+
+def wait_for(path, pattern, proc, timeout=180):
+  """The last match of `pattern` in the file once there is one."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    found = re.findall(pattern, open(path).read())
+    if found:
+      return found[-1]
+    time.sleep(0.2)
+  raise AssertionError(open(path).read()[-3000:])
+
+
+@pytest.fixture(scope='module')
+def stopped_runs(synthetic_data, tmp_path_factory):
+  """Two trainings run side by side, each signalled once it logged a step:
+  {signal: (last logged step, exit status, stderr, logdir)}."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+  runs = {}
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    logdir = str(tmp_path_factory.mktemp(sig.name))
+    log = open(os.path.join(logdir, 'stderr'), 'w')
+    runs[sig] = logdir, log, subprocess.Popen(
+        train_argv(synthetic_data, logdir, '--steps_per_summaries=3',
+                   '--config.save_checkpoint_secs=100000',
+                   '--config.max_train_steps=100000'),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+  done = {}
+  for sig, (logdir, log, proc) in runs.items():
+    logged = int(wait_for(log.name, r'step (\d+)/100000', proc))
+    proc.send_signal(sig)
+    status = proc.wait(timeout=120)
+    log.close()
+    done[sig] = logged, status, open(log.name).read(), logdir
+  return done
+
+
+@pytest.mark.parametrize('sig, status', [(signal.SIGTERM, 143),
+                                         (signal.SIGINT, 130)])
+def test_signal_saves_the_step_reached_and_a_restart_continues(
+    stopped_runs, synthetic_data, sig, status, caplog):
+  caplog.set_level('INFO')
+  logged, got, stderr, logdir = stopped_runs[sig]
+  assert got == status and 'Traceback' not in stderr, stderr[-3000:]
+  saved = int(re.search(rf'saved model-(\d+) on {sig.name}\n',
+                        stderr).group(1))
+  assert saved >= logged                    # nothing trained is lost
+  assert own_lines(stderr)[-1] == (
+      f'stopped on {sig.name} at step {saved}: {logdir}/model-{saved} is '
+      'saved — run the same command again to resume')
+  assert steps_on_disk(logdir) == [0, saved]
+  if sig != signal.SIGTERM:                 # one restart is enough
+    return
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config.max_train_steps = saved + 1
+  config.save_checkpoint_secs = 100000
+  state = train.train(config, logdir, one_device(), steps_per_summaries=3)
+  assert f'Resumed from {logdir}/model-{saved}' in caplog.text
+  assert state.step == saved + 1
+  assert steps_on_disk(logdir) == [0, saved, saved + 1]
+
+
+def test_checkpoint_clock_is_read_between_summaries(synthetic_data, tmp_path,
+                                                    monkeypatch, caplog):
+  """Summaries every 100 steps, a checkpoint due after each step: before,
+  the only checkpoints were the first and the last."""
+  caplog.set_level('INFO')
+  monkeypatch.setattr(train, 'CHUNK_SECS', 0)   # one step per call
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config.max_train_steps = 3
+  config.save_checkpoint_secs = 0
+  train.train(config, str(tmp_path), one_device(), steps_per_summaries=100)
+  assert steps_on_disk(str(tmp_path)) == [0, 1, 2, 3]
+  assert re.findall(r'step (\d+)/3 ', caplog.text) == ['3']
+
+
+def test_chunks_fit_the_pace_and_the_limit():
+  assert train.chunk_steps(None, 100) == 1
+  assert train.chunk_steps(train.CHUNK_SECS / 10, 100) == 10
+  assert train.chunk_steps(train.CHUNK_SECS / 10, 4) == 4
+  assert train.chunk_steps(train.CHUNK_SECS * 30, 100) == 1
