@@ -11,7 +11,7 @@ output is assembled in 256 px blocks: overlapping tiles are blended, the
 target's clear pixels are kept bit for bit (unless `replace_all`), and the
 image, its fill map and a quicklook are written (`rasters.geotiff`).
 A killed job started again skips the committed tiles and writes the same
-bytes.
+bytes; SIGTERM or SIGINT stops a job after its current batch of tiles.
 
 `ModelPredictor` turns tiles into the batches the models take and runs the
 core and the upsampler; tests swap in any callable with its signature.
@@ -35,6 +35,7 @@ from rasters import radiometry
 from rasters import tiling
 from utils import progress
 from utils import runlock
+from utils import stop
 from utils.errors import DataError
 
 # Tiles kept in memory while blocks are assembled.
@@ -188,7 +189,16 @@ class Ticker:
 
 
 def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
-  """Predicts and commits `tiles` in batches, with a progress line."""
+  """Predicts and commits `tiles` in batches, with a progress line; on
+  SIGTERM or SIGINT stops after the current batch (`stop.Stopped`)."""
+  with stop.requests() as request:
+    _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
+               request)
+
+
+def _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
+               request):
+  """`run_tiles` with its stop `request`."""
   ticker = Ticker('tiles', len(tiles))
   for start in range(0, len(tiles), batch_size):
     chunk = tiles[start:start + batch_size]
@@ -200,6 +210,10 @@ def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
     for tile, prediction, read in zip(chunk, predictions, reads):
       work.save(tile.index, prediction[:tile.height, :tile.width], read[2])
     ticker.update(start + len(chunk))
+    if request.signal:
+      request.stop(f'stopped on {request.name} with {start + len(chunk)} of '
+                   f'{len(tiles)} tiles of this job done in {work.dir} — run '
+                   'the same command again to resume')
 
 
 class _TileCache:

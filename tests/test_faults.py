@@ -37,14 +37,18 @@ from datasets import selection
 from datasets import transforms
 from jobs import checkpoints
 from jobs import eval_checkpoints
+from jobs import predict
 from jobs import sample
 from jobs import sample_outputs
 from jobs import train
+from rasters import reader
 from tests import ondisk_helpers
 from tools import summary
+from tools import synthetic_geotiff
 from utils import distribute
 from utils import runconfig
 from utils import runlock
+from utils import stop
 from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -516,3 +520,54 @@ def test_chunks_fit_the_pace_and_the_limit():
   assert train.chunk_steps(train.CHUNK_SECS / 10, 100) == 10
   assert train.chunk_steps(train.CHUNK_SECS / 10, 4) == 4
   assert train.chunk_steps(train.CHUNK_SECS * 30, 100) == 1
+
+
+def signalled_after(fn, calls, sig):
+  """`fn`, sending `sig` to this process during call number `calls`."""
+  count = [0]
+
+  def wrapped(*args, **kwargs):
+    count[0] += 1
+    if count[0] == calls:
+      os.kill(os.getpid(), sig)
+    return fn(*args, **kwargs)
+  return wrapped
+
+
+def test_sampling_stops_after_its_batch_and_resumes(trained, synthetic_data,
+                                                    monkeypatch, caplog):
+  caplog.set_level('INFO')
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  config.sample.only_parallel = True
+  config.sample.log_dir = 'samples_stopped'
+  monkeypatch.setattr(sample, '_sample_batch', signalled_after(
+      sample._sample_batch, 1, signal.SIGTERM))
+  with pytest.raises(stop.Stopped, match='stopped on SIGTERM after batch 1 of '
+                     '2: the finished batches are kept in .*gen0.parts — run'
+                     ) as stopped:
+    sample.sample(config, logdir, 'sample_valid')
+  assert stopped.value.status == 143
+  monkeypatch.undo()
+  result = sample.sample(config, logdir, 'sample_valid')
+  assert 'Resuming after 1 complete batches' in caplog.text
+  assert result['outputs'] == 6              # the whole valid subset
+
+
+def test_prediction_stops_after_its_batch_and_resumes(tmp_path, caplog):
+  caplog.set_level('INFO')
+  out = str(tmp_path / 'out.tif')
+  synthetic_geotiff.write_scene(str(tmp_path / 'scene'), width=70, height=50,
+                                dates=4, seed=1)
+  with reader.open_series(str(tmp_path / 'scene/images/*.tif'),
+                          scl=str(tmp_path / 'scene/scl/*.tif')) as series:
+    run = lambda predictor: predict.predict(
+        series, predictor, out, predict.Options(
+            tile_size=32, timeline=4, overlap=8, batch_size=2))
+    with pytest.raises(stop.Stopped, match=r'stopped on SIGINT with 2 of 6 '
+                       r'tiles of this job done in .*out.tif.work — run'
+                       ) as stopped:
+      run(signalled_after(lambda rgb, clear: rgb[:, -1], 1, signal.SIGINT))
+    assert stopped.value.status == 130
+    assert run(lambda rgb, clear: rgb[:, -1])['image'] == out
+  assert 'Resuming: 2 tile(s) of this shard already done.' in caplog.text
