@@ -77,6 +77,9 @@ def evaluate(config, logdir, strategy, mode):
     raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
   subset = MODES[mode].name
   state = checkpoints.AveragedModel(config, strategy)
+  newest = tf.train.latest_checkpoint(logdir)
+  if newest:            # a wrong config fails now, not after the data
+    checkpoints.check_fits(newest, state.model, config)
   pipeline.export_targets(config, subset)
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: pipeline.get_dataset(config, config.eval_batch_size, subset,

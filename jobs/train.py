@@ -222,7 +222,7 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
              if checkpoints.saved_paths(logdir) else [])
   state = TrainState(config, strategy)
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                        logdir, pretrain_dir)
+                                        logdir, pretrain_dir, config)
   if chief:
     runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)

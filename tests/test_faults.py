@@ -13,6 +13,8 @@ with the behaviour that replaces it.
 Issue 25, numbered "Issue 25, n." below:
 1. SIGTERM/SIGINT: training saves the step reached and exits 143/130;
    sampling and prediction stop after their batch, keeping it.
+2. A checkpoint that does not fit the config: one line naming the config
+   keys that differ and the fix, before TensorFlow restores anything.
 """
 
 import copy
@@ -257,7 +259,9 @@ def test_changed_config_is_refused_and_config_yaml_kept(run_copy):
                      ' — pass the same config'):
     train.train(config, logdir, one_device(), steps_per_summaries=2)
   # Allowed, the change does not fit the checkpoints: still not rewritten.
-  with pytest.raises(ValueError, match='model-4 does not fit this model'):
+  with pytest.raises(ValueError, match='model-4 does not fit the config: '
+                     'model.encoder.ff_size 16 in .*config.yaml, 32 in the '
+                     'config given'):
     train.train(config, logdir, one_device(), steps_per_summaries=2,
                 allow_config_change=True)
   assert open(runconfig.path_in(logdir)).read() == before
@@ -370,6 +374,13 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
                              f'--logdir={typo}', *data),
       'sample_train_config': command(
           'sample.py', tiny('cloudtran_core_train'), f'--logdir={logdir}'),
+      'sample_no_tiny': command(
+          'sample.py', f'--config={ROOT}/configs/cloudtran_core_test.py',
+          f'--logdir={logdir}', *data),
+      'eval_no_tiny': command(
+          'run.py', f'--config={ROOT}/configs/cloudtran_core_test.py',
+          '--mode=eval_valid', '--accelerator_type=CPU', f'--logdir={logdir}',
+          *data),
       'evaluate': command('evaluate.py', tiny('cloudtran_core_test'),
                           f'--samples=core={typo}', *data),
       'sheet': command('-m', 'tools.contact_sheet',
@@ -385,6 +396,12 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
                     'directory; point it at',
       'sample_typo': f'error: No checkpoint in {typo}; train first',
       'sample_train_config': 'error: --config=',
+      'sample_no_tiny': f'error: Checkpoint {logdir}/model-4 does not fit '
+                        f'the config: downsample_res 16 in {logdir}/config.yaml, '
+                        '64 in the config given (also model.hidden_size 16 vs 128',
+      'eval_no_tiny': f'error: Checkpoint {logdir}/model-4 does not fit '
+                      f'the config: downsample_res 16 in {logdir}/config.yaml, '
+                      '64 in the config given (also model.hidden_size 16 vs 128',
       'evaluate': f'error: No TFRecords at {typo} — run sample.py first or '
                   'fix --samples.',
       'sheet': f'error: No TFRecords at {typo} — run sample.py first or fix '
@@ -397,6 +414,10 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
     lines = own_lines(stderr)
     assert status == 2 and len(lines) == 1, (name, stderr[-2000:])
     assert lines[0].startswith(start), (name, lines)
+  for name in ('sample_no_tiny', 'eval_no_tiny'):
+    status, _, stderr = done[name]
+    assert stderr.endswith('— append :tiny to the config path, as the run '
+                           'was trained\n') and len(stderr.splitlines()) < 9
   assert 'has no `sample` section' in own_lines(
       done['sample_train_config'][2])[0]
   assert not os.path.exists(typo)
@@ -571,3 +592,40 @@ def test_prediction_stops_after_its_batch_and_resumes(tmp_path, caplog):
     assert stopped.value.status == 130
     assert run(lambda rgb, clear: rgb[:, -1])['image'] == out
   assert 'Resuming: 2 tile(s) of this shard already done.' in caplog.text
+
+
+# Issue 25, 2. Checkpoint and config agree before anything runs.
+
+
+def test_a_checkpoint_of_another_size_names_the_keys_and_the_variant(
+    trained, synthetic_data):
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  config.model.hidden_size = 32
+  with pytest.raises(ValueError, match=(
+      f'^Checkpoint {logdir}/model-4 does not fit the config: '
+      f'model.hidden_size 16 in {logdir}/config.yaml, 32 in the config '
+      r'given \(also model.decoder.ff_size 16 vs 32\) — append :tiny to the '
+      r'config path, as the run was trained$')):
+    checkpoints.restore_averaged_model(config, logdir)
+
+
+def test_a_checkpoint_of_another_model_size_names_the_variable(
+    synthetic_data, tmp_path):
+  run = tiny_config_at(synthetic_data, 'upsampler_train')
+  run.model.hidden_size = 8
+  averaged = checkpoints.AveragedModel(run)
+  tf.train.Checkpoint(model=averaged.model, ema=averaged.ema).write(
+      str(tmp_path / 'model-0'))
+  config = tiny_config_at(synthetic_data, 'upsampler_test')
+  with pytest.raises(ValueError, match=(
+      r'model-0 does not fit the model the config builds \(.*: \(2304, 8\) '
+      r'in the checkpoint, \(2304, 16\) in the model\) — give the config')):
+    checkpoints.restore_averaged_model(config, str(tmp_path),
+                                       str(tmp_path / 'model-0'))
+  runconfig.write(run, str(tmp_path), 0, [])
+  with pytest.raises(ValueError, match=(
+      'model.hidden_size 8 in .*, 16 in the config given.* — set '
+      'MODEL_SIZE=8 as the run was trained')):
+    checkpoints.restore_averaged_model(config, str(tmp_path),
+                                       str(tmp_path / 'model-0'))

@@ -124,7 +124,8 @@ def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
   config, source, trained_state = trained
   state = train.TrainState(config, one_device())
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                        str(tmp_path / 'new'), source)
+                                        str(tmp_path / 'new'), source,
+                                        config)
   assert how == 'pretrained'
   assert state.step == 0 and trained_state.step == 4
   for a, b in zip(trained_state.model.trainable_variables,
@@ -140,7 +141,8 @@ def test_pretrain_dir_without_checkpoint_is_a_clear_error(tiny_config,
                            one_device())
   with pytest.raises(FileNotFoundError, match='pretrain_dir'):
     checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                    str(tmp_path / 'a'), str(tmp_path))
+                                    str(tmp_path / 'a'), str(tmp_path),
+                                    state.config)
 
 
 def _one_step_weights(config, strategy, batch, weights):

@@ -66,6 +66,11 @@ def _load(text):
   return flatten(yaml.load(text, Loader=_Loader) or {})
 
 
+def as_flat(config):
+  """{dotted key: value} of `config` as config.yaml records it."""
+  return _load(_text(config))
+
+
 def read(logdir):
   """{dotted key: value} of the run's config.yaml, or None if it has none."""
   path = path_in(logdir)
@@ -80,7 +85,7 @@ def changes(config, logdir):
   old = read(logdir)
   if old is None:
     return []
-  new = _load(_text(config))
+  new = as_flat(config)
   return [f'{key}: {old.get(key)!r} -> {new.get(key)!r}'
           for key in sorted(old.keys() | new.keys())
           if key not in FREE_KEYS and old.get(key) != new.get(key)]
