@@ -141,7 +141,8 @@ def _config_fix(config, recorded, differing):
   """What to change so the config builds the run's model."""
   variant = _variant_of(config, recorded)
   if variant:
-    return f'append :{variant} to the config path, as the run was trained'
+    return (f'the run was trained with :{variant}: append it to the config '
+            'path, without overrides of these keys')
   sizes = [f'{name}={recorded[key]}' for name, key in SIZE_VARIABLES.items()
            if key in differing]
   if sizes:

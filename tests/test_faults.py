@@ -416,8 +416,9 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
     assert lines[0].startswith(start), (name, lines)
   for name in ('sample_no_tiny', 'eval_no_tiny'):
     status, _, stderr = done[name]
-    assert stderr.endswith('— append :tiny to the config path, as the run '
-                           'was trained\n') and len(stderr.splitlines()) < 9
+    assert stderr.endswith('— the run was trained with :tiny: append it to '
+                           'the config path, without overrides of these '
+                           'keys\n') and len(stderr.splitlines()) < 9
   assert 'has no `sample` section' in own_lines(
       done['sample_train_config'][2])[0]
   assert not os.path.exists(typo)
@@ -605,8 +606,9 @@ def test_a_checkpoint_of_another_size_names_the_keys_and_the_variant(
   with pytest.raises(ValueError, match=(
       f'^Checkpoint {logdir}/model-4 does not fit the config: '
       f'model.hidden_size 16 in {logdir}/config.yaml, 32 in the config '
-      r'given \(also model.decoder.ff_size 16 vs 32\) — append :tiny to the '
-      r'config path, as the run was trained$')):
+      r'given \(also model.decoder.ff_size 16 vs 32\) — the run was trained '
+      r'with :tiny: append it to the config path, without overrides of these '
+      r'keys$')):
     checkpoints.restore_averaged_model(config, logdir)
 
 

@@ -4,7 +4,7 @@ Training writes it once the model is built and restored. A resumed run may
 change only the keys in `FREE_KEYS` (how long to run, how often to save, how
 to evaluate); any other change is refused unless allowed, and then the old
 file is kept as `config-<step>.yaml`. Evaluation jobs read the run's
-`max_train_steps` from it.
+`max_train_steps` from it, and predict.py builds the run's model from it.
 """
 
 import os
@@ -64,6 +64,15 @@ _Loader.add_multi_constructor('tag:yaml.org,2002:python/', _python_tag)
 
 def _load(text):
   return flatten(yaml.load(text, Loader=_Loader) or {})
+
+
+def load(logdir):
+  """The run's config.yaml as a ConfigDict (plain values), or None."""
+  path = path_in(logdir)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return ml_collections.ConfigDict(yaml.load(f.read(), Loader=_Loader))
 
 
 def as_flat(config):
