@@ -67,6 +67,9 @@ flags.DEFINE_bool('replace_all', False, 'Use the model everywhere, clear '
                   'pixels too.')
 flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
                   "inputs' dtype instead of 8-bit RGB.")
+flags.DEFINE_bool('allow_unobserved', False, 'Go on, with a warning, when a '
+                  "mask raster does not cover the target's grid or no pixel "
+                  "is clear on any of the model's dates.")
 flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'inputs',
                               'out'])
 
@@ -109,7 +112,8 @@ def main(_):
       batch_size=FLAGS.batch_size,
       shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
       replace_all=FLAGS.replace_all,
-      output_reflectance=FLAGS.output_reflectance)
+      output_reflectance=FLAGS.output_reflectance,
+      allow_unobserved=FLAGS.allow_unobserved)
   out = os.path.abspath(FLAGS.out)
   # The checkpoints are checked against the configs before the inputs.
   predictor, identity = predict.load_predictor(

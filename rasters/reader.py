@@ -255,6 +255,11 @@ class Series:
       cloudy[i] = mask_cloudy | missing[i]
     return rgb, cloudy, missing
 
+  def mask_outside(self, window, index):
+    """(h, w) bool: pixels of `window` that date `index`'s mask raster does
+    not cover (beyond its footprint or the grid)."""
+    return self._masks[index].read((1,), window)[1]
+
   def close(self):
     for layers in self._images:
       for layer, _ in layers:

@@ -15,6 +15,8 @@ Issue 25, numbered "Issue 25, n." below:
    sampling and prediction stop after their batch, keeping it.
 2. A checkpoint that does not fit the config: one line naming the config
    keys that differ and the fix, before TensorFlow restores anything.
+3. predict: masks short of the grid or no clear pixel on any date are
+   refused (unless --allow_unobserved); the fill shares are logged.
 """
 
 import copy
@@ -45,6 +47,7 @@ from jobs import sample_outputs
 from jobs import train
 from rasters import reader
 from tests import ondisk_helpers
+from tests import raster_helpers
 from tools import summary
 from tools import synthetic_geotiff
 from utils import distribute
@@ -631,3 +634,66 @@ def test_a_checkpoint_of_another_model_size_names_the_variable(
       'MODEL_SIZE=8 as the run was trained')):
     checkpoints.restore_averaged_model(config, str(tmp_path),
                                        str(tmp_path / 'model-0'))
+
+
+# Issue 25, 3. No invented scenes in predict.
+
+
+def series_of(root, mask_of_date, mask_kwargs=None):
+  """Four dates of 40x48 px with the mask `mask_of_date(i)` each; the open
+  series."""
+  dates = {f'2024-07-0{i + 1}': (raster_helpers.ramp_image(40, 48, seed=i),
+                                 mask_of_date(i)) for i in range(4)}
+  images, masks = raster_helpers.write_series(root, dates,
+                                              mask_kwargs=mask_kwargs)
+  return reader.open_series(images, masks=masks)
+
+
+def predict_into(series, out, **kwargs):
+  return predict.predict(series, lambda rgb, clear: rgb[:, -1], str(out),
+                         predict.Options(tile_size=32, timeline=4, overlap=4,
+                                         **kwargs))
+
+
+def test_a_scene_clear_on_no_date_is_refused_unless_allowed(tmp_path, caplog):
+  caplog.set_level('INFO')
+  cloudy = lambda i: np.ones((40, 48), np.uint8)
+  with series_of(str(tmp_path), cloudy) as series:
+    # Before: exit 0 and an image invented from nothing.
+    with pytest.raises(DataError, match=(
+        "^no pixel of the scene is clear on any of the model's dates "
+        r'\(2024-07-02, 2024-07-03, 2024-07-04\): the whole output would be '
+        'invented — check .*, or pass --allow_unobserved$')):
+      predict_into(series, tmp_path / 'out.tif')
+    assert not os.path.exists(tmp_path / 'out.tif.work')
+    predict_into(series, tmp_path / 'out.tif', allow_unobserved=True)
+  assert ('100.0 % of the pixels filled by the model, 100.0 % with no clear '
+          'date (fill code 2)') in caplog.text
+  assert ("100 % of the scene had no clear pixel on any of the model's dates "
+          '(2024-07-02, 2024-07-03, 2024-07-04): its fill is invented. Add '
+          'clearer dates among the 2 before 2024-07-04') in caplog.text
+
+
+def test_a_mask_short_of_the_grid_is_refused(tmp_path):
+  left_half = lambda i: np.zeros((40, 24), np.uint8)
+  with series_of(str(tmp_path), left_half) as series:
+    # Before: the uncovered half counted as cloudy and was model output.
+    with pytest.raises(DataError, match=(
+        r'^the mask .*/masks/2024-07-02_masks.tif covers only 50 % of the '
+        "target's grid .* — give masks that cover the whole scene, or pass "
+        '--allow_unobserved$')):
+      predict_into(series, tmp_path / 'out.tif')
+
+
+def test_fill_shares_are_logged(tmp_path, caplog):
+  caplog.set_level('INFO')
+
+  def top_cloudy_on_target(i):
+    mask = np.zeros((40, 48), np.uint8)
+    mask[:10] = i == 3
+    return mask
+  with series_of(str(tmp_path), top_cloudy_on_target) as series:
+    predict_into(series, tmp_path / 'out.tif')
+  assert ('25.0 % of the pixels filled by the model, 0.0 % with no clear '
+          'date (fill code 2).') in caplog.text
+  assert 'invented' not in caplog.text
