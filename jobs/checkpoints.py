@@ -15,7 +15,6 @@ config is one line naming the config keys that differ, before TensorFlow
 reads anything.
 """
 
-import collections
 import glob
 import os
 import re
@@ -100,7 +99,11 @@ def _model_keys(flat):
 
 def _shape_mismatch(path, model):
   """'<variable>: <shape> in the checkpoint, <shape> in the model' for the
-  first variable whose shape differs, or None when the shapes agree."""
+  first trained variable whose shape differs, or None when they agree.
+
+  Read from the EMA's shadows, `ema/shadows/<i>` for the model's i-th
+  trained variable in every checkpoint (the model's own keys depend on which
+  object reaches a variable first)."""
   saved = dict(tf.train.list_variables(path))
   shadows = sorted((k for k in saved if k.startswith('ema/shadows/')),
                    key=lambda k: int(k.split('/')[2]))
@@ -112,13 +115,6 @@ def _shape_mismatch(path, model):
   if len(shadows) != len(trainable):
     return (f'{len(shadows)} trained variables in the checkpoint, '
             f'{len(trainable)} in the model')
-  in_model = collections.Counter(tuple(v.shape) for v in model.variables)
-  in_checkpoint = collections.Counter(
-      tuple(shape) for key, shape in saved.items()
-      if key.startswith('model/') and key.endswith('/.ATTRIBUTES/'
-                                                   'VARIABLE_VALUE'))
-  if in_model != in_checkpoint:
-    return 'the model\'s other variables differ in shape or number'
   return None
 
 
@@ -184,15 +180,17 @@ def check_fits(path, model, config):
     if leaf not in seen:
       seen.add(leaf)
       shown.append(f'{key} {recorded.get(key)} vs {given.get(key)}')
-  if shown:
-    key = differing[0]
-    what = (f'{key} {recorded.get(key)} in {runconfig.path_in(logdir)}, '
-            f'{given.get(key)} in the config given')
-    if len(shown) > 1:
-      what += f' (also {", ".join(shown[1:3])}' + (
-          ', ...)' if len(shown) > 3 else ')')
-  else:
-    what = mismatch
+  if not shown:
+    raise ValueError(
+        f'Checkpoint {path} does not fit the model the config builds '
+        f'({mismatch}), though the config agrees with '
+        f'{runconfig.path_in(logdir)} — this looks like a bug; report it')
+  key = differing[0]
+  what = (f'{key} {recorded.get(key)} in {runconfig.path_in(logdir)}, '
+          f'{given.get(key)} in the config given')
+  if len(shown) > 1:
+    what += f' (also {", ".join(shown[1:3])}' + (
+        ', ...)' if len(shown) > 3 else ')')
   raise ValueError(f'Checkpoint {path} does not fit the config: {what} — '
                    f'{_config_fix(config, recorded, differing)}')
 
