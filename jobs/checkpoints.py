@@ -51,6 +51,25 @@ def make_manager(checkpoint, strategy, logdir):
       max_to_keep=keep)
 
 
+def save(manager, step):
+  """`manager.save` at `step`; when it fails (a full disk), removes what it
+  wrote of `model-<step>` and raises an OSError naming the path."""
+  prefix = os.path.join(manager.directory, f'{CHECKPOINT_NAME}-{step}')
+  try:
+    return manager.save(checkpoint_number=step)
+  except (OSError, tf.errors.OpError) as e:
+    for path in glob.glob(glob.escape(prefix) + '[._]*'):
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+    reason = e.message if isinstance(e, tf.errors.OpError) else str(e)
+    raise OSError(
+        f'Cannot write checkpoint {prefix} ({reason.splitlines()[0]}) — free '
+        f'space in {manager.directory} and run again; it resumes from '
+        f'{manager.latest_checkpoint or "the start"}') from e
+
+
 def saved_paths(logdir):
   """Paths `<logdir>/model-<step>` of every checkpoint on disk, oldest first.
 

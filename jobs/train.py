@@ -203,6 +203,9 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
   `<logdir>/train.lock` until training ends, so a second training on the
   same logdir is refused (runlock).
   """
+  for key in ('max_train_steps', 'batch_size'):
+    if config[key] < 1:
+      raise ValueError(f'config.{key}={config[key]} must be >= 1.')
   tf.keras.utils.set_random_seed(config.seed)
   dataset = train_dataset(config, strategy)
   tf.io.gfile.makedirs(logdir)
@@ -223,14 +226,18 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
   state = TrainState(config, strategy)
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir, config)
+  if state.step > config.max_train_steps:
+    raise ValueError(
+        f'config.max_train_steps={config.max_train_steps} is below step '
+        f'{state.step}, where the run in {logdir} is — raise it to train on, '
+        'or use another --logdir')
   if chief:
     runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
   if config.disc_chkpt_dir and how != 'resumed':
     load_discriminator(state, config.disc_chkpt_dir)
   if state.step == 0:  # As upstream: a checkpoint of the starting weights.
-    logging.info('Saved checkpoint %s.',
-                 manager.save(checkpoint_number=0))
+    logging.info('Saved checkpoint %s.', checkpoints.save(manager, 0))
   iterator = iter(dataset)
   writer = (tf.summary.create_file_writer(os.path.join(logdir,
                                                        'train_summaries'))
@@ -327,13 +334,13 @@ def _loop(state, logdir, manager, iterator, loop, writer,
       interval.add(losses, num_steps, secs)
       if time.monotonic() - last_save >= config.save_checkpoint_secs:
         logging.info('Saved checkpoint %s.',
-                     manager.save(checkpoint_number=state.step))
+                     checkpoints.save(manager, state.step))
         last_save = time.monotonic()
     if interval.steps:
       _summarize(state, interval, writer, tracker)
   newest = manager.latest_checkpoint
   if newest is None or checkpoints.step_of(newest) != state.step:
-    newest = manager.save(checkpoint_number=state.step)
+    newest = checkpoints.save(manager, state.step)
     logging.info('Saved checkpoint %s.', newest)
   if request.signal:
     writer.flush()

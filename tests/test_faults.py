@@ -17,6 +17,8 @@ Issue 25, numbered "Issue 25, n." below:
    keys that differ and the fix, before TensorFlow restores anything.
 3. predict: masks short of the grid or no clear pixel on any date are
    refused (unless --allow_unobserved); the fill shares are logged.
+4. Run length, batch size and resolution out of range, a full disk, an eval
+   job without a run, --inputs matching the mask files: one line each.
 """
 
 import copy
@@ -193,12 +195,14 @@ def test_lock_refuses_a_second_writer_and_takes_over_a_dead_ones(tmp_path):
 
 @pytest.fixture(scope='module')
 def trained(synthetic_data, tmp_path_factory):
-  """A core trained 4 steps, checkpoints at 2 and 4: (config, logdir)."""
+  """A core trained 4 steps, a checkpoint after each: (config, logdir)."""
   config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
   config.max_train_steps = 4
   config.save_checkpoint_secs = 0
   logdir = str(tmp_path_factory.mktemp('trained'))
-  train.train(config, logdir, one_device(), steps_per_summaries=2)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, 'CHUNK_SECS', 0)      # one step per call
+    train.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir
 
 
@@ -238,10 +242,10 @@ def test_truncated_newest_checkpoint_resumes_from_the_previous(run_copy,
   state = train.train(config, logdir, one_device(), steps_per_summaries=2)
   assert state.step == 4
   assert f'Checkpoint {logdir}/model-4 cannot be read' in caplog.text
-  assert f'Resumed from {logdir}/model-2' in caplog.text
+  assert f'Resumed from {logdir}/model-3' in caplog.text
   assert os.path.exists(os.path.join(logdir, 'corrupt',
                                      os.path.basename(data)))
-  assert steps_on_disk(logdir) == [0, 2, 4]  # step 0: the starting weights
+  assert steps_on_disk(logdir) == [0, 1, 2, 3, 4]  # 0: the starting weights
   assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
 
 
@@ -249,7 +253,7 @@ def test_no_readable_checkpoint_stops_instead_of_starting_afresh(run_copy):
   config, logdir = run_copy
   for data in glob.glob(os.path.join(logdir, 'model-*.data-*')):
     os.truncate(data, 10)
-  with pytest.raises(ValueError, match=f'None of the 3 checkpoints in '
+  with pytest.raises(ValueError, match=f'None of the 5 checkpoints in '
                      f'{logdir} can be read'):
     train.train(config, logdir, one_device(), steps_per_summaries=2)
 
@@ -697,3 +701,90 @@ def test_fill_shares_are_logged(tmp_path, caplog):
   assert ('25.0 % of the pixels filled by the model, 0.0 % with no clear '
           'date (fill code 2).') in caplog.text
   assert 'invented' not in caplog.text
+
+
+# Issue 25, 4. Range checks, a full disk, an eval job without a run, --inputs
+# beside the masks.
+
+
+@pytest.mark.parametrize('key, value, error, message', [
+    ('max_train_steps', 0, ValueError, r'config.max_train_steps=0 must be '
+     r'>= 1.'),
+    ('batch_size', 0, ValueError, r'config.batch_size=0 must be >= 1.'),
+    ('resolution', (32,), DataError, r"config.resolution=\(32,\) must be a "
+     r"pair of positive ints — e.g. --config.resolution='\(224, 224\)'"),
+    ('resolution', (0, 0), DataError, r'config.resolution=\(0, 0\) must be '
+     '.*'),
+])
+def test_out_of_range_keys_are_one_line(synthetic_data, tmp_path, key, value,
+                                        error, message):
+  """Before: exit 0 having trained nothing, a TensorFlow op error, or
+  unpacking/numpy messages."""
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config[key] = value
+  with pytest.raises(error, match=f'^{message}$'):
+    train.train(config, str(tmp_path), one_device())
+  assert not os.listdir(tmp_path)
+
+
+def test_a_run_length_below_the_resumed_step_is_refused(run_copy):
+  config, logdir = run_copy
+  config.max_train_steps = 2
+  with pytest.raises(ValueError, match=(
+      f'^config.max_train_steps=2 is below step 4, where the run in {logdir} '
+      'is — raise it')):
+    train.train(config, logdir, one_device(), steps_per_summaries=2)
+
+
+def test_a_full_disk_names_the_checkpoint_and_leaves_no_part(
+    synthetic_data, tmp_path, monkeypatch):
+  def no_space(manager, checkpoint_number):
+    part = os.path.join(manager.directory, f'model-{checkpoint_number}_temp')
+    os.makedirs(part)
+    open(os.path.join(part, 'part-00000-of-00001.data-00000-of-00001'),
+         'w').close()
+    raise tf.errors.ResourceExhaustedError(
+        None, None, f'{part}/part-00000-of-00001.data-00000-of-00001.tempstate'
+        '; No space left on device [Op:SaveV2]')
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', no_space)
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  logdir = str(tmp_path / 'run')
+  # Before: TensorFlow's SaveV2 message and a model-0_temp folder left.
+  with pytest.raises(OSError, match=(
+      f'^Cannot write checkpoint {logdir}/model-0 \\(.*No space left on '
+      f'device .*\\) — free space in {logdir} and run again; it resumes from '
+      'the start$')):
+    train.train(config, logdir, one_device())
+  assert not glob.glob(os.path.join(logdir, 'model-0*'))
+
+
+def test_eval_of_a_logdir_without_a_run_says_so(synthetic_data, tmp_path):
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  typo = str(tmp_path / 'typo')
+  # Before: created the mistyped logdir and waited forever.
+  with pytest.raises(FileNotFoundError, match=f'^--logdir={typo} does not '
+                     'exist — point it at a training run'):
+    eval_checkpoints.evaluate(config, typo, one_device(), 'eval_valid')
+  assert not os.path.exists(typo)
+  with pytest.raises(FileNotFoundError, match=f'^--logdir={tmp_path} holds '
+                     'no training run .* or pass --eval_timeout_secs$'):
+    eval_checkpoints.evaluate(config, str(tmp_path), one_device(),
+                              'eval_valid')
+
+
+def test_inputs_leave_out_the_mask_files_they_match(tmp_path):
+  """The README's `--inputs 'scenes/*.tif' --scl 'scenes/*_SCL*.tif'` with
+  both kinds in one folder; before: the SCL files were read as images."""
+  scene = str(tmp_path / 'scene')
+  synthetic_geotiff.write_scene(scene, width=40, height=36, dates=3, seed=2)
+  flat = tmp_path / 'flat'
+  flat.mkdir()
+  for path in glob.glob(f'{scene}/images/*.tif') + glob.glob(
+      f'{scene}/scl/*.tif'):
+    shutil.copy(path, flat)
+  with reader.open_series(str(flat / '*.tif'),
+                          scl=str(flat / '*_SCL*.tif')) as series:
+    assert len(series.dates) == 3
+    assert not any('_SCL' in os.path.basename(p) for p in series.paths)
+  with pytest.raises(DataError, match='matches only the --scl files'):
+    reader.open_series(str(flat / '*_SCL*.tif'), scl=str(flat / '*_SCL*.tif'))

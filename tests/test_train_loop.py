@@ -30,10 +30,13 @@ def small(config, steps):
 
 @pytest.fixture(scope='module')
 def trained(synthetic_data, tmp_path_factory):
-  """A core trained for 4 steps with a checkpoint every 2: (config, state)."""
+  """A core trained for 4 steps, one per compiled call, with a checkpoint
+  after each (save_checkpoint_secs=0): (config, logdir, state)."""
   config = small(tiny_config_at(synthetic_data, 'cloudtran_core_train'), 4)
   logdir = str(tmp_path_factory.mktemp('trained'))
-  state = train.train(config, logdir, one_device(), steps_per_summaries=2)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, 'CHUNK_SECS', 0)
+    state = train.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir, state
 
 
@@ -43,7 +46,7 @@ def test_train_writes_checkpoints_summaries_config(trained):
   assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
   saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
       logdir).all_model_checkpoint_paths]
-  assert saved == [0, 2, 4]   # step 0 too, as upstream
+  assert saved == [0, 1, 2, 3, 4]   # step 0 too, as upstream
   assert os.listdir(os.path.join(logdir, 'train_summaries'))
   with open(os.path.join(logdir, 'config.yaml')) as f:
     assert 'max_train_steps: 4' in f.read()
@@ -55,18 +58,20 @@ def test_resume_continues_at_the_saved_step(trained, tmp_path):
   shutil.copytree(logdir, run_dir)
   config = copy.deepcopy(config)
   config.max_train_steps = 6
+  config.save_checkpoint_secs = 3600        # only the final checkpoint
   state = train.train(config, run_dir, one_device(),
                       steps_per_summaries=2)
   assert state.step == 6
   saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
       run_dir).all_model_checkpoint_paths]
-  assert saved == [0, 2, 4, 6]
+  assert saved == [0, 1, 2, 3, 4, 6]
 
 
-def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path):
+def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path,
+                                                        monkeypatch):
   config, source, trained_state = trained
   config = copy.deepcopy(config)
-  config.max_train_steps = 0
+  monkeypatch.setattr(train, '_loop', lambda *args: None)  # start-up only
   fresh = train.train(config, str(tmp_path / 'fresh'), one_device())
   config.disc_chkpt_dir = source
   loaded = train.train(config, str(tmp_path / 'loaded'), one_device())
@@ -85,7 +90,6 @@ def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path):
 def test_disc_chkpt_dir_errors(trained, tmp_path):
   config, source, _ = trained
   config = copy.deepcopy(config)
-  config.max_train_steps = 0
   config.disc_chkpt_dir = str(tmp_path / 'empty')
   with pytest.raises(FileNotFoundError, match='disc_chkpt_dir'):
     train.train(config, str(tmp_path / 'a'), one_device())
