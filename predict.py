@@ -12,21 +12,22 @@ classification) or --cloud_prob with --cloud_threshold. Or STAC Items, one
 per date: --stac_items FILE, or --stac_api URL --bbox W,S,E,N --datetime
 START/END (`rasters.stac`). Every date is read on the target's grid (cropped
 to --bbox, warped when a file's grid differs). The models are the averaged
-weights of the newest checkpoints of a core run and an upsampler run, with
-the test configs (`:tiny` appended for the demo's small models).
+weights of the newest checkpoints of a core run and an upsampler run, built
+from each run's config.yaml (--core_config / --upsampler_config instead, or
+--core_config.<key>=value to override one key).
 
 The scene is cut into tiles of the upsampler's resolution overlapping by
---overlap pixels and blended without seams. Outputs, beside --out: the image
-(a tiled, deflate-compressed GeoTIFF with overviews, the target's CRS and
-transform; uint8 RGB, or reflectance in the inputs' dtype with
---output_reflectance), `<stem>_fill.tif` (0 = clear target pixel kept,
-1 = filled by the model, 2 = filled though none of the model's dates was
-clear), `<stem>.png`, a quicklook, and `<stem>.stac.json`, the STAC Item of
-the output (footprint, projection, inputs, models). Clear target pixels are
-kept bit for bit unless --replace_all. `--shard i/n` does every n-th tile
-(for n machines sharing the output directory); the last shard to finish, or
-`--merge`, writes the output. A killed run started again resumes from
-`<out>.work/`.
+--overlap pixels (default an eighth of the tile) and blended without seams.
+Outputs, beside --out: the image (a tiled, deflate-compressed GeoTIFF with
+overviews, the target's CRS and transform; uint8 RGB, or reflectance in the
+inputs' dtype with --output_reflectance), `<stem>_fill.tif` (0 = clear
+target pixel kept, 1 = filled by the model, 2 = filled though none of the
+model's dates was clear), `<stem>.png`, a quicklook, and `<stem>.stac.json`,
+the STAC Item of the output (footprint, projection, inputs, models). Clear
+target pixels are kept bit for bit unless --replace_all. `--shard i/n` does
+every n-th tile (for n machines sharing the output directory); the last
+shard to finish, or `--merge`, writes the output. A killed run started again
+resumes from `<out>.work/`.
 """
 
 import os
@@ -37,16 +38,19 @@ from ml_collections import config_flags
 from jobs import predict
 from rasters import reader_flags
 from utils import cli
+from utils import runconfig
 from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 _CORE_CONFIG = config_flags.DEFINE_config_file(
     'core_config', os.path.join(ROOT, 'configs', 'cloudtran_core_test.py'),
-    'Test config of the core (`:tiny` for the small CPU variant); '
-    'overrides as --core_config.<key>=value.', lock_config=True)
+    'Default: the core run\'s config.yaml. Test config of the core '
+    '(`:tiny` for the small CPU variant); overrides as '
+    '--core_config.<key>=value.', lock_config=True)
 _UP_CONFIG = config_flags.DEFINE_config_file(
     'upsampler_config', os.path.join(ROOT, 'configs', 'upsampler_test.py'),
-    'Test config of the upsampler; its resolution is the tile size.',
+    'Default: the upsampler run\'s config.yaml. Test config of the '
+    'upsampler; its resolution is the tile size.',
     lock_config=True)
 flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
                     'checkpoint, averaged weights).')
@@ -54,8 +58,9 @@ flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
 reader_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
                     'default the last date.')
 flags.DEFINE_string('out', None, 'Output GeoTIFF path.')
-flags.DEFINE_integer('overlap', 32, 'Pixels shared by neighbouring tiles '
-                     '(at most half the tile).')
+flags.DEFINE_integer('overlap', None, 'Pixels shared by neighbouring tiles '
+                     '(at most half the tile); default an eighth of the '
+                     'tile.')
 flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
 flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel head "
                   'instead of its autoregressive argmax.')
@@ -66,6 +71,9 @@ flags.DEFINE_bool('replace_all', False, 'Use the model everywhere, clear '
                   'pixels too.')
 flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
                   "inputs' dtype instead of 8-bit RGB.")
+flags.DEFINE_bool('allow_unobserved', False, 'Go on, with a warning, when a '
+                  "mask raster does not cover the target's grid or no pixel "
+                  "is clear on any of the model's dates.")
 flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'out'])
 
 FLAGS = flags.FLAGS
@@ -80,21 +88,41 @@ def parse_shard(text):
   return index, count
 
 
+def run_config(name, logdir_flag):
+  """--<name> if given, else the config.yaml of the run in --<logdir_flag>
+  with the --<name>.<key> overrides."""
+  holder = FLAGS[name]
+  if holder.present:
+    return holder.value
+  logdir = FLAGS[logdir_flag].value
+  config = runconfig.load(logdir)
+  if config is None:
+    raise DataError(f'--{logdir_flag}={logdir} holds no config.yaml — point '
+                    f'it at a training run, or give --{name}')
+  config.update_from_flattened_dict(
+      config_flags.get_override_values(holder))
+  return config
+
+
 def main(_):
-  core_config, up_config = _CORE_CONFIG.value, _UP_CONFIG.value
+  core_config = run_config('core_config', 'core_logdir')
+  up_config = run_config('upsampler_config', 'upsampler_logdir')
   predict.check_configs(core_config, up_config)
+  tile_size = up_config.resolution[0]
   options = predict.Options(
-      tile_size=up_config.resolution[0], timeline=core_config.timeline,
-      overlap=FLAGS.overlap, batch_size=FLAGS.batch_size,
+      tile_size=tile_size, timeline=core_config.timeline,
+      overlap=tile_size // 8 if FLAGS.overlap is None else FLAGS.overlap,
+      batch_size=FLAGS.batch_size,
       shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
       replace_all=FLAGS.replace_all,
-      output_reflectance=FLAGS.output_reflectance)
+      output_reflectance=FLAGS.output_reflectance,
+      allow_unobserved=FLAGS.allow_unobserved)
   out = os.path.abspath(FLAGS.out)
+  # The checkpoints are checked against the configs before the inputs.
+  predictor, identity = predict.load_predictor(
+      core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,
+      FLAGS.only_parallel)
   with reader_flags.open_series(FLAGS, 'target') as series:
-    predict.slot_dates(series, core_config.timeline)
-    predictor, identity = predict.load_predictor(
-        core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,
-        FLAGS.only_parallel)
     predict.predict(series, predictor, out, options, identity)
 
 

@@ -46,10 +46,12 @@ def configs(models_name):
 
 
 def save_random_models(directory, models_name):
-  """Core and upsampler checkpoints with random weights."""
+  """Core and upsampler checkpoints with random weights, and their
+  config.yaml."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import models  # pylint: disable=g-import-not-at-top
   from utils import ema as ema_lib  # pylint: disable=g-import-not-at-top
+  from utils import runconfig  # pylint: disable=g-import-not-at-top
   logdirs = []
   for config in configs(models_name):
     tf.keras.utils.set_random_seed(0)
@@ -59,6 +61,7 @@ def save_random_models(directory, models_name):
     logdir = os.path.join(directory, config.model.name)
     tf.train.Checkpoint(model=model, ema=ema).save(
         os.path.join(logdir, 'model'))
+    runconfig.write(config, logdir, 0, [])
     logdirs.append(logdir)
   return logdirs
 

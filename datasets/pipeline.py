@@ -25,8 +25,18 @@ N_CHANNELS = (1, 3, 4)
 SEED_USES = ('pool', 'brighten', 'crop', 'channel')
 
 
+def check_resolution(config):
+  """DataError unless `config.resolution` is a pair of positive ints."""
+  value = config.resolution
+  if not (isinstance(value, (tuple, list)) and len(value) == 2 and
+          all(isinstance(v, int) and v > 0 for v in value)):
+    raise DataError(f'config.resolution={value!r} must be a pair of positive '
+                    "ints — e.g. --config.resolution='(224, 224)'")
+
+
 def check_config(config):
   """Clear errors for data keys the pipeline cannot work with."""
+  check_resolution(config)
   if config.n_channels not in N_CHANNELS:
     raise DataError(f'config.n_channels must be one of {N_CHANNELS}, got '
                     f'{config.n_channels}.')

@@ -9,7 +9,10 @@ checkpoint as the newest readable one.
 A checkpoint that cannot be read (truncated or missing files) is moved to
 `<logdir>/corrupt/` with a warning and the one before it is restored; a
 checkpoint that reads but does not fit the model stops the run, since every
-older one would fail the same way.
+older one would fail the same way. Every restore first compares the
+checkpoint's variable shapes with the model (`check_fits`), so a wrong
+config is one line naming the config keys that differ, before TensorFlow
+reads anything.
 """
 
 import glob
@@ -20,9 +23,11 @@ import shutil
 from absl import logging
 import tensorflow as tf
 
+from configs import common
 import models
 from utils import distribute
 from utils import ema as ema_lib
+from utils import runconfig
 
 CHECKPOINT_NAME = 'model'
 MAX_TO_KEEP = 10
@@ -44,6 +49,25 @@ def make_manager(checkpoint, strategy, logdir):
   return tf.train.CheckpointManager(
       checkpoint, directory=directory, checkpoint_name=CHECKPOINT_NAME,
       max_to_keep=keep)
+
+
+def save(manager, step):
+  """`manager.save` at `step`; when it fails (a full disk), removes what it
+  wrote of `model-<step>` and raises an OSError naming the path."""
+  prefix = os.path.join(manager.directory, f'{CHECKPOINT_NAME}-{step}')
+  try:
+    return manager.save(checkpoint_number=step)
+  except (OSError, tf.errors.OpError) as e:
+    for path in glob.glob(glob.escape(prefix) + '[._]*'):
+      if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+      else:
+        os.remove(path)
+    reason = e.message if isinstance(e, tf.errors.OpError) else str(e)
+    raise OSError(
+        f'Cannot write checkpoint {prefix} ({reason.splitlines()[0]}) — free '
+        f'space in {manager.directory} and run again; it resumes from '
+        f'{manager.latest_checkpoint or "the start"}') from e
 
 
 def saved_paths(logdir):
@@ -77,17 +101,131 @@ def write_index(logdir, paths):
   os.replace(index + '.tmp', index)
 
 
-def restore_newest(checkpoint, logdir):
+# Config keys outside `model` that shape the model's variables.
+SHAPE_KEYS = ('n_channels', 'downsample_res', 'timeline')
+# The variants a config file takes after its path (`configs/x.py:tiny`).
+VARIANTS = ('tiny', 'small')
+# Size environment variables (configs/common.py) -> the model key they set.
+SIZE_VARIABLES = {'MODEL_SIZE': 'model.hidden_size',
+                  'DOWNSAMPLE_SIZE': 'downsample_res',
+                  'NUM_CHANNELS': 'n_channels'}
+
+
+def _model_keys(flat):
+  return {k: v for k, v in flat.items()
+          if k.startswith('model.') or k in SHAPE_KEYS}
+
+
+def _shape_mismatch(path, model):
+  """'<variable>: <shape> in the checkpoint, <shape> in the model' for the
+  first trained variable whose shape differs, or None when they agree.
+
+  Read from the EMA's shadows, `ema/shadows/<i>` for the model's i-th
+  trained variable in every checkpoint (the model's own keys depend on which
+  object reaches a variable first)."""
+  saved = dict(tf.train.list_variables(path))
+  shadows = sorted((k for k in saved if k.startswith('ema/shadows/')),
+                   key=lambda k: int(k.split('/')[2]))
+  trainable = model.trainable_variables
+  for key, variable in zip(shadows, trainable):
+    if tuple(saved[key]) != tuple(variable.shape):
+      return (f'{variable.path}: {tuple(saved[key])} in the checkpoint, '
+              f'{tuple(variable.shape)} in the model')
+  if len(shadows) != len(trainable):
+    return (f'{len(shadows)} trained variables in the checkpoint, '
+            f'{len(trainable)} in the model')
+  return None
+
+
+def _variant_of(config, recorded):
+  """The variant (':tiny') whose model keys are the run's, or None."""
+  kind = config.model.name
+  if kind not in common.KINDS:
+    return None
+  for variant in VARIANTS:
+    try:
+      built = common.build(kind, 'testset', variant)
+    except ValueError:                       # a variant this file lacks
+      continue
+    if _model_keys(runconfig.as_flat(built)) == _model_keys(recorded):
+      return variant
+  return None
+
+
+def _config_fix(config, recorded, differing):
+  """What to change so the config builds the run's model."""
+  variant = _variant_of(config, recorded)
+  if variant:
+    return (f'the run was trained with :{variant}: append it to the config '
+            'path, without overrides of these keys')
+  sizes = [f'{name}={recorded[key]}' for name, key in SIZE_VARIABLES.items()
+           if key in differing]
+  if sizes:
+    return f'set {" ".join(sizes)} as the run was trained (no variant)'
+  return 'give the config the run was trained with, or override those keys'
+
+
+def check_fits(path, model, config):
+  """Refuses checkpoint `path` if its variables do not fit `model`.
+
+  The message names the config keys that differ between the run's
+  config.yaml (beside the checkpoint) and `config`, and how to fix it.
+
+  Raises:
+    ValueError: the shapes differ.
+  """
+  try:
+    mismatch = _shape_mismatch(path, model)
+  except tf.errors.OpError:     # unreadable: the restore says how
+    return
+  if mismatch is None:
+    return
+  logdir = os.path.dirname(path)
+  recorded = runconfig.read(logdir)
+  if recorded is None:
+    raise ValueError(
+        f'Checkpoint {path} does not fit the model the config builds '
+        f'({mismatch}) — give the config (and MODEL_SIZE) the run was '
+        'trained with')
+  given = _model_keys(runconfig.as_flat(config))
+  recorded = _model_keys(recorded)
+  differing = sorted((k for k in recorded.keys() | given.keys()
+                      if recorded.get(k) != given.get(k)),
+                     key=lambda k: (k not in SIZE_VARIABLES.values(),
+                                    k.count('.'), k))
+  shown, seen = [], set()
+  for key in differing:    # a key a reference copies is shown once
+    leaf = (key.rsplit('.', 1)[-1], recorded.get(key), given.get(key))
+    if leaf not in seen:
+      seen.add(leaf)
+      shown.append(f'{key} {recorded.get(key)} vs {given.get(key)}')
+  if not shown:
+    raise ValueError(
+        f'Checkpoint {path} does not fit the model the config builds '
+        f'({mismatch}), though the config agrees with '
+        f'{runconfig.path_in(logdir)} — this looks like a bug; report it')
+  key = differing[0]
+  what = (f'{key} {recorded.get(key)} in {runconfig.path_in(logdir)}, '
+          f'{given.get(key)} in the config given')
+  if len(shown) > 1:
+    what += f' (also {", ".join(shown[1:3])}' + (
+        ', ...)' if len(shown) > 3 else ')')
+  raise ValueError(f'Checkpoint {path} does not fit the config: {what} — '
+                   f'{_config_fix(config, recorded, differing)}')
+
+
+def restore_newest(checkpoint, logdir, config):
   """Restores the newest checkpoint of `logdir` that reads; returns its path.
 
   Unreadable ones are moved aside on the way. Returns None when `logdir` has
-  no checkpoint.
+  no checkpoint. `checkpoint.model` is built from `config`.
 
   Raises:
     ValueError: a checkpoint does not fit the model, or none could be read.
   """
   paths = saved_paths(logdir)
   for path in reversed(paths):
+    check_fits(path, checkpoint.model, config)
     try:
       checkpoint.restore(path).assert_existing_objects_matched()
     except (IndexError, tf.errors.OpError) as e:
@@ -111,7 +249,8 @@ def restore_newest(checkpoint, logdir):
   return None
 
 
-def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir):
+def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir,
+                        config):
   """Resumes from the newest checkpoint in `logdir`, else loads pretraining.
 
   Args:
@@ -120,11 +259,12 @@ def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir):
       `pretrain_dir` so the optimizer starts fresh (step 0).
     logdir: this run's directory.
     pretrain_dir: another run's directory, or None.
+    config: the config the model is built from.
 
   Returns:
     'resumed', 'pretrained' or 'fresh'.
   """
-  latest = restore_newest(checkpoint, logdir)
+  latest = restore_newest(checkpoint, logdir, config)
   if latest:
     logging.info('Resumed from %s.', latest)
     return 'resumed'
@@ -134,6 +274,7 @@ def restore_or_pretrain(checkpoint, weights_only, logdir, pretrain_dir):
       raise FileNotFoundError(
           f'--pretrain_dir={pretrain_dir} holds no checkpoint (no "checkpoint" '
           'index file); point it at the logdir of a finished training run.')
+    check_fits(pretrained, weights_only.model, config)
     status = weights_only.restore(pretrained)
     try:
       status.assert_existing_objects_matched().expect_partial()
@@ -155,6 +296,7 @@ class AveragedModel:
   """
 
   def __init__(self, config, strategy=None):
+    self.config = config
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
       self.model = models.build(config)
@@ -164,6 +306,7 @@ class AveragedModel:
 
   def restore(self, path):
     """Loads the checkpoint `path` and copies the EMA into the weights."""
+    check_fits(path, self.model, self.config)
     self.checkpoint.restore(path).expect_partial()
     self.ema.copy_to(self.model.trainable_variables)
     logging.info('Restored the averaged weights of %s.', path)

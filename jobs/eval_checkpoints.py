@@ -65,6 +65,23 @@ def mean_losses(config, strategy, eval_step, dataset):
   return {k: v / count for k, v in sums.items()}, int(count)
 
 
+def check_run(logdir, wait):
+  """FileNotFoundError when `logdir` does not exist, or, with no timeout
+  (`wait` <= 0), holds no training run: waiting would never end."""
+  if not tf.io.gfile.isdir(logdir):
+    raise FileNotFoundError(
+        f'--logdir={logdir} does not exist — point it at a training run (or '
+        'start the training first)')
+  started = (tf.train.latest_checkpoint(logdir) or
+             runconfig.read(logdir) is not None or
+             tf.io.gfile.exists(os.path.join(logdir, 'train.lock')))
+  if not started and wait <= 0:
+    raise FileNotFoundError(
+        f'--logdir={logdir} holds no training run (no checkpoint, '
+        'config.yaml or train.lock) — point it at a run, start its training '
+        'first, or pass --eval_timeout_secs')
+
+
 def evaluate(config, logdir, strategy, mode):
   """Evaluates each new checkpoint in `logdir` until the last one.
 
@@ -76,7 +93,14 @@ def evaluate(config, logdir, strategy, mode):
   if mode not in MODES:
     raise ValueError(f'mode must be one of {sorted(MODES)}, got {mode!r}.')
   subset = MODES[mode].name
+  if config.eval_batch_size < 1:
+    raise ValueError(f'config.eval_batch_size={config.eval_batch_size} must '
+                     'be >= 1.')
+  check_run(logdir, config.eval_checkpoint_wait_secs)
   state = checkpoints.AveragedModel(config, strategy)
+  newest = tf.train.latest_checkpoint(logdir)
+  if newest:            # a wrong config fails now, not after the data
+    checkpoints.check_fits(newest, state.model, config)
   pipeline.export_targets(config, subset)
   dataset = strategy.distribute_datasets_from_function(
       lambda ctx: pipeline.get_dataset(config, config.eval_batch_size, subset,

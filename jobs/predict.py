@@ -9,9 +9,12 @@ directory beside `out` (`jobs.predict_workdir`). With `shard=(i, n)` only
 every n-th tile is done. When every tile is done (by this job or by others), the
 output is assembled in 256 px blocks: overlapping tiles are blended, the
 target's clear pixels are kept bit for bit (unless `replace_all`), and the
-image, its fill map and a quicklook are written (`rasters.geotiff`).
+image, its fill map and a quicklook are written (`rasters.geotiff`). A
+scene whose output would be invented (masks short of the grid, no clear
+pixel on any date) is refused first; the shares of the fill codes are
+logged at the end.
 A killed job started again skips the committed tiles and writes the same
-bytes.
+bytes; SIGTERM or SIGINT stops a job after its current batch of tiles.
 
 `ModelPredictor` turns tiles into the batches the models take and runs the
 core and the upsampler; tests swap in any callable with its signature.
@@ -37,12 +40,15 @@ from rasters import stac_item
 from rasters import tiling
 from utils import progress
 from utils import runlock
+from utils import stop
 from utils.errors import DataError
 
 # Tiles kept in memory while blocks are assembled.
 TILE_CACHE = 64
 # Seconds between progress lines.
 PROGRESS_SECS = 10
+# Percent of the scene with no clear date above which predict warns.
+MAX_NO_CLEAR = 50
 
 
 def slot_dates(series, timeline):
@@ -197,7 +203,16 @@ class Ticker:
 
 
 def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
-  """Predicts and commits `tiles` in batches, with a progress line."""
+  """Predicts and commits `tiles` in batches, with a progress line; on
+  SIGTERM or SIGINT stops after the current batch (`stop.Stopped`)."""
+  with stop.requests() as request:
+    _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
+               request)
+
+
+def _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
+               request):
+  """`run_tiles` with its stop `request`."""
   ticker = Ticker('tiles', len(tiles))
   for start in range(0, len(tiles), batch_size):
     chunk = tiles[start:start + batch_size]
@@ -209,6 +224,10 @@ def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
     for tile, prediction, read in zip(chunk, predictions, reads):
       work.save(tile.index, prediction[:tile.height, :tile.width], read[2])
     ticker.update(start + len(chunk))
+    if request.signal:
+      request.stop(f'stopped on {request.name} with {start + len(chunk)} of '
+                   f'{len(tiles)} tiles of this job done in {work.dir} — run '
+                   'the same command again to resume')
 
 
 class _TileCache:
@@ -228,9 +247,66 @@ class _TileCache:
     return self.items[index]
 
 
+def check_observed(series, slots, allow_unobserved):
+  """Refuses a scene whose output would be invented: a mask raster of the
+  model's dates that does not cover the grid, or no pixel clear on any of
+  them (unless `allow_unobserved`, which only logs it).
+
+  Raises:
+    DataError: naming the file or the dates, and the fix.
+  """
+  grid = series.grid
+  uncovered = np.zeros(len(slots), np.int64)
+  any_clear = False
+  for top, left, height, width in tiling.blocks(grid.height, grid.width,
+                                                geotiff.BLOCK):
+    window = Window(left, top, width, height)
+    for i, t in enumerate(slots):
+      uncovered[i] += series.mask_outside(window, t).sum()
+    any_clear = any_clear or not series.read(window, slots)[1].all()
+  pixels = grid.height * grid.width
+  problems = [f'the mask {series.mask_paths[t]} covers only '
+              f'{100 * (1 - n / pixels):.0f} % of the target\'s grid (the '
+              'rest counts as cloudy) — give masks that cover the whole scene'
+              for t, n in zip(slots, uncovered) if n]
+  if not any_clear:
+    problems.append(
+        'no pixel of the scene is clear on any of the model\'s dates ('
+        f'{_dates(series, slots)}): the whole output would be invented — '
+        'check the inputs\' no-data and the masks, or add clear dates')
+  if not problems:
+    return
+  if not allow_unobserved:
+    raise DataError(f'{problems[0]}, or pass --allow_unobserved')
+  for problem in problems:
+    logging.warning('%s; going on (--allow_unobserved).', problem)
+
+
+def _dates(series, slots):
+  return ', '.join(str(series.dates[t]) for t in slots)
+
+
+def report_fill(counts, series, slots):
+  """Logs the shares of the fill codes; warns when over MAX_NO_CLEAR % of
+  the scene had no clear date among the model's."""
+  total = counts.sum()
+  share = lambda code: 100 * counts[code] / total
+  logging.info('%.1f %% of the pixels filled by the model, %.1f %% with no '
+               'clear date (fill code %d).',
+               share(geotiff.FILL_MODEL) + share(geotiff.FILL_NO_CLEAR),
+               share(geotiff.FILL_NO_CLEAR), geotiff.FILL_NO_CLEAR)
+  if share(geotiff.FILL_NO_CLEAR) > MAX_NO_CLEAR:
+    logging.warning(
+        '%.0f %% of the scene had no clear pixel on any of the model\'s dates '
+        '(%s): its fill is invented. Add clearer dates among the %d before '
+        '%s, or choose another --target.', share(geotiff.FILL_NO_CLEAR),
+        _dates(series, slots), len(slots) - 1, series.target)
+
+
 def assemble(series, work, tiles, size, overlap, out, replace_all,
              output_reflectance):
-  """Blends the committed tiles and writes the output files."""
+  """Blends the committed tiles and writes the output files; returns their
+  paths and the pixel count of each fill code."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
   writer = geotiff.Writer(work.scratch, grid, 3, dtype)
@@ -238,6 +314,7 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   target = series.target_index
   blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
   ticker = Ticker('assembly', len(blocks))
+  counts = np.zeros(3, np.int64)
   for b, window in enumerate(blocks):
     top, left, height, width = window
     covering = tiling.covering(tiles, window, size, overlap)
@@ -256,6 +333,7 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
     fill = np.where(keep, geotiff.FILL_KEPT,
                     np.where(no_clear, geotiff.FILL_NO_CLEAR,
                              geotiff.FILL_MODEL)).astype(np.uint8)
+    counts += np.bincount(fill.ravel(), minlength=3)
     if replace_all:
       keep = np.zeros_like(keep)
     rgb8 = np.where(keep[..., None], rgb[0], model)
@@ -266,7 +344,7 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
                        model_dn)
     writer.write(window, image, fill, rgb8)
     ticker.update(b + 1)
-  return writer.finish(out)
+  return writer.finish(out), counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,6 +359,8 @@ class Options:
   merge: only assemble (every tile must be done).
   replace_all: use the model's output for clear pixels too.
   output_reflectance: write reflectance in the inputs' dtype, not uint8.
+  allow_unobserved: go on (with a warning) when masks do not cover the grid
+    or no pixel is clear on any of the model's dates (`check_observed`).
   """
   tile_size: int
   timeline: int
@@ -290,6 +370,7 @@ class Options:
   merge: bool = False
   replace_all: bool = False
   output_reflectance: bool = False
+  allow_unobserved: bool = False
 
   def __post_init__(self):
     index, count = self.shard
@@ -326,6 +407,8 @@ def predict(series, predictor, out, options, identity=None):
   if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
     logging.info('%s exists: this prediction is complete.', out)
     return {**names, 'item': stac_item.path(out)}
+  if not options.merge:
+    check_observed(series, slots, options.allow_unobserved)
   work = predict_workdir.WorkDir(out, manifest)
   logging.info('%dx%d px, %d tiles of %d px (overlap %d); dates %s.',
                grid.width, grid.height, len(tiles), tile_size, overlap,
@@ -349,8 +432,9 @@ def predict(series, predictor, out, options, identity=None):
     return None
   try:
     with work.lock('assemble'):
-      names = assemble(series, work, tiles, tile_size, overlap, out,
-                       options.replace_all, options.output_reflectance)
+      names, counts = assemble(series, work, tiles, tile_size, overlap, out,
+                               options.replace_all,
+                               options.output_reflectance)
   except runlock.LockHeld:
     if options.merge:
       raise
@@ -358,6 +442,7 @@ def predict(series, predictor, out, options, identity=None):
     return None
   names['item'] = stac_item.write(out, names, series, identity)
   work.remove()
+  report_fill(counts, series, slots)
   logging.info('Wrote %s, %s, %s and %s.', names['image'], names['fill'],
                names['quicklook'], names['item'])
   return names

@@ -4,7 +4,8 @@
 committed one batch at a time: a batch's records and metric rows are written
 to `<sample dir>/<gen_file>.parts/` under a temporary name and renamed into
 place last, after its PNGs. A job that is killed and started again counts the
-committed batches, skips them, and carries on; when every batch is done the
+committed batches, skips them, and carries on; SIGTERM or SIGINT stops a
+job after its current batch (`utils.stop`). When every batch is done the
 parts are joined into `<gen_file>.tfrecords` and `metrics.csv`. A job only
 continues its own outputs: `sample_outputs` records each job's identity
 (subset, checkpoint, config) beside them and refuses another's.
@@ -39,6 +40,7 @@ from models import base
 from utils import images
 from utils import progress
 from utils import runlock
+from utils import stop
 
 # sample.py mode (sample_<label>) -> the subset it samples.
 MODES = subsets.modes('sample')
@@ -311,16 +313,22 @@ def _sample_into(config, logdir, subset, out_dir, gen_file, job, model,
   tracker = progress.Progress(num_batches, done=done)
   if done:
     logging.info('Resuming after %d complete batches.', done)
-  for b in range(done, num_batches):
-    batch = _next_input(data, previous, model, config, subset, b)
-    if batch is None:
-      logging.info('The %s subset ended after %d batches.', subset.name, b)
-      num_batches = b
-      break
-    _sample_batch(config, model, batch, b, out_dir, name, writer, parts,
-                  score=csv_path is not None)
-    tracker.update(b + 1)
-    logging.info('%s %s', subset.name, tracker.bar())
+  with stop.requests() as request:
+    for b in range(done, num_batches):
+      batch = _next_input(data, previous, model, config, subset, b)
+      if batch is None:
+        logging.info('The %s subset ended after %d batches.', subset.name, b)
+        num_batches = b
+        break
+      _sample_batch(config, model, batch, b, out_dir, name, writer, parts,
+                    score=csv_path is not None)
+      tracker.update(b + 1)
+      logging.info('%s %s', subset.name, tracker.bar())
+      if request.signal and b + 1 < num_batches:
+        writer.flush()
+        request.stop(f'stopped on {request.name} after batch {b + 1} of '
+                     f'{num_batches}: the finished batches are kept in '
+                     f'{parts.dir} — run the same command again to resume')
 
   rows = parts.join(record_path, csv_path, num_batches)
   written = sum(1 for _ in tf.data.TFRecordDataset(record_path))

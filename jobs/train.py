@@ -20,12 +20,16 @@ from utils import ema as ema_lib
 from utils import progress
 from utils import runconfig
 from utils import runlock
+from utils import stop
 
 OPTIMIZERS = {
     'rmsprop': tf.keras.optimizers.RMSprop,
     'adam': tf.keras.optimizers.Adam,
     'sgd': tf.keras.optimizers.SGD,
 }
+# Longest stretch of training (seconds) between two looks at the checkpoint
+# clock and at a stop signal; a slower step is one stretch.
+CHUNK_SECS = 1.0
 
 
 def build_optimizer(optimizer_config):
@@ -199,6 +203,9 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
   `<logdir>/train.lock` until training ends, so a second training on the
   same logdir is refused (runlock).
   """
+  for key in ('max_train_steps', 'batch_size'):
+    if config[key] < 1:
+      raise ValueError(f'config.{key}={config[key]} must be >= 1.')
   tf.keras.utils.set_random_seed(config.seed)
   dataset = train_dataset(config, strategy)
   tf.io.gfile.makedirs(logdir)
@@ -218,61 +225,126 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
              if checkpoints.saved_paths(logdir) else [])
   state = TrainState(config, strategy)
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                        logdir, pretrain_dir)
+                                        logdir, pretrain_dir, config)
+  if state.step > config.max_train_steps:
+    raise ValueError(
+        f'config.max_train_steps={config.max_train_steps} is below step '
+        f'{state.step}, where the run in {logdir} is — raise it to train on, '
+        'or use another --logdir')
   if chief:
     runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
   if config.disc_chkpt_dir and how != 'resumed':
     load_discriminator(state, config.disc_chkpt_dir)
   if state.step == 0:  # As upstream: a checkpoint of the starting weights.
-    logging.info('Saved checkpoint %s.',
-                 manager.save(checkpoint_number=0))
+    logging.info('Saved checkpoint %s.', checkpoints.save(manager, 0))
   iterator = iter(dataset)
-  loop = make_train_loop(state)
   writer = (tf.summary.create_file_writer(os.path.join(logdir,
                                                        'train_summaries'))
             if chief else tf.summary.create_noop_writer())
 
-  max_steps = config.max_train_steps
-  tracker = progress.Progress(max_steps, done=state.step)
-  last_save = time.monotonic()
   logging.info('Training from step %d to %d (%s start).', state.step,
-               max_steps, how)
-  while state.step < max_steps:
-    start_step, start_time = state.step, time.monotonic()
-    num_steps = min(steps_per_summaries, max_steps - start_step)
-    try:
-      losses = {k: float(v) for k, v in
-                loop(iterator, tf.constant(num_steps)).items()}
-    except tf.errors.InvalidArgumentError:
-      # A file changed since start-up: the scan names it (DataError).
-      selection.select(config, 'train')
-      raise
-    steps_per_sec = num_steps / (time.monotonic() - start_time)
-    bad = [k for k, v in losses.items() if not math.isfinite(v)]
-    if bad:
-      raise FloatingPointError(
-          f'Non-finite {", ".join(bad)} between steps {start_step} and '
-          f'{state.step}; lower config.optimizer.learning_rate or check the '
-          'data. The last good checkpoint is kept in ' + logdir)
-    tracker.update(state.step)
-    with writer.as_default(step=state.step):
-      for key, value in losses.items():
-        tf.summary.scalar(key, value)
-      tf.summary.scalar('steps_per_sec', steps_per_sec)
-    eta = tracker.eta
-    logging.info(
-        'step %d/%d | loss %.4f bits/dim | total %.4f | %.2f steps/s | ETA %s',
-        state.step, max_steps, losses['loss'], losses['total_loss'],
-        steps_per_sec, '?' if eta is None else progress.format_duration(eta))
-    if (time.monotonic() - last_save >= config.save_checkpoint_secs or
-        state.step >= max_steps):
-      path = manager.save(checkpoint_number=state.step)
-      logging.info('Saved checkpoint %s.', path)
-      last_save = time.monotonic()
-  if manager.latest_checkpoint is None or checkpoints.step_of(
-      manager.latest_checkpoint) != state.step:
-    manager.save(checkpoint_number=state.step)
+               config.max_train_steps, how)
+  with stop.requests() as request:
+    _loop(state, logdir, manager, iterator, make_train_loop(state), writer,
+          steps_per_summaries, request)
   checkpoints.remove_worker_scratch(strategy, logdir)
   writer.flush()
   return state
+
+
+def chunk_steps(secs_per_step, limit):
+  """Steps of the next compiled call: as many as fit in CHUNK_SECS at the
+  last measured pace (one before any), at least one and at most `limit`."""
+  if secs_per_step is None:
+    return 1
+  return max(1, min(limit, int(CHUNK_SECS / max(secs_per_step, 1e-9))))
+
+
+class _Interval:
+  """The losses and time of the steps since the last summary."""
+
+  def __init__(self, step):
+    self.start, self.steps, self.secs, self.sums = step, 0, 0.0, {}
+
+  def add(self, losses, num_steps, secs):
+    self.steps += num_steps
+    self.secs += secs
+    for key, value in losses.items():
+      self.sums[key] = self.sums.get(key, 0.0) + value * num_steps
+
+  def means(self):
+    return {k: v / self.steps for k, v in self.sums.items()}
+
+
+def _run_chunk(state, loop, iterator, num_steps, logdir):
+  """{loss: mean} of `num_steps` steps; a non-finite one stops the run."""
+  start_step = state.step
+  try:
+    losses = {k: float(v) for k, v in
+              loop(iterator, tf.constant(num_steps)).items()}
+  except tf.errors.InvalidArgumentError:
+    # A file changed since start-up: the scan names it (DataError).
+    selection.select(state.config, 'train')
+    raise
+  bad = [k for k, v in losses.items() if not math.isfinite(v)]
+  if bad:
+    raise FloatingPointError(
+        f'Non-finite {", ".join(bad)} between steps {start_step} and '
+        f'{state.step}; lower config.optimizer.learning_rate or check the '
+        'data. The last good checkpoint is kept in ' + logdir)
+  return losses
+
+
+def _summarize(state, interval, writer, tracker):
+  """Writes the interval's summaries and its log line."""
+  losses = interval.means()
+  steps_per_sec = interval.steps / interval.secs
+  tracker.update(state.step)
+  with writer.as_default(step=state.step):
+    for key, value in losses.items():
+      tf.summary.scalar(key, value)
+    tf.summary.scalar('steps_per_sec', steps_per_sec)
+  eta = tracker.eta
+  logging.info(
+      'step %d/%d | loss %.4f bits/dim | total %.4f | %.2f steps/s | ETA %s',
+      state.step, tracker.total, losses['loss'], losses['total_loss'],
+      steps_per_sec, '?' if eta is None else progress.format_duration(eta))
+
+
+def _loop(state, logdir, manager, iterator, loop, writer,
+          steps_per_summaries, request):
+  """Trains to `max_train_steps` in chunks of at most CHUNK_SECS, so the
+  checkpoint clock and `request` are looked at every chunk; summaries go
+  every `steps_per_summaries` steps. On a stop signal, saves and raises
+  `stop.Stopped`."""
+  config = state.config
+  max_steps = config.max_train_steps
+  tracker = progress.Progress(max_steps, done=state.step)
+  last_save, secs_per_step = time.monotonic(), None
+  while state.step < max_steps and not request.signal:
+    interval = _Interval(state.step)
+    end = min(state.step + steps_per_summaries, max_steps)
+    while state.step < end and not request.signal:
+      num_steps = chunk_steps(secs_per_step, end - state.step)
+      start_time = time.monotonic()
+      losses = _run_chunk(state, loop, iterator, num_steps, logdir)
+      secs = time.monotonic() - start_time
+      secs_per_step = secs / num_steps
+      interval.add(losses, num_steps, secs)
+      if time.monotonic() - last_save >= config.save_checkpoint_secs:
+        logging.info('Saved checkpoint %s.',
+                     checkpoints.save(manager, state.step))
+        last_save = time.monotonic()
+    if interval.steps:
+      _summarize(state, interval, writer, tracker)
+  newest = manager.latest_checkpoint
+  if newest is None or checkpoints.step_of(newest) != state.step:
+    newest = checkpoints.save(manager, state.step)
+    logging.info('Saved checkpoint %s.', newest)
+  if request.signal:
+    writer.flush()
+    name = os.path.basename(newest)
+    logging.info('saved %s on %s', name, request.name)
+    request.stop(f'stopped on {request.name} at step {state.step}: {newest} '
+                 'is saved — run the same command again to resume')

@@ -8,6 +8,7 @@ shaped like the data pipeline's batches (`zero_inputs`).
 import tensorflow as tf
 
 from datasets import keys
+from datasets import pipeline
 from models import core
 from models import discriminator
 from models import upsampler
@@ -29,6 +30,7 @@ def model_class(config):
 def check_config(config):
   """Raises ValueError naming the keys of an inconsistent config."""
   kind = model_class(config)
+  pipeline.check_resolution(config)
   if config.n_channels < 1:
     raise ValueError(f'config.n_channels={config.n_channels} must be >= 1.')
   if config.timeline < 3:

@@ -300,6 +300,11 @@ class Series:
       cloudy[i] = mask_cloudy | missing[i]
     return rgb, cloudy, missing
 
+  def mask_outside(self, window, index):
+    """(h, w) bool: pixels of `window` that date `index`'s mask raster does
+    not cover (beyond its footprint or the grid)."""
+    return self._masks[index].read((1,), window)[1]
+
   def close(self):
     for layers in self._images:
       for layer, _ in layers:
@@ -447,8 +452,12 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
       without mask, a wrong band count, an unreadable file, a file off the
       target's grid, a target date not among the inputs.
   """
-  by_date, names = _image_files(inputs, band_files)
-  kind, mask_by_date = _mask_files(masks, scl, cloud_prob, by_date)
+  input_paths = expand(inputs, '--inputs')
+  kind, pattern = _mask_source(masks, scl, cloud_prob)
+  mask_paths = expand(pattern, f'--{kind}')
+  by_date, names = _image_files(inputs, input_paths, band_files, mask_paths,
+                                kind)
+  mask_by_date = _mask_files(kind, pattern, mask_paths, by_date)
   return open_dated(by_date, kind, mask_by_date, bands=bands,
                     band_names=names, cloud_threshold=cloud_threshold,
                     target=target, offset=offset, area=area)
@@ -501,10 +510,16 @@ def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
     raise
 
 
-def _image_files(inputs, band_files):
-  """{date: file (or tuple of band files)} of `inputs`, and the band names
-  (None without `band_files`)."""
-  paths = expand(inputs, '--inputs')
+def _image_files(inputs, input_paths, band_files, mask_paths, kind):
+  """{date: file (or tuple of band files)} of the `input_paths` (matched by
+  `inputs`) that are not mask files (`--inputs 'scenes/*.tif'` beside
+  `--scl 'scenes/*_SCL*.tif'`), and the band names (None without
+  `band_files`)."""
+  masks = set(mask_paths)
+  paths = [p for p in input_paths if p not in masks]
+  if not paths:
+    raise DataError(f'--inputs={inputs!r} matches only the --{kind} files; '
+                    'point it at the images.')
   if not band_files:
     return dates_lib.by_date(paths, 'input'), None
   names = DEFAULT_BAND_FILES if band_files is True else tuple(band_files)
@@ -513,16 +528,15 @@ def _image_files(inputs, band_files):
   return _band_file_groups(paths, names), names
 
 
-def _mask_files(masks, scl, cloud_prob, by_date):
-  """(kind, {date: mask file}) of the one mask source, with a mask for
-  every date of `by_date`."""
-  kind, pattern = _mask_source(masks, scl, cloud_prob)
-  mask_by_date = dates_lib.by_date(expand(pattern, f'--{kind}'), kind)
+def _mask_files(kind, pattern, mask_paths, by_date):
+  """{date: mask file} of the `kind` files `mask_paths` (matched by
+  `pattern`), with a mask for every date of `by_date`."""
+  mask_by_date = dates_lib.by_date(mask_paths, kind)
   for day in by_date:
     if day not in mask_by_date:
       raise DataError(f'No --{kind} file for {day} (input {by_date[day]}) '
                       f'among {pattern!r}; add it (same date in its name).')
-  return kind, mask_by_date
+  return mask_by_date
 
 
 def _open_layers(by_date, mask_by_date, kind, grid, bands, band_names,

@@ -1,5 +1,5 @@
-"""Faults and bad input (issue 12): each reported fault reproduced, with the
-behaviour that replaces it.
+"""Faults and bad input (issues 12 and 25): each reported fault reproduced,
+with the behaviour that replaces it.
 
 1. 16-bit masks: read by value at start-up and in the pipeline alike.
 2. Two trainings on one logdir: the second is refused (runlock).
@@ -9,6 +9,16 @@ behaviour that replaces it.
    naming the file.
 5. Every command: one line `error: ...` on stderr and exit status 2.
 6. eval beside training reads max_train_steps from the run's config.yaml.
+
+Issue 25, numbered "Issue 25, n." below:
+1. SIGTERM/SIGINT: training saves the step reached and exits 143/130;
+   sampling and prediction stop after their batch, keeping it.
+2. A checkpoint that does not fit the config: one line naming the config
+   keys that differ and the fix, before TensorFlow restores anything.
+3. predict: masks short of the grid or no clear pixel on any date are
+   refused (unless --allow_unobserved); the fill shares are logged.
+4. Run length, batch size and resolution out of range, a full disk, an eval
+   job without a run, --inputs matching the mask files: one line each.
 """
 
 import copy
@@ -33,14 +43,19 @@ from datasets import selection
 from datasets import transforms
 from jobs import checkpoints
 from jobs import eval_checkpoints
+from jobs import predict
 from jobs import sample
 from datasets import sample_outputs
 from jobs import train
+from rasters import reader
 from tests import ondisk_helpers
+from tests import raster_helpers
 from tools import summary
+from tools import synthetic_geotiff
 from utils import distribute
 from utils import runconfig
 from utils import runlock
+from utils import stop
 from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,12 +195,14 @@ def test_lock_refuses_a_second_writer_and_takes_over_a_dead_ones(tmp_path):
 
 @pytest.fixture(scope='module')
 def trained(synthetic_data, tmp_path_factory):
-  """A core trained 4 steps, checkpoints at 2 and 4: (config, logdir)."""
+  """A core trained 4 steps, a checkpoint after each: (config, logdir)."""
   config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
   config.max_train_steps = 4
   config.save_checkpoint_secs = 0
   logdir = str(tmp_path_factory.mktemp('trained'))
-  train.train(config, logdir, one_device(), steps_per_summaries=2)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, 'CHUNK_SECS', 0)      # one step per call
+    train.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir
 
 
@@ -225,10 +242,10 @@ def test_truncated_newest_checkpoint_resumes_from_the_previous(run_copy,
   state = train.train(config, logdir, one_device(), steps_per_summaries=2)
   assert state.step == 4
   assert f'Checkpoint {logdir}/model-4 cannot be read' in caplog.text
-  assert f'Resumed from {logdir}/model-2' in caplog.text
+  assert f'Resumed from {logdir}/model-3' in caplog.text
   assert os.path.exists(os.path.join(logdir, 'corrupt',
                                      os.path.basename(data)))
-  assert steps_on_disk(logdir) == [0, 2, 4]  # step 0: the starting weights
+  assert steps_on_disk(logdir) == [0, 1, 2, 3, 4]  # 0: the starting weights
   assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
 
 
@@ -236,7 +253,7 @@ def test_no_readable_checkpoint_stops_instead_of_starting_afresh(run_copy):
   config, logdir = run_copy
   for data in glob.glob(os.path.join(logdir, 'model-*.data-*')):
     os.truncate(data, 10)
-  with pytest.raises(ValueError, match=f'None of the 3 checkpoints in '
+  with pytest.raises(ValueError, match=f'None of the 5 checkpoints in '
                      f'{logdir} can be read'):
     train.train(config, logdir, one_device(), steps_per_summaries=2)
 
@@ -249,7 +266,9 @@ def test_changed_config_is_refused_and_config_yaml_kept(run_copy):
                      ' — pass the same config'):
     train.train(config, logdir, one_device(), steps_per_summaries=2)
   # Allowed, the change does not fit the checkpoints: still not rewritten.
-  with pytest.raises(ValueError, match='model-4 does not fit this model'):
+  with pytest.raises(ValueError, match='model-4 does not fit the config: '
+                     'model.encoder.ff_size 16 in .*config.yaml, 32 in the '
+                     'config given'):
     train.train(config, logdir, one_device(), steps_per_summaries=2,
                 allow_config_change=True)
   assert open(runconfig.path_in(logdir)).read() == before
@@ -362,6 +381,13 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
                              f'--logdir={typo}', *data),
       'sample_train_config': command(
           'sample.py', tiny('cloudtran_core_train'), f'--logdir={logdir}'),
+      'sample_no_tiny': command(
+          'sample.py', f'--config={ROOT}/configs/cloudtran_core_test.py',
+          f'--logdir={logdir}', *data),
+      'eval_no_tiny': command(
+          'run.py', f'--config={ROOT}/configs/cloudtran_core_test.py',
+          '--mode=eval_valid', '--accelerator_type=CPU', f'--logdir={logdir}',
+          *data),
       'evaluate': command('evaluate.py', tiny('cloudtran_core_test'),
                           f'--samples=core={typo}', *data),
       'sheet': command('-m', 'tools.contact_sheet',
@@ -377,6 +403,12 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
                     'directory; point it at',
       'sample_typo': f'error: No checkpoint in {typo}; train first',
       'sample_train_config': 'error: --config=',
+      'sample_no_tiny': f'error: Checkpoint {logdir}/model-4 does not fit '
+                        f'the config: downsample_res 16 in {logdir}/config.yaml, '
+                        '64 in the config given (also model.hidden_size 16 vs 128',
+      'eval_no_tiny': f'error: Checkpoint {logdir}/model-4 does not fit '
+                      f'the config: downsample_res 16 in {logdir}/config.yaml, '
+                      '64 in the config given (also model.hidden_size 16 vs 128',
       'evaluate': f'error: No TFRecords at {typo} — run sample.py first or '
                   'fix --samples.',
       'sheet': f'error: No TFRecords at {typo} — run sample.py first or fix '
@@ -389,6 +421,11 @@ def test_every_command_reports_bad_input_in_one_line(synthetic_data, trained,
     lines = own_lines(stderr)
     assert status == 2 and len(lines) == 1, (name, stderr[-2000:])
     assert lines[0].startswith(start), (name, lines)
+  for name in ('sample_no_tiny', 'eval_no_tiny'):
+    status, _, stderr = done[name]
+    assert stderr.endswith('— the run was trained with :tiny: append it to '
+                           'the config path, without overrides of these '
+                           'keys\n') and len(stderr.splitlines()) < 9
   assert 'has no `sample` section' in own_lines(
       done['sample_train_config'][2])[0]
   assert not os.path.exists(typo)
@@ -420,3 +457,334 @@ def test_second_training_on_a_running_logdir_is_refused(synthetic_data,
   assert second.returncode == 2 and len(lines) == 1, second.stderr[-2000:]
   assert lines[0].startswith(f'error: {tmp_path} is in use by another train '
                              f'job (pid {first.pid} on ')
+
+
+# Issue 25, 1. A polite stop: SIGTERM and SIGINT save before exiting.
+
+
+def train_argv(data, logdir, *extra):
+  return command('run.py', tiny('cloudtran_core_train'), f'--logdir={logdir}',
+                 '--accelerator_type=CPU',
+                 f'--config.data_dir={data}/videos_final_trainset',
+                 f'--config.mask_dir={data}/masks_final_trainset',
+                 f'--config.jsonf={data}/trainset.json', *extra)
+
+
+def wait_for(path, pattern, proc, timeout=180):
+  """The last match of `pattern` in the file once there is one."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    found = re.findall(pattern, open(path).read())
+    if found:
+      return found[-1]
+    time.sleep(0.2)
+  raise AssertionError(open(path).read()[-3000:])
+
+
+@pytest.fixture(scope='module')
+def stopped_runs(synthetic_data, tmp_path_factory):
+  """Two trainings run side by side, each signalled once it logged a step:
+  {signal: (last logged step, exit status, stderr, logdir)}."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+  runs = {}
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    logdir = str(tmp_path_factory.mktemp(sig.name))
+    log = open(os.path.join(logdir, 'stderr'), 'w')
+    runs[sig] = logdir, log, subprocess.Popen(
+        train_argv(synthetic_data, logdir, '--steps_per_summaries=3',
+                   '--config.save_checkpoint_secs=100000',
+                   '--config.max_train_steps=100000'),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+  done = {}
+  for sig, (logdir, log, proc) in runs.items():
+    logged = int(wait_for(log.name, r'step (\d+)/100000', proc))
+    proc.send_signal(sig)
+    status = proc.wait(timeout=120)
+    log.close()
+    done[sig] = logged, status, open(log.name).read(), logdir
+  return done
+
+
+@pytest.mark.parametrize('sig, status', [(signal.SIGTERM, 143),
+                                         (signal.SIGINT, 130)])
+def test_signal_saves_the_step_reached_and_a_restart_continues(
+    stopped_runs, synthetic_data, sig, status, caplog):
+  caplog.set_level('INFO')
+  logged, got, stderr, logdir = stopped_runs[sig]
+  assert got == status and 'Traceback' not in stderr, stderr[-3000:]
+  saved = int(re.search(rf'saved model-(\d+) on {sig.name}\n',
+                        stderr).group(1))
+  assert saved >= logged                    # nothing trained is lost
+  assert own_lines(stderr)[-1] == (
+      f'stopped on {sig.name} at step {saved}: {logdir}/model-{saved} is '
+      'saved — run the same command again to resume')
+  assert steps_on_disk(logdir) == [0, saved]
+  if sig != signal.SIGTERM:                 # one restart is enough
+    return
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config.max_train_steps = saved + 1
+  config.save_checkpoint_secs = 100000
+  state = train.train(config, logdir, one_device(), steps_per_summaries=3)
+  assert f'Resumed from {logdir}/model-{saved}' in caplog.text
+  assert state.step == saved + 1
+  assert steps_on_disk(logdir) == [0, saved, saved + 1]
+
+
+def test_checkpoint_clock_is_read_between_summaries(synthetic_data, tmp_path,
+                                                    monkeypatch, caplog):
+  """Summaries every 100 steps, a checkpoint due after each step: before,
+  the only checkpoints were the first and the last."""
+  caplog.set_level('INFO')
+  monkeypatch.setattr(train, 'CHUNK_SECS', 0)   # one step per call
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config.max_train_steps = 3
+  config.save_checkpoint_secs = 0
+  train.train(config, str(tmp_path), one_device(), steps_per_summaries=100)
+  assert steps_on_disk(str(tmp_path)) == [0, 1, 2, 3]
+  assert re.findall(r'step (\d+)/3 ', caplog.text) == ['3']
+
+
+def test_chunks_fit_the_pace_and_the_limit():
+  assert train.chunk_steps(None, 100) == 1
+  assert train.chunk_steps(train.CHUNK_SECS / 10, 100) == 10
+  assert train.chunk_steps(train.CHUNK_SECS / 10, 4) == 4
+  assert train.chunk_steps(train.CHUNK_SECS * 30, 100) == 1
+
+
+def signalled_after(fn, calls, sig):
+  """`fn`, sending `sig` to this process during call number `calls`."""
+  count = [0]
+
+  def wrapped(*args, **kwargs):
+    count[0] += 1
+    if count[0] == calls:
+      os.kill(os.getpid(), sig)
+    return fn(*args, **kwargs)
+  return wrapped
+
+
+def test_sampling_stops_after_its_batch_and_resumes(trained, synthetic_data,
+                                                    monkeypatch, caplog):
+  caplog.set_level('INFO')
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  config.sample.only_parallel = True
+  config.sample.log_dir = 'samples_stopped'
+  monkeypatch.setattr(sample, '_sample_batch', signalled_after(
+      sample._sample_batch, 1, signal.SIGTERM))
+  with pytest.raises(stop.Stopped, match='stopped on SIGTERM after batch 1 of '
+                     '2: the finished batches are kept in .*gen0.parts — run'
+                     ) as stopped:
+    sample.sample(config, logdir, 'sample_valid')
+  assert stopped.value.status == 143
+  monkeypatch.undo()
+  result = sample.sample(config, logdir, 'sample_valid')
+  assert 'Resuming after 1 complete batches' in caplog.text
+  assert result['outputs'] == 6              # the whole valid subset
+
+
+def test_prediction_stops_after_its_batch_and_resumes(tmp_path, caplog):
+  caplog.set_level('INFO')
+  out = str(tmp_path / 'out.tif')
+  synthetic_geotiff.write_scene(str(tmp_path / 'scene'), width=70, height=50,
+                                dates=4, seed=1)
+  with reader.open_series(str(tmp_path / 'scene/images/*.tif'),
+                          scl=str(tmp_path / 'scene/scl/*.tif')) as series:
+    run = lambda predictor: predict.predict(
+        series, predictor, out, predict.Options(
+            tile_size=32, timeline=4, overlap=8, batch_size=2))
+    with pytest.raises(stop.Stopped, match=r'stopped on SIGINT with 2 of 6 '
+                       r'tiles of this job done in .*out.tif.work — run'
+                       ) as stopped:
+      run(signalled_after(lambda rgb, clear: rgb[:, -1], 1, signal.SIGINT))
+    assert stopped.value.status == 130
+    assert run(lambda rgb, clear: rgb[:, -1])['image'] == out
+  assert 'Resuming: 2 tile(s) of this shard already done.' in caplog.text
+
+
+# Issue 25, 2. Checkpoint and config agree before anything runs.
+
+
+def test_a_checkpoint_of_another_size_names_the_keys_and_the_variant(
+    trained, synthetic_data):
+  _, logdir = trained
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  config.model.hidden_size = 32
+  with pytest.raises(ValueError, match=(
+      f'^Checkpoint {logdir}/model-4 does not fit the config: '
+      f'model.hidden_size 16 in {logdir}/config.yaml, 32 in the config '
+      r'given \(also model.decoder.ff_size 16 vs 32\) — the run was trained '
+      r'with :tiny: append it to the config path, without overrides of these '
+      r'keys$')):
+    checkpoints.restore_averaged_model(config, logdir)
+
+
+def test_a_checkpoint_of_another_model_size_names_the_variable(
+    synthetic_data, tmp_path):
+  run = tiny_config_at(synthetic_data, 'upsampler_train')
+  run.model.hidden_size = 8
+  averaged = checkpoints.AveragedModel(run)
+  tf.train.Checkpoint(model=averaged.model, ema=averaged.ema).write(
+      str(tmp_path / 'model-0'))
+  config = tiny_config_at(synthetic_data, 'upsampler_test')
+  with pytest.raises(ValueError, match=(
+      r'model-0 does not fit the model the config builds \(.*: \(2304, 8\) '
+      r'in the checkpoint, \(2304, 16\) in the model\) — give the config')):
+    checkpoints.restore_averaged_model(config, str(tmp_path),
+                                       str(tmp_path / 'model-0'))
+  runconfig.write(run, str(tmp_path), 0, [])
+  with pytest.raises(ValueError, match=(
+      'model.hidden_size 8 in .*, 16 in the config given.* — set '
+      'MODEL_SIZE=8 as the run was trained')):
+    checkpoints.restore_averaged_model(config, str(tmp_path),
+                                       str(tmp_path / 'model-0'))
+
+
+# Issue 25, 3. No invented scenes in predict.
+
+
+def series_of(root, mask_of_date, mask_kwargs=None):
+  """Four dates of 40x48 px with the mask `mask_of_date(i)` each; the open
+  series."""
+  dates = {f'2024-07-0{i + 1}': (raster_helpers.ramp_image(40, 48, seed=i),
+                                 mask_of_date(i)) for i in range(4)}
+  images, masks = raster_helpers.write_series(root, dates,
+                                              mask_kwargs=mask_kwargs)
+  return reader.open_series(images, masks=masks)
+
+
+def predict_into(series, out, **kwargs):
+  return predict.predict(series, lambda rgb, clear: rgb[:, -1], str(out),
+                         predict.Options(tile_size=32, timeline=4, overlap=4,
+                                         **kwargs))
+
+
+def test_a_scene_clear_on_no_date_is_refused_unless_allowed(tmp_path, caplog):
+  caplog.set_level('INFO')
+  cloudy = lambda i: np.ones((40, 48), np.uint8)
+  with series_of(str(tmp_path), cloudy) as series:
+    # Before: exit 0 and an image invented from nothing.
+    with pytest.raises(DataError, match=(
+        "^no pixel of the scene is clear on any of the model's dates "
+        r'\(2024-07-02, 2024-07-03, 2024-07-04\): the whole output would be '
+        'invented — check .*, or pass --allow_unobserved$')):
+      predict_into(series, tmp_path / 'out.tif')
+    assert not os.path.exists(tmp_path / 'out.tif.work')
+    predict_into(series, tmp_path / 'out.tif', allow_unobserved=True)
+  assert ('100.0 % of the pixels filled by the model, 100.0 % with no clear '
+          'date (fill code 2)') in caplog.text
+  assert ("100 % of the scene had no clear pixel on any of the model's dates "
+          '(2024-07-02, 2024-07-03, 2024-07-04): its fill is invented. Add '
+          'clearer dates among the 2 before 2024-07-04') in caplog.text
+
+
+def test_a_mask_short_of_the_grid_is_refused(tmp_path):
+  left_half = lambda i: np.zeros((40, 24), np.uint8)
+  with series_of(str(tmp_path), left_half) as series:
+    # Before: the uncovered half counted as cloudy and was model output.
+    with pytest.raises(DataError, match=(
+        r'^the mask .*/masks/2024-07-02_masks.tif covers only 50 % of the '
+        "target's grid .* — give masks that cover the whole scene, or pass "
+        '--allow_unobserved$')):
+      predict_into(series, tmp_path / 'out.tif')
+
+
+def test_fill_shares_are_logged(tmp_path, caplog):
+  caplog.set_level('INFO')
+
+  def top_cloudy_on_target(i):
+    mask = np.zeros((40, 48), np.uint8)
+    mask[:10] = i == 3
+    return mask
+  with series_of(str(tmp_path), top_cloudy_on_target) as series:
+    predict_into(series, tmp_path / 'out.tif')
+  assert ('25.0 % of the pixels filled by the model, 0.0 % with no clear '
+          'date (fill code 2).') in caplog.text
+  assert 'invented' not in caplog.text
+
+
+# Issue 25, 4. Range checks, a full disk, an eval job without a run, --inputs
+# beside the masks.
+
+
+@pytest.mark.parametrize('key, value, error, message', [
+    ('max_train_steps', 0, ValueError, r'config.max_train_steps=0 must be '
+     r'>= 1.'),
+    ('batch_size', 0, ValueError, r'config.batch_size=0 must be >= 1.'),
+    ('resolution', (32,), DataError, r"config.resolution=\(32,\) must be a "
+     r"pair of positive ints — e.g. --config.resolution='\(224, 224\)'"),
+    ('resolution', (0, 0), DataError, r'config.resolution=\(0, 0\) must be '
+     '.*'),
+])
+def test_out_of_range_keys_are_one_line(synthetic_data, tmp_path, key, value,
+                                        error, message):
+  """Before: exit 0 having trained nothing, a TensorFlow op error, or
+  unpacking/numpy messages."""
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  config[key] = value
+  with pytest.raises(error, match=f'^{message}$'):
+    train.train(config, str(tmp_path), one_device())
+  assert not os.listdir(tmp_path)
+
+
+def test_a_run_length_below_the_resumed_step_is_refused(run_copy):
+  config, logdir = run_copy
+  config.max_train_steps = 2
+  with pytest.raises(ValueError, match=(
+      f'^config.max_train_steps=2 is below step 4, where the run in {logdir} '
+      'is — raise it')):
+    train.train(config, logdir, one_device(), steps_per_summaries=2)
+
+
+def test_a_full_disk_names_the_checkpoint_and_leaves_no_part(
+    synthetic_data, tmp_path, monkeypatch):
+  def no_space(manager, checkpoint_number):
+    part = os.path.join(manager.directory, f'model-{checkpoint_number}_temp')
+    os.makedirs(part)
+    open(os.path.join(part, 'part-00000-of-00001.data-00000-of-00001'),
+         'w').close()
+    raise tf.errors.ResourceExhaustedError(
+        None, None, f'{part}/part-00000-of-00001.data-00000-of-00001.tempstate'
+        '; No space left on device [Op:SaveV2]')
+  monkeypatch.setattr(tf.train.CheckpointManager, 'save', no_space)
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
+  logdir = str(tmp_path / 'run')
+  # Before: TensorFlow's SaveV2 message and a model-0_temp folder left.
+  with pytest.raises(OSError, match=(
+      f'^Cannot write checkpoint {logdir}/model-0 \\(.*No space left on '
+      f'device .*\\) — free space in {logdir} and run again; it resumes from '
+      'the start$')):
+    train.train(config, logdir, one_device())
+  assert not glob.glob(os.path.join(logdir, 'model-0*'))
+
+
+def test_eval_of_a_logdir_without_a_run_says_so(synthetic_data, tmp_path):
+  config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
+  typo = str(tmp_path / 'typo')
+  # Before: created the mistyped logdir and waited forever.
+  with pytest.raises(FileNotFoundError, match=f'^--logdir={typo} does not '
+                     'exist — point it at a training run'):
+    eval_checkpoints.evaluate(config, typo, one_device(), 'eval_valid')
+  assert not os.path.exists(typo)
+  with pytest.raises(FileNotFoundError, match=f'^--logdir={tmp_path} holds '
+                     'no training run .* or pass --eval_timeout_secs$'):
+    eval_checkpoints.evaluate(config, str(tmp_path), one_device(),
+                              'eval_valid')
+
+
+def test_inputs_leave_out_the_mask_files_they_match(tmp_path):
+  """The README's `--inputs 'scenes/*.tif' --scl 'scenes/*_SCL*.tif'` with
+  both kinds in one folder; before: the SCL files were read as images."""
+  scene = str(tmp_path / 'scene')
+  synthetic_geotiff.write_scene(scene, width=40, height=36, dates=3, seed=2)
+  flat = tmp_path / 'flat'
+  flat.mkdir()
+  for path in glob.glob(f'{scene}/images/*.tif') + glob.glob(
+      f'{scene}/scl/*.tif'):
+    shutil.copy(path, flat)
+  with reader.open_series(str(flat / '*.tif'),
+                          scl=str(flat / '*_SCL*.tif')) as series:
+    assert len(series.dates) == 3
+    assert not any('_SCL' in os.path.basename(p) for p in series.paths)
+  with pytest.raises(DataError, match='matches only the --scl files'):
+    reader.open_series(str(flat / '*_SCL*.tif'), scl=str(flat / '*_SCL*.tif'))

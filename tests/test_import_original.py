@@ -165,7 +165,7 @@ def test_training_starts_from_an_imported_checkpoint(imported, tmp_path):
   config, logdir = imported('upsampler')
   state = train.TrainState(config, distribute.make_strategy('CPU', 1))
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                        str(tmp_path), logdir)
+                                        str(tmp_path), logdir, state.config)
   assert how == 'pretrained' and state.step == 0
   reference = raw_model(config, logdir)
   for mine, theirs in zip(state.model.variables, reference.variables,

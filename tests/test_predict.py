@@ -343,11 +343,15 @@ def model_flags(models_dirs):
 
 
 def test_predict_py_with_tiny_models(scene, tiny_models, tmp_path):
+  """The models' configs from the runs' config.yaml, the overlap from the
+  tile size (32 px: 4)."""
   out = str(tmp_path / 'clear.tif')
-  done = predict_cli(*model_flags(tiny_models), *scene_flags(scene),
-                     f'--out={out}')
+  core, upsampler = tiny_models
+  done = predict_cli(f'--core_logdir={core}', f'--upsampler_logdir={upsampler}',
+                     *scene_flags(scene)[:2], f'--out={out}')
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'tiles [' in done.stderr and '/s ETA' in done.stderr
+  assert ' tiles of 32 px (overlap 4)' in done.stderr
   image, profile = read(out)
   with open_scene(scene) as series:
     assert profile['crs'] == series.grid.crs
@@ -410,6 +414,13 @@ def _two_band(root):
 
 
 @pytest.mark.parametrize('case,flags,damage,message', [
+    ('checkpoint of another config',
+     ['--core_config=configs/cloudtran_core_test.py:tiny',
+      '--core_config.model.hidden_size=32'], None,
+     r'Checkpoint .*/cloudtran_core/model-1 does not fit the config: '
+     r'model.hidden_size 16 in .*/cloudtran_core/config.yaml, 32 in the '
+     r'config given \(also model.decoder.ff_size 16 vs 32\) — the run was '
+     r'trained with :tiny: append it to the config path, without overrides'),
     ('missing masks', ['--masks={root}/nomasks/*.tif'], None,
      'No file matches --masks'),
     ('mask of a date missing', [], _no_scl, 'No --scl file for {third}'),
@@ -420,16 +431,16 @@ def _two_band(root):
     ('target not an input date', ['--target=2024-06-30'], None,
      'not among the input dates'),
 ])
-def test_bad_input_is_one_error_line(case, flags, damage, message, tmp_path):
+def test_bad_input_is_one_error_line(case, flags, damage, message,
+                                    tiny_models, tmp_path):
   del case
   root = str(tmp_path / 'scene')
   synthetic_geotiff.write_scene(root, width=40, height=36, dates=4, seed=2)
   if damage:
     damage(root)
-  args = [f'--inputs={root}/images/*.tif', '--core_logdir=none',
-          '--upsampler_logdir=none', f'--out={tmp_path}/o.tif',
-          '--core_config=configs/cloudtran_core_test.py:tiny',
-          '--upsampler_config=configs/upsampler_test.py:tiny',
+  core, upsampler = tiny_models
+  args = [f'--inputs={root}/images/*.tif', f'--core_logdir={core}',
+          f'--upsampler_logdir={upsampler}', f'--out={tmp_path}/o.tif',
           '--overlap=8']
   if not any(f.startswith('--masks') for f in flags):
     args.append(f'--scl={root}/scl/*.tif')

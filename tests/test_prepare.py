@@ -207,3 +207,50 @@ def test_command_prints_the_summary(scene, tmp_path):
   assert re.search(rf'trainset +{kept["trainset"]}\n', result.stdout)
   assert re.search(rf'testset +{kept["testset"]}\n', result.stdout)
   assert '90-100 %' in result.stdout and '--config.jsonf=' in result.stdout
+
+
+# Issue 25: what the output is good for.
+
+
+def _masks_series(tmp_path, masks, **options):
+  images = [rh.ramp_image(16, 32, seed=s) for s in range(len(masks))]
+  options = prepare.Options(**{'patch': 16, 'stride': 16, 'test_fraction': 0,
+                               'block': 1, 'timeline': 3, 'resolution': 16,
+                               **options})
+  return _series(tmp_path, images, masks, kind='masks'), options
+
+
+def test_no_patch_kept_names_the_reasons_and_writes_nothing(tmp_path):
+  """Before: `No such file or directory: OUT/trainset.json`."""
+  cloudy = [np.ones((16, 32), np.uint8)] * 4
+  series, options = _masks_series(tmp_path, cloudy)
+  with series:
+    with pytest.raises(DataError, match=(
+        rf'^No patch of the 2 kept \(2 trainset: {prepare.NO_CLEAR}\); '
+        'nothing written — add dates with clear views')):
+      prepare.prepare(str(tmp_path / 'out'), series, options)
+  assert not os.path.exists(tmp_path / 'out')
+
+
+def test_an_empty_split_and_no_partly_cloudy_mask_are_warnings(tmp_path):
+  """Clear or overcast dates only, no test split. Before: exit 0, and
+  training failed later with 'No moderate mask'."""
+  masks = [np.zeros((16, 32), np.uint8)] * 3 + [np.ones((16, 32), np.uint8)]
+  series, options = _masks_series(tmp_path, masks)
+  with series:
+    report = prepare.prepare(str(tmp_path / 'out'), series, options)
+  assert report['counts']['kept'] == {'trainset': 2, 'testset': 0}
+  assert report['warnings'] == [
+      'The testset split is empty: validation, sampling and evaluation will '
+      'have no data — raise --test_fraction or lower --block.',
+      'The trainset has no partly cloudy mask (5 % < cover <= 30 %), which '
+      'training draws its synthetic clouds from — raise --max_coverage (and '
+      'config.max_coverage the same) or add dates with scattered clouds.']
+  assert '  warning: The testset split is empty' in prepare.summary(
+      str(tmp_path / 'out'), report)
+  half = np.zeros((16, 32), np.uint8)
+  half[:4] = 1                                 # 25 %: partly cloudy
+  series, options = _masks_series(tmp_path / 'b', masks[:3] + [half])
+  with series:
+    report = prepare.prepare(str(tmp_path / 'b' / 'out'), series, options)
+  assert not any('partly cloudy' in w for w in report['warnings'])

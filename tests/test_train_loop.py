@@ -32,10 +32,13 @@ def small(config, steps):
 
 @pytest.fixture(scope='module')
 def trained(synthetic_data, tmp_path_factory):
-  """A core trained for 4 steps with a checkpoint every 2: (config, state)."""
+  """A core trained for 4 steps, one per compiled call, with a checkpoint
+  after each (save_checkpoint_secs=0): (config, logdir, state)."""
   config = small(tiny_config_at(synthetic_data, 'cloudtran_core_train'), 4)
   logdir = str(tmp_path_factory.mktemp('trained'))
-  state = train.train(config, logdir, one_device(), steps_per_summaries=2)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, 'CHUNK_SECS', 0)
+    state = train.train(config, logdir, one_device(), steps_per_summaries=2)
   return config, logdir, state
 
 
@@ -45,7 +48,7 @@ def test_train_writes_checkpoints_summaries_config(trained):
   assert checkpoints.step_of(tf.train.latest_checkpoint(logdir)) == 4
   saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
       logdir).all_model_checkpoint_paths]
-  assert saved == [0, 2, 4]   # step 0 too, as upstream
+  assert saved == [0, 1, 2, 3, 4]   # step 0 too, as upstream
   assert os.listdir(os.path.join(logdir, 'train_summaries'))
   with open(os.path.join(logdir, 'config.yaml')) as f:
     assert 'max_train_steps: 4' in f.read()
@@ -57,18 +60,20 @@ def test_resume_continues_at_the_saved_step(trained, tmp_path):
   shutil.copytree(logdir, run_dir)
   config = copy.deepcopy(config)
   config.max_train_steps = 6
+  config.save_checkpoint_secs = 3600        # only the final checkpoint
   state = train.train(config, run_dir, one_device(),
                       steps_per_summaries=2)
   assert state.step == 6
   saved = [checkpoints.step_of(p) for p in tf.train.get_checkpoint_state(
       run_dir).all_model_checkpoint_paths]
-  assert saved == [0, 2, 4, 6]
+  assert saved == [0, 1, 2, 3, 4, 6]
 
 
-def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path):
+def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path,
+                                                        monkeypatch):
   config, source, trained_state = trained
   config = copy.deepcopy(config)
-  config.max_train_steps = 0
+  monkeypatch.setattr(train, '_loop', lambda *args: None)  # start-up only
   fresh = train.train(config, str(tmp_path / 'fresh'), one_device())
   config.disc_chkpt_dir = source
   loaded = train.train(config, str(tmp_path / 'loaded'), one_device())
@@ -87,7 +92,6 @@ def test_disc_chkpt_dir_loads_a_pretrained_discriminator(trained, tmp_path):
 def test_disc_chkpt_dir_errors(trained, tmp_path):
   config, source, _ = trained
   config = copy.deepcopy(config)
-  config.max_train_steps = 0
   config.disc_chkpt_dir = str(tmp_path / 'empty')
   with pytest.raises(FileNotFoundError, match='disc_chkpt_dir'):
     train.train(config, str(tmp_path / 'a'), one_device())
@@ -157,7 +161,8 @@ def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
   config, source, trained_state = trained
   state = train.TrainState(config, one_device())
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                        str(tmp_path / 'new'), source)
+                                        str(tmp_path / 'new'), source,
+                                        config)
   assert how == 'pretrained'
   assert state.step == 0 and trained_state.step == 4
   for a, b in zip(trained_state.model.trainable_variables,
@@ -173,7 +178,8 @@ def test_pretrain_dir_without_checkpoint_is_a_clear_error(tiny_config,
                            one_device())
   with pytest.raises(FileNotFoundError, match='pretrain_dir'):
     checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
-                                    str(tmp_path / 'a'), str(tmp_path))
+                                    str(tmp_path / 'a'), str(tmp_path),
+                                    state.config)
 
 
 def _one_step_weights(config, strategy, batch, weights):

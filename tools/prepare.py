@@ -30,6 +30,10 @@ dates are chosen from its masks, as the pipeline will judge them
 that together see every pixel clear (so the pipeline drops none of them). A
 patch without such dates is skipped and counted by reason. Missing pixels
 (zeros or the nodata value of a raster, outside a footprint) are cloudy.
+
+No patch kept is an error naming the skip reasons, with nothing written; an
+empty split, or a train split without the partly cloudy masks training
+draws its synthetic clouds from, is a warning with the fix.
 """
 
 import dataclasses
@@ -38,6 +42,7 @@ import os
 
 from absl import app
 from absl import flags
+from absl import logging
 import numpy as np
 from PIL import Image
 from rasterio.windows import Window
@@ -91,6 +96,7 @@ class Patch:
   split: str = 'trainset'
   refs: dict = None
   skipped: str = ''
+  moderate: int = 0     # dates with 5 % < cover <= max_coverage
 
   @property
   def name(self):
@@ -228,8 +234,21 @@ def prepare(out, series, options):
       p.refs, p.skipped = choose_references(cloudy[:, :, cols], p.split,
                                             options)
       if p.refs:
+        p.moderate = sum(
+            scan.category(c, options.max_coverage) == 'moderate'
+            for c in coverages(cloudy[:, :, cols], options.resolution))
         write_patch(out, p, series, rgb[:, :, cols], cloudy[:, :, cols])
   report = _report(series, options, patches, histogram)
+  if not any(report['counts']['kept'].values()):
+    reasons = ', '.join(f'{n} {reason}' for reason, n in
+                        sorted(report['counts']['skipped'].items()))
+    raise DataError(
+        f'No patch of the {len(patches)} kept ({reasons}); nothing written '
+        '— add dates with clear views, lower --timeline or --resolution, or '
+        'raise --max_coverage')
+  report['warnings'] = _warnings(patches, report['counts'], options)
+  for warning in report['warnings']:
+    logging.warning('%s', warning)
   for split in SPLITS:
     table = {p.name: {k: str(v) for k, v in p.refs.items()}
              for p in patches if p.split == split and p.refs}
@@ -238,6 +257,27 @@ def prepare(out, series, options):
   with open(os.path.join(out, 'prepare.json'), 'w') as f:
     json.dump(report, f, indent=1)
   return report
+
+
+def _warnings(patches, counts, options):
+  """What the prepared data is not good for, each with its fix."""
+  warnings = []
+  for split, kept in counts['kept'].items():
+    if not kept:
+      use = ('training' if split == 'trainset' else
+             'validation, sampling and evaluation')
+      fix = ('lower --test_fraction' if split == 'trainset' else
+             'raise --test_fraction or lower --block')
+      warnings.append(f'The {split} split is empty: {use} will have no '
+                      f'data — {fix}.')
+  if counts['kept']['trainset'] and not any(
+      p.moderate for p in patches if p.split == 'trainset' and p.refs):
+    warnings.append(
+        'The trainset has no partly cloudy mask (5 % < cover <= '
+        f'{options.max_coverage:g} %), which training draws its synthetic '
+        'clouds from — raise --max_coverage (and config.max_coverage the '
+        'same) or add dates with scattered clouds.')
+  return warnings
 
 
 def _report(series, options, patches, histogram):
@@ -295,6 +335,7 @@ def summary(out, report):
       f'--config.mask_dir={out}/masks_final_trainset '
       f'--config.jsonf={out}/trainset.json --config.timeline='
       f'{options["timeline"]} (test: the same with testset)')
+  lines += [f'  warning: {w}' for w in report.get('warnings', [])]
   return '\n'.join(lines)
 
 

@@ -19,6 +19,9 @@ an unknown config key, a missing config file, extra arguments, or an error
 of the kinds in `INPUT_ERRORS` (or a TensorFlow op error) raised by `main`
 print one line on stderr, `error: <what> — <what to do>`, and exit with
 status 2; any other exception prints one line too and exits with status 1. `--verbosity=1` (or higher) prints the traceback first.
+A job that stopped on SIGTERM/SIGINT after saving its work (`utils.stop`)
+prints its one line and exits with 143/130; a Ctrl-C anywhere else exits
+with 130 and one line too.
 `--config.<key>=None` (or an empty value) unsets an optional string key
 (one declared with `config_dict.placeholder(str)`, such as `jsonf`).
 """
@@ -26,6 +29,7 @@ status 2; any other exception prints one line too and exits with status 1. `--ve
 import argparse
 import difflib
 import importlib.util
+import signal
 import sys
 import traceback
 
@@ -33,6 +37,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_dict
 from ml_collections import config_flags
+
+from utils import stop
 
 FLAGS = flags.FLAGS
 # Flags defined through this module belong to the command calling it, so its
@@ -239,6 +245,14 @@ def guard(fn, *args, show_traceback=False):
   """fn(*args), with any exception reported as one line (and the exit)."""
   try:
     return fn(*args)
+  except stop.Stopped as e:
+    if show_traceback:
+      traceback.print_exc()
+    sys.stderr.write(f'{e}\n')
+    sys.exit(e.status)
+  except KeyboardInterrupt:
+    _report('interrupted (SIGINT) — run the command again to redo the '
+            'unfinished work', 128 + signal.SIGINT, show_traceback)
   except Exception as e:  # pylint: disable=broad-except
     message, status = _error_line(e)
     _report(message, status, show_traceback)

@@ -4,7 +4,7 @@ Training writes it once the model is built and restored. A resumed run may
 change only the keys in `FREE_KEYS` (how long to run, how often to save, how
 to evaluate); any other change is refused unless allowed, and then the old
 file is kept as `config-<step>.yaml`. Evaluation jobs read the run's
-`max_train_steps` from it.
+`max_train_steps` from it, and predict.py builds the run's model from it.
 """
 
 import os
@@ -66,6 +66,20 @@ def _load(text):
   return flatten(yaml.load(text, Loader=_Loader) or {})
 
 
+def load(logdir):
+  """The run's config.yaml as a ConfigDict (plain values), or None."""
+  path = path_in(logdir)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return ml_collections.ConfigDict(yaml.load(f.read(), Loader=_Loader))
+
+
+def as_flat(config):
+  """{dotted key: value} of `config` as config.yaml records it."""
+  return _load(_text(config))
+
+
 def read(logdir):
   """{dotted key: value} of the run's config.yaml, or None if it has none."""
   path = path_in(logdir)
@@ -80,7 +94,7 @@ def changes(config, logdir):
   old = read(logdir)
   if old is None:
     return []
-  new = _load(_text(config))
+  new = as_flat(config)
   return [f'{key}: {old.get(key)!r} -> {new.get(key)!r}'
           for key in sorted(old.keys() | new.keys())
           if key not in FREE_KEYS and old.get(key) != new.get(key)]
