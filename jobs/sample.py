@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from datasets import keys
 from datasets import pipeline
+from datasets import sample_outputs
 from datasets import subsets
 from datasets import tfrecords
 from evaluation import metrics
 from jobs import checkpoints
-from datasets import sample_outputs
 from models import base
 from utils import images
 from utils import progress

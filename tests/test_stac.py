@@ -473,12 +473,12 @@ def test_predict_py_from_an_api_search_equals_from_files(
      r'The STAC API {url} has no Item of nothing .* — widen'),
 ])
 def test_bad_stac_input_is_one_error_line(scene, catalogue, server, tmp_path,
-                                          args, message):
+                                          tiny_models, args, message):
   items = make_items(scene, lambda f: os.path.join(scene, f))
   others = make_items(scene, lambda f: os.path.join(scene, f), tile='32TQN')
   two = write_catalogue(str(tmp_path), items + others[-1:])
   names = dict(scene=scene, catalogue=catalogue, two=two, url=server.url)
-  done = predict_py(('none', 'none'), f'--out={tmp_path}/o.tif',
+  done = predict_py(tiny_models, f'--out={tmp_path}/o.tif',
                     *(a.format(**names) for a in args))
   assert done.returncode == 2, done.stderr[-2000:]
   lines = [l for l in done.stderr.splitlines() if l.startswith('error: ')]

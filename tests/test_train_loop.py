@@ -153,7 +153,7 @@ def test_training_loop_runs_several_periods_at_upstream_depth(
   config.batch_size = batch_size
   config = small(config, 3)
   state = train.train(config, str(tmp_path), one_device(),
-                           steps_per_summaries=1)
+                      steps_per_summaries=1)
   assert state.step == 3
 
 
