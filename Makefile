@@ -25,7 +25,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 
 .PHONY: help test demo bench clean demo-data demo-train-core \
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
-	demo-evaluate demo-sheets demo-geotiff
+	demo-evaluate demo-sheets demo-geotiff demo-selfcheck
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -111,6 +111,16 @@ demo-geotiff: $(VENV)/installed
 	  --core_logdir $(CORE) --upsampler_logdir $(UP) \
 	  --inputs '$(GEO)/scene/images/*.tif' --scl '$(GEO)/scene/scl/*.tif' \
 	  --overlap 8 --batch_size 8 --out $(GEO)/clear.tif
+
+# How well the demo's models fill the demo scene (after demo-geotiff).
+demo-selfcheck: $(VENV)/installed
+	rm -rf $(GEO)/selfcheck $(GEO)/selfcheck.work
+	$(PY) -m tools.selfcheck --core_config $(CORE_TEST) \
+	  --upsampler_config $(UP_TEST) --core_logdir $(CORE) \
+	  --upsampler_logdir $(UP) --inputs '$(GEO)/scene/images/*.tif' \
+	  --scl '$(GEO)/scene/scl/*.tif' --overlap 8 --batch_size 8 --pairs 4 \
+	  --out $(GEO)/selfcheck
+	cat $(GEO)/selfcheck/selfcheck.md
 
 bench: $(VENV)/installed
 	$(PY) bench/input_pipeline.py

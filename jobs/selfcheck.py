@@ -172,9 +172,10 @@ def draw_pairs(series, counts, options):
   candidates = [(t, m) for t in targets for m in range(len(dates))
                 if m != t and hidden[t][m]]
   if not candidates:
+    names = ', '.join(str(dates[t]) for t in targets)
     raise DataError(
-        f'No date is cloudy where a target ({", ".join(str(dates[t]) for t in targets)}) '
-        'is clear, so there is nothing to hide and score — add cloudy dates.')
+        f'No date is cloudy where a target ({names}) is clear, so there is '
+        'nothing to hide and score — add cloudy dates.')
   order = [candidates[i] for i in
            np.random.default_rng(options.seed).permutation(len(candidates))]
   chosen = []

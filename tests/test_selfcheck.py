@@ -20,6 +20,7 @@ from rasters import geotiff
 from rasters import reader
 from rasters import tiling
 from tools import synthetic_geotiff
+from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TILE, OVERLAP, TIMELINE = 32, 8, 4
@@ -204,6 +205,9 @@ def test_pairs_are_seeded_and_spread_over_targets_and_masks():
            for s in range(5)}
   assert len(draws) > 1
   assert len(selfcheck.draw_pairs(Dates(5), counts, options(0, 50))) == 12
+  counts['hidden'] = [[0] * 5 for _ in range(5)]
+  with pytest.raises(DataError, match='No date is cloudy where a target'):
+    selfcheck.draw_pairs(Dates(5), counts, options(0))
 
 
 def command(*args):
