@@ -27,7 +27,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
 	demo-evaluate demo-sheets demo-geotiff reproduce-small small-data \
 	small-train-core small-train-upsampler small-sample small-evaluate \
-	small-sheets small-curve clean-small
+	small-sheets small-curve clean-small demo-selfcheck
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -114,6 +114,16 @@ demo-geotiff: $(VENV)/installed
 	  --core_logdir $(CORE) --upsampler_logdir $(UP) \
 	  --inputs '$(GEO)/scene/images/*.tif' --scl '$(GEO)/scene/scl/*.tif' \
 	  --overlap 8 --batch_size 8 --out $(GEO)/clear.tif
+
+# How well the demo's models fill the demo scene (after demo-geotiff).
+demo-selfcheck: $(VENV)/installed
+	rm -rf $(GEO)/selfcheck $(GEO)/selfcheck.work
+	$(PY) -m tools.selfcheck --core_config $(CORE_TEST) \
+	  --upsampler_config $(UP_TEST) --core_logdir $(CORE) \
+	  --upsampler_logdir $(UP) --inputs '$(GEO)/scene/images/*.tif' \
+	  --scl '$(GEO)/scene/scl/*.tif' --overlap 8 --batch_size 8 --pairs 4 \
+	  --out $(GEO)/selfcheck
+	cat $(GEO)/selfcheck/selfcheck.md
 
 bench: $(VENV)/installed
 	$(PY) bench/input_pipeline.py

@@ -33,37 +33,17 @@ resumes from `<out>.work/`.
 import os
 
 from absl import flags
-from ml_collections import config_flags
 
 from jobs import predict
+from jobs import predictor_flags
 from rasters import reader_flags
 from utils import cli
-from utils import runconfig
 from utils.errors import DataError
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-_CORE_CONFIG = config_flags.DEFINE_config_file(
-    'core_config', os.path.join(ROOT, 'configs', 'cloudtran_core_test.py'),
-    'Default: the core run\'s config.yaml. Test config of the core '
-    '(`:tiny` for the small CPU variant); overrides as '
-    '--core_config.<key>=value.', lock_config=True)
-_UP_CONFIG = config_flags.DEFINE_config_file(
-    'upsampler_config', os.path.join(ROOT, 'configs', 'upsampler_test.py'),
-    'Default: the upsampler run\'s config.yaml. Test config of the '
-    'upsampler; its resolution is the tile size.',
-    lock_config=True)
-flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
-                    'checkpoint, averaged weights).')
-flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
+predictor_flags.define()
 reader_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
                     'default the last date.')
 flags.DEFINE_string('out', None, 'Output GeoTIFF path.')
-flags.DEFINE_integer('overlap', None, 'Pixels shared by neighbouring tiles '
-                     '(at most half the tile); default an eighth of the '
-                     'tile.')
-flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
-flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel head "
-                  'instead of its autoregressive argmax.')
 flags.DEFINE_string('shard', '0/1', 'i/n: do every n-th tile starting at i.')
 flags.DEFINE_bool('merge', False, 'Only assemble the output from the tiles '
                   'the shards finished.')
@@ -74,7 +54,7 @@ flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
 flags.DEFINE_bool('allow_unobserved', False, 'Go on, with a warning, when a '
                   "mask raster does not cover the target's grid or no pixel "
                   "is clear on any of the model's dates.")
-flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir', 'out'])
+flags.mark_flags_as_required(['out'])
 
 FLAGS = flags.FLAGS
 
@@ -88,30 +68,12 @@ def parse_shard(text):
   return index, count
 
 
-def run_config(name, logdir_flag):
-  """--<name> if given, else the config.yaml of the run in --<logdir_flag>
-  with the --<name>.<key> overrides."""
-  holder = FLAGS[name]
-  if holder.present:
-    return holder.value
-  logdir = FLAGS[logdir_flag].value
-  config = runconfig.load(logdir)
-  if config is None:
-    raise DataError(f'--{logdir_flag}={logdir} holds no config.yaml — point '
-                    f'it at a training run, or give --{name}')
-  config.update_from_flattened_dict(
-      config_flags.get_override_values(holder))
-  return config
-
-
 def main(_):
-  core_config = run_config('core_config', 'core_logdir')
-  up_config = run_config('upsampler_config', 'upsampler_logdir')
-  predict.check_configs(core_config, up_config)
+  core_config, up_config = predictor_flags.configs(FLAGS)
   tile_size = up_config.resolution[0]
   options = predict.Options(
       tile_size=tile_size, timeline=core_config.timeline,
-      overlap=tile_size // 8 if FLAGS.overlap is None else FLAGS.overlap,
+      overlap=predictor_flags.overlap(FLAGS, tile_size),
       batch_size=FLAGS.batch_size,
       shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
       replace_all=FLAGS.replace_all,
@@ -119,9 +81,7 @@ def main(_):
       allow_unobserved=FLAGS.allow_unobserved)
   out = os.path.abspath(FLAGS.out)
   # The checkpoints are checked against the configs before the inputs.
-  predictor, identity = predict.load_predictor(
-      core_config, FLAGS.core_logdir, up_config, FLAGS.upsampler_logdir,
-      FLAGS.only_parallel)
+  predictor, identity = predictor_flags.load(FLAGS, core_config, up_config)
   with reader_flags.open_series(FLAGS, 'target') as series:
     predict.predict(series, predictor, out, options, identity)
 

@@ -230,7 +230,7 @@ def _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
                    'the same command again to resume')
 
 
-class _TileCache:
+class TileCache:
   """Loads committed tiles, keeping the most recent ones."""
 
   def __init__(self, work):
@@ -303,6 +303,24 @@ def report_fill(counts, series, slots):
         _dates(series, slots), len(slots) - 1, series.target)
 
 
+def blended(window, tiles, cache, size, overlap):
+  """The blended model output (h, w, C) uint8 over `window` (top, left, h,
+  w) and its (h, w) map of pixels with no clear date, from the tiles of
+  `cache` (a `TileCache`) that cover it."""
+  top, left, height, width = window
+  covering = tiling.covering(tiles, window, size, overlap)
+  model = tiling.blend(window, [(t, cache[t.index][0]) for t in covering],
+                       size, overlap)
+  no_clear = np.zeros((height, width), bool)
+  for t in covering:
+    r0, c0 = max(top, t.top), max(left, t.left)
+    r1 = min(top + height, t.top + t.height)
+    c1 = min(left + width, t.left + t.width)
+    no_clear[r0 - top:r1 - top, c0 - left:c1 - left] = cache[t.index][1][
+        r0 - t.top:r1 - t.top, c0 - t.left:c1 - t.left]
+  return model, no_clear
+
+
 def assemble(series, work, tiles, size, overlap, out, replace_all,
              output_reflectance):
   """Blends the committed tiles and writes the output files; returns their
@@ -310,23 +328,14 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
   writer = geotiff.Writer(work.scratch, grid, 3, dtype)
-  cache = _TileCache(work)
+  cache = TileCache(work)
   target = series.target_index
   blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
   ticker = Ticker('assembly', len(blocks))
   counts = np.zeros(3, np.int64)
   for b, window in enumerate(blocks):
     top, left, height, width = window
-    covering = tiling.covering(tiles, window, size, overlap)
-    model = tiling.blend(window, [(t, cache[t.index][0]) for t in covering],
-                         size, overlap)
-    no_clear = np.zeros((height, width), bool)
-    for t in covering:
-      r0, c0 = max(top, t.top), max(left, t.left)
-      r1 = min(top + height, t.top + t.height)
-      c1 = min(left + width, t.left + t.width)
-      no_clear[r0 - top:r1 - top, c0 - left:c1 - left] = cache[t.index][1][
-          r0 - t.top:r1 - t.top, c0 - t.left:c1 - t.left]
+    model, no_clear = blended(window, tiles, cache, size, overlap)
     win = Window(left, top, width, height)
     rgb, cloudy, _ = series.read(win, [target])
     keep = ~cloudy[0]

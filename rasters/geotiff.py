@@ -30,6 +30,26 @@ def paths(out):
           'quicklook': stem + '.png'}
 
 
+class Quicklook:
+  """A (h, w, 3) uint8 image of at most `side` px a side, decimated (every
+  `factor`-th pixel) from the windows of a height x width grid as they go
+  by."""
+
+  def __init__(self, height, width, side=QUICKLOOK_SIDE):
+    self.factor = max(1, math.ceil(max(height, width) / side))
+    self.image = np.zeros((math.ceil(height / self.factor),
+                           math.ceil(width / self.factor), 3), np.uint8)
+
+  def add(self, window, rgb8):
+    """Samples (h, w, 3) uint8 `rgb8` at window (top, left, h, w)."""
+    top, left = window[:2]
+    f = self.factor
+    rows, cols = (-top) % f, (-left) % f
+    sample = rgb8[rows::f, cols::f]
+    r0, c0 = (top + rows) // f, (left + cols) // f
+    self.image[r0:r0 + sample.shape[0], c0:c0 + sample.shape[1]] = sample
+
+
 class Writer:
   """Writes an image and its fill map on a target grid, window by window."""
 
@@ -47,11 +67,7 @@ class Writer:
                           f'{FILL_MODEL} = filled by the model, '
                           f'{FILL_NO_CLEAR} = filled, no clear date among '
                           'the model inputs')
-    self.factor = max(1, math.ceil(max(grid.height, grid.width) /
-                                   QUICKLOOK_SIDE))
-    self.quicklook = np.zeros((math.ceil(grid.height / self.factor),
-                               math.ceil(grid.width / self.factor), 3),
-                              np.uint8)
+    self.quicklook = Quicklook(grid.height, grid.width)
 
   def write(self, window, image, fill, rgb8):
     """Writes (h, w, C) `image` and (h, w) `fill` at window (top, left, h,
@@ -60,11 +76,7 @@ class Writer:
     win = Window(left, top, width, height)
     self.image.write(np.moveaxis(image, -1, 0), window=win)
     self.fill.write(fill[None], window=win)
-    f = self.factor
-    rows, cols = (-top) % f, (-left) % f
-    sample = rgb8[rows::f, cols::f]
-    r0, c0 = (top + rows) // f, (left + cols) // f
-    self.quicklook[r0:r0 + sample.shape[0], c0:c0 + sample.shape[1]] = sample
+    self.quicklook.add(window, rgb8)
 
   def finish(self, out):
     """Closes the scratch files and copies them to their final names."""
@@ -78,6 +90,6 @@ class Writer:
                       OVERVIEW_RESAMPLING=resampling)
       os.replace(tmp, names[key])
     tmp = names['quicklook'] + '.tmp'
-    Image.fromarray(self.quicklook).save(tmp, format='PNG')
+    Image.fromarray(self.quicklook.image).save(tmp, format='PNG')
     os.replace(tmp, names['quicklook'])
     return names

@@ -1,0 +1,81 @@
+"""The model flags predict.py and tools.selfcheck share, and their configs.
+
+    predictor_flags.define()            # at import, beside the series flags
+    core, upsampler = predictor_flags.configs(FLAGS)
+    overlap = predictor_flags.overlap(FLAGS, tile_size)
+    predictor, identity = predictor_flags.load(FLAGS, core, upsampler)
+
+Each model is built from its run's config.yaml, unless --core_config /
+--upsampler_config is given; --<name>.<key>=value overrides one key either
+way.
+"""
+
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from jobs import predict
+from utils import runconfig
+from utils.errors import DataError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def define():
+  """Defines the model flags (their logdirs required)."""
+  config_flags.DEFINE_config_file(
+      'core_config', os.path.join(ROOT, 'configs', 'cloudtran_core_test.py'),
+      'Default: the core run\'s config.yaml. Test config of the core '
+      '(`:tiny` for the small CPU variant); overrides as '
+      '--core_config.<key>=value.', lock_config=True)
+  config_flags.DEFINE_config_file(
+      'upsampler_config', os.path.join(ROOT, 'configs', 'upsampler_test.py'),
+      'Default: the upsampler run\'s config.yaml. Test config of the '
+      'upsampler; its resolution is the tile size.', lock_config=True)
+  flags.DEFINE_string('core_logdir', None, 'Core training run (newest '
+                      'checkpoint, averaged weights).')
+  flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
+  flags.DEFINE_integer('overlap', None, 'Pixels shared by neighbouring tiles '
+                       '(at most half the tile); default an eighth of the '
+                       'tile.')
+  flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
+  flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel "
+                    'head instead of its autoregressive argmax.')
+  flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir'])
+
+
+def _run_config(values, name, logdir_flag):
+  """--<name> if given, else the config.yaml of the run in --<logdir_flag>
+  with the --<name>.<key> overrides."""
+  holder = values[name]
+  if holder.present:
+    return holder.value
+  logdir = values[logdir_flag].value
+  config = runconfig.load(logdir)
+  if config is None:
+    raise DataError(f'--{logdir_flag}={logdir} holds no config.yaml — point '
+                    f'it at a training run, or give --{name}')
+  config.update_from_flattened_dict(
+      config_flags.get_override_values(holder))
+  return config
+
+
+def configs(values):
+  """(core config, upsampler config), checked to work together."""
+  core = _run_config(values, 'core_config', 'core_logdir')
+  upsampler = _run_config(values, 'upsampler_config', 'upsampler_logdir')
+  predict.check_configs(core, upsampler)
+  return core, upsampler
+
+
+def overlap(values, tile_size):
+  """--overlap, or an eighth of the tile."""
+  return tile_size // 8 if values.overlap is None else values.overlap
+
+
+def load(values, core, upsampler):
+  """(predictor, identity) of the two runs' newest checkpoints, each checked
+  against its config before anything is read."""
+  return predict.load_predictor(core, values.core_logdir, upsampler,
+                                values.upsampler_logdir, values.only_parallel)

@@ -1,0 +1,56 @@
+r"""How well will the models fill *my* area? A self-check on your own scene.
+
+  python -m tools.selfcheck --core_logdir $CORE_LOGDIR \
+      --upsampler_logdir $UP_LOGDIR --inputs 'scenes/*.tif' \
+      --scl 'scenes/*_SCL*.tif' --pairs 4 --out selfcheck/
+
+Takes the same series and model flags as predict.py (files or STAC Items).
+Up to --pairs (target, mask date) pairs are drawn (--seed): a target date at
+most --max_target_cloud % cloudy, with the real cloud mask of another date
+moved onto it. The target is filled as predict.py would, on the tiles the
+moved mask touches, and the pixels it hides (clear in the target) are
+scored against the target's real values: the evaluation protocol's metrics
+for the model, the mosaic, the least cloudy date and the cloudy input, per
+pair and overall (`jobs.selfcheck`). Writes, in --out: selfcheck.md,
+selfcheck.csv, selfcheck.json and pair_<k>.png (truth, masked input, model,
+mosaic). A killed run started again resumes from `<out>.work/`.
+"""
+
+import os
+
+from absl import flags
+
+from jobs import predictor_flags
+from jobs import selfcheck
+from rasters import reader_flags
+from utils import cli
+
+predictor_flags.define()
+reader_flags.define('grid_date', 'Date whose grid the others are read on '
+                    '(YYYY-MM-DD); default the last date.')
+flags.DEFINE_string('out', None, 'Directory of the report.')
+flags.DEFINE_integer('pairs', 4, 'At most this many (target, mask date) '
+                     'pairs.')
+flags.DEFINE_integer('seed', 0, 'Seed of the draw of pairs.')
+flags.DEFINE_float('max_target_cloud', 20., 'Percent of cloudy pixels above '
+                   'which a date is not used as a target.')
+flags.mark_flags_as_required(['out'])
+
+FLAGS = flags.FLAGS
+
+
+def main(_):
+  core_config, up_config = predictor_flags.configs(FLAGS)
+  tile_size = up_config.resolution[0]
+  options = selfcheck.Options(
+      tile_size=tile_size, timeline=core_config.timeline,
+      overlap=predictor_flags.overlap(FLAGS, tile_size),
+      batch_size=FLAGS.batch_size, pairs=FLAGS.pairs, seed=FLAGS.seed,
+      max_target_cloud=FLAGS.max_target_cloud)
+  load = lambda: predictor_flags.load(FLAGS, core_config, up_config)
+  with reader_flags.open_series(FLAGS, 'grid_date') as series:
+    selfcheck.selfcheck(series, load, os.path.abspath(FLAGS.out), options)
+
+
+if __name__ == '__main__':
+  cli.run(main)
