@@ -27,6 +27,17 @@ def cloudy_input(cube, n_channels):
   return _slots(np.asarray(cube), n_channels)[..., -1, :]
 
 
+def _slots_and_masks(cube, mask_cube, n_channels):
+  """(..., H, W, T, C) slots of the image cube and its (..., H, W, T) mask
+  cube, checked to match."""
+  slots = _slots(np.asarray(cube), n_channels)
+  mask_cube = np.asarray(mask_cube)
+  if mask_cube.shape != slots.shape[:-1]:
+    raise ValueError(f'Mask cube {mask_cube.shape} does not match the '
+                     f'{slots.shape[:-1]} slots of the image cube.')
+  return slots, mask_cube
+
+
 def mosaic(cube, mask_cube, n_channels):
   """Each pixel from the most recent date among slots 1..T-1 where it is clear.
 
@@ -43,11 +54,7 @@ def mosaic(cube, mask_cube, n_channels):
   Returns:
     (..., H, W, C), the dtype of `cube`.
   """
-  slots = _slots(np.asarray(cube), n_channels)
-  mask_cube = np.asarray(mask_cube)
-  if mask_cube.shape != slots.shape[:-1]:
-    raise ValueError(f'Mask cube {mask_cube.shape} does not match the '
-                     f'{slots.shape[:-1]} slots of the image cube.')
+  slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
   newest_first = mask_cube[..., :0:-1] > 0
   # argmax finds the first clear slot from the end; none clear gives 0: T-1.
   chosen = mask_cube.shape[-1] - 1 - np.argmax(newest_first, axis=-1)
@@ -68,11 +75,7 @@ def least_cloudy(cube, mask_cube, n_channels):
   Returns:
     (..., H, W, C), the dtype of `cube`.
   """
-  slots = _slots(np.asarray(cube), n_channels)
-  mask_cube = np.asarray(mask_cube)
-  if mask_cube.shape != slots.shape[:-1]:
-    raise ValueError(f'Mask cube {mask_cube.shape} does not match the '
-                     f'{slots.shape[:-1]} slots of the image cube.')
+  slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
   clear = (mask_cube[..., 1:] > 0).sum(axis=(-3, -2))     # (..., T-1)
   # argmax finds the first maximum from the end: the newest of a tie.
   chosen = mask_cube.shape[-1] - 1 - np.argmax(clear[..., ::-1], axis=-1)
