@@ -24,6 +24,7 @@ from jobs import predict_workdir
 from rasters import reader
 from rasters import tiling
 from tests import raster_helpers as rh
+from tools import synthetic_geotiff
 from utils.errors import DataError
 
 TILE, OVERLAP, TIMELINE = 32, 8, 4
@@ -231,6 +232,16 @@ def test_blend_leaves_pixels_that_are_not_needed_uncovered():
   needed[0, 40] = True
   with pytest.raises(ValueError, match='not covered'):
     tiling.blend((0, 0, 32, 56), part, 32, 8, needed)
+
+
+@pytest.mark.parametrize('cover, low, high', [(0, 0, 0), (30, 25, 35),
+                                              (100, 100, 100)])
+def test_synthetic_scenes_of_a_target_cover(cover, low, high, tmp_path):
+  """The scenes of `bench/predict.py --covers`."""
+  written = synthetic_geotiff.write_scene(str(tmp_path), width=64, height=64,
+                                          dates=3, target_cover=cover)
+  assert low <= written[-1][2] <= high
+  assert written[-1][1] == ('clear' if cover == 0 else f'{cover} %')
 
 
 @pytest.fixture(scope='module')
