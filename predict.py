@@ -17,7 +17,8 @@ from each run's config.yaml (--core_config / --upsampler_config instead, or
 --core_config.<key>=value to override one key).
 
 The scene is cut into tiles of the upsampler's resolution overlapping by
---overlap pixels (default an eighth of the tile) and blended without seams.
+--overlap pixels (default an eighth of the tile) and blended without seams;
+tiles whose target is clear skip the models (unless --replace_all).
 Outputs, beside --out: the image (a tiled, deflate-compressed GeoTIFF with
 overviews, the target's CRS and transform; uint8 RGB, or reflectance in the
 inputs' dtype with --output_reflectance), `<stem>_fill.tif` (0 = clear

@@ -3,19 +3,24 @@
   .venv/bin/python bench/predict.py [--sizes 512,1024] [--only_parallel] \
       [--core_logdir runs/demo/core --upsampler_logdir runs/demo/upsampler]
   .venv/bin/python bench/predict.py --models default --sizes 432
+  .venv/bin/python bench/predict.py --sizes 512 --covers 0,30,100
 
 For each size a synthetic scene (uint16, SCL; tools.synthetic_geotiff,
-`timeline` dates) is written to a temporary directory, then one fresh
+`timeline` dates) is written to a temporary directory (with `--covers`, one
+per cover: that percentage of the target date under clouds), then one fresh
 process predicts its last date with the models of `--models`: `tiny` (the
 `:tiny` configs, 32 px tiles, overlap 8, batch 8; the demo's runs when
 given, else random weights: the speed is the same) or `default` (the
 upstream configs: core D=128 at 64x64, upsampler D=512 at 224x224; random
 weights, overlap 16, batch 1). Each
-process reports the seconds of model loading and compilation (the first
-batch), of the tiles and of the assembly, megapixels per second over tiles
-and assembly, and its peak resident memory (ru_maxrss). Prints one JSON
-object; `load_average` is the 1-minute load before and after, since the
-figures scale with it on a shared machine.
+process reports the seconds of model loading, of the whole prediction
+after it (`predict_seconds`) and within it of the first model call (which
+compiles), the tiles and the assembly, the tiles sent to the models of all
+tiles, megapixels per second over tiles and assembly (first call apart),
+and its peak resident memory (ru_maxrss). Prints one JSON object, with
+`predict_seconds_by_cover` per size when `--covers` is given; `load_average`
+is the 1-minute load before and after, since the figures scale with it on a
+shared machine.
 """
 
 import argparse
@@ -71,13 +76,15 @@ class Timed:
 
   def __init__(self, predictor):
     self.predictor = predictor
-    self.first_seconds = None
+    self.first_seconds = 0.0
+    self.calls = 0
 
   def __call__(self, rgb, clear):
     start = time.perf_counter()
     out = self.predictor(rgb, clear)
-    if self.first_seconds is None:
+    if not self.calls:
       self.first_seconds = time.perf_counter() - start
+    self.calls += 1
     return out
 
 
@@ -86,6 +93,7 @@ def child(args):
   from jobs import predict  # pylint: disable=g-import-not-at-top
   from rasters import geotiff  # pylint: disable=g-import-not-at-top
   from rasters import reader  # pylint: disable=g-import-not-at-top
+  from rasters import tiling  # pylint: disable=g-import-not-at-top
   core_config, up_config = configs(args.models)
   start = time.perf_counter()
   predictor, identity = predict.load_predictor(
@@ -94,13 +102,18 @@ def child(args):
   load_seconds = time.perf_counter() - start
   timed = Timed(predictor)
   phases = {}
-  assemble = predict.assemble
+  assemble, run_tiles = predict.assemble, predict.run_tiles
 
   def timed_assemble(*a, **k):
     phases['tiles_done'] = time.perf_counter()
     return assemble(*a, **k)
 
+  def counted_run_tiles(*a, **k):
+    phases['tiles_to_models'] = run_tiles(*a, **k)
+    return phases['tiles_to_models']
+
   predict.assemble = timed_assemble
+  predict.run_tiles = counted_run_tiles
   scene = args.scene
   with reader.open_series(os.path.join(scene, 'images', '*.tif'),
                           scl=os.path.join(scene, 'scl', '*.tif')) as series:
@@ -110,13 +123,19 @@ def child(args):
                               **MODELS[args.models][1])
     predict.predict(series, timed, args.out, options, identity)
     end = time.perf_counter()
-    pixels = series.grid.width * series.grid.height
+    grid = series.grid
+    pixels = grid.width * grid.height
+    tiles = len(tiling.grid(grid.height, grid.width, options.tile_size,
+                            options.overlap))
   tiles_seconds = phases['tiles_done'] - tiles_start - timed.first_seconds
   print(json.dumps({
       'megapixels': round(pixels / 1e6, 3),
       'load_seconds': round(load_seconds, 1),
+      'predict_seconds': round(end - tiles_start, 2),
       'first_batch_seconds': round(timed.first_seconds, 1),
       'tiles_seconds': round(tiles_seconds, 1),
+      'tiles': tiles,
+      'tiles_to_models': phases['tiles_to_models'],
       'assembly_seconds': round(end - phases['tiles_done'], 1),
       'megapixels_per_second': round(
           pixels / 1e6 / (end - tiles_start - timed.first_seconds), 4),
@@ -126,9 +145,31 @@ def child(args):
   }))
 
 
+def scene_name(size, cover):
+  """`scene_<size>`, with `_cover_<cover>` when a cover is given."""
+  return f'scene_{size}' + ('' if cover is None else f'_cover_{cover:g}')
+
+
+def run_child(args, scene, out, core, upsampler):
+  """The figures of one prediction of `scene` in a fresh process."""
+  command = [sys.executable, os.path.abspath(__file__), '--scene', scene,
+             '--out', out, '--models', args.models,
+             '--core_logdir', core, '--upsampler_logdir', upsampler]
+  if args.only_parallel:
+    command.append('--only_parallel')
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  if done.returncode:
+    sys.exit(f'bench/predict.py: the run on {os.path.basename(scene)} '
+             f'failed:\n{done.stderr[-3000:]}')
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--sizes', default='512,1024')
+  parser.add_argument('--covers', help='percentages of the target date '
+                      'under clouds, e.g. 0,30,100: one scene of each size '
+                      'per cover (default: the synthetic scene\'s own)')
   parser.add_argument('--models', choices=sorted(MODELS), default='tiny',
                       help='tiny: the :tiny configs (the demo); default: '
                       'the upstream model sizes, random weights')
@@ -151,23 +192,22 @@ def main(argv=None):
     if not (core and upsampler):
       core, upsampler = save_random_models(tmp, args.models)
       results['weights'] = 'random'
+    covers = ([None] if args.covers is None
+              else [float(c) for c in args.covers.split(',')])
     for size in (int(s) for s in args.sizes.split(',')):
-      scene = os.path.join(tmp, f'scene_{size}')
-      synthetic_geotiff.write_scene(scene, width=size, height=size,
-                                    dates=core_config.timeline)
-      command = [sys.executable, os.path.abspath(__file__), '--scene', scene,
-                 '--out', os.path.join(tmp, f'out_{size}.tif'),
-                 '--models', args.models,
-                 '--core_logdir', core, '--upsampler_logdir', upsampler]
-      if args.only_parallel:
-        command.append('--only_parallel')
-      done = subprocess.run(command, capture_output=True, text=True,
-                            check=False)
-      if done.returncode:
-        sys.exit(f'bench/predict.py: the {size} px run failed:\n'
-                 f'{done.stderr[-3000:]}')
-      last_line = done.stdout.strip().splitlines()[-1]
-      results[f'scene_{size}'] = json.loads(last_line)
+      for cover in covers:
+        name = scene_name(size, cover)
+        scene = os.path.join(tmp, name)
+        synthetic_geotiff.write_scene(scene, width=size, height=size,
+                                      dates=core_config.timeline,
+                                      target_cover=cover)
+        results[name] = run_child(args, scene,
+                                  os.path.join(tmp, name + '.tif'), core,
+                                  upsampler)
+      if args.covers is not None:
+        results[f'predict_seconds_by_cover_{size}'] = {
+            f'{c:g}': results[scene_name(size, c)]['predict_seconds']
+            for c in covers}
   results['load_average'] = [round(load_before, 2),
                              round(os.getloadavg()[0], 2)]
   print(json.dumps(results, indent=1))

@@ -5,14 +5,18 @@ runs.
 overlapping tiles of the upsampler's resolution (`rasters.tiling`), and for
 each batch of tiles reads the model's dates (the T-2 dates before the target
 and the target itself), runs `predictor` and commits every tile to the work
-directory beside `out` (`jobs.predict_workdir`). With `shard=(i, n)` only
-every n-th tile is done. When every tile is done (by this job or by others), the
-output is assembled in 256 px blocks: overlapping tiles are blended, the
-target's clear pixels are kept bit for bit (unless `replace_all`), and the
-image, its fill map and a quicklook are written (`rasters.geotiff`). A
-scene whose output would be invented (masks short of the grid, no clear
-pixel on any date) is refused first; the shares of the fill codes are
-logged at the end.
+directory beside `out` (`jobs.predict_workdir`). Only tiles whose output is
+needed go through the models: a tile whose target pixels are all clear is
+committed without output (those pixels are kept), and the tiles with no
+clear pixel on any of the model's dates share the prediction of the first of
+them (they give the models the same input); the output is the same as if
+every tile had been run. With `shard=(i, n)` only every n-th tile is done.
+When every tile is done (by this job or by others), the output is assembled
+in 256 px blocks: overlapping tiles are blended, the target's clear pixels
+are kept bit for bit (unless `replace_all`), and the image, its fill map and
+a quicklook are written (`rasters.geotiff`). A scene whose output would be
+invented (masks short of the grid, no clear pixel on any date) is refused
+first; the shares of the fill codes are logged at the end.
 A killed job started again skips the committed tiles and writes the same
 bytes; SIGTERM or SIGINT stops a job after its current batch of tiles.
 
@@ -49,6 +53,8 @@ TILE_CACHE = 64
 PROGRESS_SECS = 10
 # Percent of the scene with no clear date above which predict warns.
 MAX_NO_CLEAR = 50
+# Bands of the output (RGB, as `check_configs` requires of the models).
+CHANNELS = 3
 
 
 def slot_dates(series, timeline):
@@ -153,7 +159,9 @@ def _config_dict(config):
 
 class ModelPredictor:
   """(B, T-1, S, S, C) uint8 dates + (B, T-1, S, S) clear -> (B, S, S, C)
-  uint8, by the core (argmax or its parallel head) and the upsampler."""
+  uint8, by the core (argmax or its parallel head) and the upsampler; the
+  dates' cloudy pixels are masked (`model_batch`), so only the clear ones
+  count."""
 
   def __init__(self, core, upsampler, core_config, upsampler_config,
                only_parallel):
@@ -202,32 +210,96 @@ class Ticker:
       self.last = now
 
 
-def run_tiles(series, predictor, work, tiles, slots, size, batch_size):
-  """Predicts and commits `tiles` in batches, with a progress line; on
-  SIGTERM or SIGINT stops after the current batch (`stop.Stopped`)."""
+def run_tiles(series, predictor, work, tiles, slots, size, batch_size,
+              share_unobserved=False):
+  """Predicts and commits `tiles` in batches, with a progress line; returns
+  how many went through the models. With `share_unobserved` (for a
+  predictor that reads only the clear pixels, as `ModelPredictor`), the
+  tiles with no clear pixel on any of the model's dates share one
+  prediction (`model_batches`). On SIGTERM or SIGINT stops after the
+  current batch (`stop.Stopped`)."""
   with stop.requests() as request:
-    _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
-               request)
+    return _run_tiles(series, predictor, work, tiles, slots, size,
+                      batch_size, share_unobserved, request)
 
 
 def _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
-               request):
+               share_unobserved, request):
   """`run_tiles` with its stop `request`."""
   ticker = Ticker('tiles', len(tiles))
-  for start in range(0, len(tiles), batch_size):
-    chunk = tiles[start:start + batch_size]
-    reads = [_read_tile(series, t, slots, size) for t in chunk]
+  sent = done = 0
+  for done, batch in model_batches(series, work, tiles, slots, size,
+                                   batch_size, share_unobserved):
+    chunk = [tile for tile, _ in batch]
+    reads = [read for _, read in batch]
     # Full batches only, so the models keep one compiled shape.
     reads += reads[-1:] * (batch_size - len(reads))
     predictions = predictor(np.stack([r[0] for r in reads]),
                             np.stack([r[1] for r in reads]))
     for tile, prediction, read in zip(chunk, predictions, reads):
       work.save(tile.index, prediction[:tile.height, :tile.width], read[2])
-    ticker.update(start + len(chunk))
+      if share_unobserved and read[2].all():
+        work.save_unobserved(prediction)
+    sent += len(chunk)
+    ticker.update(done)
     if request.signal:
-      request.stop(f'stopped on {request.name} with {start + len(chunk)} of '
-                   f'{len(tiles)} tiles of this job done in {work.dir} — run '
-                   'the same command again to resume')
+      request.stop(f'stopped on {request.name} with {done} of {len(tiles)} '
+                   f'tiles of this job done in {work.dir} — run the same '
+                   'command again to resume')
+  if done < len(tiles):
+    ticker.update(len(tiles))
+  return sent
+
+
+def model_batches(series, work, tiles, slots, size, batch_size,
+                  share_unobserved):
+  """Yields (tiles of `tiles` read so far, [(tile, `_read_tile`)]): batches
+  of at most `batch_size` tiles to run through the models.
+
+  With `share_unobserved`, a tile with no clear pixel on any of the model's
+  dates gives the models the same input as any other such tile: the first
+  one is batched (its caller keeps its prediction, `save_unobserved`), the
+  others are marked UNOBSERVED in `work` once that prediction is there.
+  """
+  batch, waiting, first_queued = [], [], False
+  for n, tile in enumerate(tiles, 1):
+    read = _read_tile(series, tile, slots, size)
+    if share_unobserved and read[2].all():
+      if work.has_unobserved():
+        work.mark(tile.index, predict_workdir.UNOBSERVED)
+        continue
+      if first_queued:
+        waiting.append(tile)
+        continue
+      first_queued = True
+    batch.append((tile, read))
+    if len(batch) == batch_size:
+      yield n, batch
+      batch = []
+  if batch:
+    yield len(tiles), batch
+  for tile in waiting:
+    work.mark(tile.index, predict_workdir.UNOBSERVED)
+
+
+def clear_tiles(series, tiles, candidates, size, overlap):
+  """The tiles of `candidates` (some of `tiles`, the grid) whose target
+  pixels are all clear, read block by block as `assemble` reads them, so
+  the two agree on every pixel."""
+  grid = series.grid
+  open_, cloudy = {t.index for t in candidates}, set()
+  for window in tiling.blocks(grid.height, grid.width, geotiff.BLOCK):
+    pending = [t for t in tiling.covering(tiles, window, size, overlap)
+               if t.index in open_ and t.index not in cloudy]
+    if not pending:
+      continue
+    top, left, height, width = window
+    target_cloudy = series.read(Window(left, top, width, height),
+                                [series.target_index])[1][0]
+    for t in pending:
+      if target_cloudy[tiling.shared(t, window)[0]].any():
+        cloudy.add(t.index)
+  return [t for t in candidates if t.index not in cloudy]
 
 
 class TileCache:
@@ -238,6 +310,7 @@ class TileCache:
     self.items = collections.OrderedDict()
 
   def __getitem__(self, index):
+    """`WorkDir.load(index)`: (prediction, no_clear), or None."""
     if index in self.items:
       self.items.move_to_end(index)
     else:
@@ -303,21 +376,24 @@ def report_fill(counts, series, slots):
         _dates(series, slots), len(slots) - 1, series.target)
 
 
-def blended(window, tiles, cache, size, overlap):
+def blended(window, tiles, cache, size, overlap, needed=None):
   """The blended model output (h, w, C) uint8 over `window` (top, left, h,
   w) and its (h, w) map of pixels with no clear date, from the tiles of
-  `cache` (a `TileCache`) that cover it."""
-  top, left, height, width = window
+  `cache` (a `TileCache`) that cover it. Tiles committed without output
+  (clear) are left out: the `needed` pixels (default all) must be covered
+  by the others; the rest may be 0."""
+  height, width = window[2:]
   covering = tiling.covering(tiles, window, size, overlap)
-  model = tiling.blend(window, [(t, cache[t.index][0]) for t in covering],
-                       size, overlap)
+  parts = [(t, cache[t.index]) for t in covering]
+  parts = [(t, record) for t, record in parts if record is not None]
   no_clear = np.zeros((height, width), bool)
-  for t in covering:
-    r0, c0 = max(top, t.top), max(left, t.left)
-    r1 = min(top + height, t.top + t.height)
-    c1 = min(left + width, t.left + t.width)
-    no_clear[r0 - top:r1 - top, c0 - left:c1 - left] = cache[t.index][1][
-        r0 - t.top:r1 - t.top, c0 - t.left:c1 - t.left]
+  if not parts and needed is not None and not needed.any():
+    return np.zeros((height, width, CHANNELS), np.uint8), no_clear
+  model = tiling.blend(window, [(t, record[0]) for t, record in parts], size,
+                       overlap, needed)
+  for t, record in parts:
+    ours, theirs = tiling.shared(t, window)
+    no_clear[ours] = record[1][theirs]
   return model, no_clear
 
 
@@ -327,7 +403,7 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   paths and the pixel count of each fill code."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
-  writer = geotiff.Writer(work.scratch, grid, 3, dtype)
+  writer = geotiff.Writer(work.scratch, grid, CHANNELS, dtype)
   cache = TileCache(work)
   target = series.target_index
   blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
@@ -335,16 +411,15 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
   counts = np.zeros(3, np.int64)
   for b, window in enumerate(blocks):
     top, left, height, width = window
-    model, no_clear = blended(window, tiles, cache, size, overlap)
     win = Window(left, top, width, height)
     rgb, cloudy, _ = series.read(win, [target])
-    keep = ~cloudy[0]
-    fill = np.where(keep, geotiff.FILL_KEPT,
+    clear = ~cloudy[0]
+    keep = np.zeros_like(clear) if replace_all else clear
+    model, no_clear = blended(window, tiles, cache, size, overlap, ~keep)
+    fill = np.where(clear, geotiff.FILL_KEPT,
                     np.where(no_clear, geotiff.FILL_NO_CLEAR,
                              geotiff.FILL_MODEL)).astype(np.uint8)
     counts += np.bincount(fill.ravel(), minlength=3)
-    if replace_all:
-      keep = np.zeros_like(keep)
     rgb8 = np.where(keep[..., None], rgb[0], model)
     image = rgb8
     if output_reflectance:
@@ -370,6 +445,8 @@ class Options:
   output_reflectance: write reflectance in the inputs' dtype, not uint8.
   allow_unobserved: go on (with a warning) when masks do not cover the grid
     or no pixel is clear on any of the model's dates (`check_observed`).
+  every_tile: run the models on every tile, even where their output is not
+    needed or is shared (the output is the same: for checking that).
   """
   tile_size: int
   timeline: int
@@ -380,6 +457,7 @@ class Options:
   replace_all: bool = False
   output_reflectance: bool = False
   allow_unobserved: bool = False
+  every_tile: bool = False
 
   def __post_init__(self):
     index, count = self.shard
@@ -387,12 +465,34 @@ class Options:
       raise DataError(f'--shard={index}/{count}: need 0 <= i < n.')
 
 
+def run_model_tiles(series, predictor, work, tiles, mine, slots, options,
+                    skip_clear):
+  """Commits the tiles of `mine` (some of `tiles`, the grid): the clear
+  ones (`skip_clear`) without the models, the others by `run_tiles`; logs
+  how many went through the models."""
+  size = options.tile_size
+  clear = (clear_tiles(series, tiles, mine, size, options.overlap)
+           if skip_clear else [])
+  for tile in clear:
+    work.mark(tile.index, predict_workdir.CLEAR)
+  clear_indices = {t.index for t in clear}
+  cloudy = [t for t in mine if t.index not in clear_indices]
+  sent = run_tiles(series, predictor, work, cloudy, slots, size,
+                   options.batch_size, not options.every_tile)
+  logging.info('%d tile(s) sent to the models, %d skipped: %d with a clear '
+               'target, %d with no clear pixel on any of the model\'s dates '
+               '(sharing one prediction).', sent, len(mine) - sent,
+               len(clear), len(cloudy) - sent)
+
+
 def predict(series, predictor, out, options, identity=None):
   """Predicts the target date of `series` into `out` (see the module doc).
 
   Args:
     series: a `rasters.reader.Series`.
-    predictor: callable as `ModelPredictor`.
+    predictor: callable as `ModelPredictor`; like it, its output may depend
+      on the dates' values only where they are clear (the tiles with no
+      clear pixel share one prediction).
     out: the output GeoTIFF path.
     options: an `Options`.
     identity: JSON-ready description of the models; a work directory made
@@ -405,13 +505,15 @@ def predict(series, predictor, out, options, identity=None):
   """
   index, count = options.shard
   tile_size, overlap = options.tile_size, options.overlap
+  skip_clear = not (options.replace_all or options.every_tile)
   slots = slot_dates(series, options.timeline)
   grid = series.grid
   tiles = tiling.grid(grid.height, grid.width, tile_size, overlap)
   manifest = {'inputs': [str(p) for p in series.paths],
               'masks': [str(p) for p in series.mask_paths],
               'target': str(series.target), 'grid': grid.to_dict(),
-              'tile_size': tile_size, 'overlap': overlap, 'models': identity}
+              'tile_size': tile_size, 'overlap': overlap, 'models': identity,
+              'skip_clear_tiles': skip_clear}
   names = geotiff.paths(out)
   if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
     logging.info('%s exists: this prediction is complete.', out)
@@ -429,8 +531,8 @@ def predict(series, predictor, out, options, identity=None):
       if skipped:
         logging.info('Resuming: %d tile(s) of this shard already done.',
                      skipped)
-      run_tiles(series, predictor, work, mine, slots, tile_size,
-                options.batch_size)
+      run_model_tiles(series, predictor, work, tiles, mine, slots, options,
+                      skip_clear)
   left = sum(not work.done(t.index) for t in tiles)
   if left:
     if options.merge:

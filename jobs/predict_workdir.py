@@ -1,21 +1,31 @@
 """The resumable work directory of a prediction job, and its locks.
 
 `<out>.work/` beside the output holds `manifest.json` (what the tiles depend
-on: inputs, target, tiling, models) and one `tile_NNNNNN.npz` per finished
-tile, written under a temporary name and renamed into place, so a killed
-job leaves only whole tiles. Each writer (a shard, the assembly) holds a
-`runlock` file in the directory: a second writer of the same part is
-refused, and a lock left by a dead process on this host is taken over.
+on: inputs, target, tiling, models, whether clear tiles are skipped) and one
+record per finished tile: `tile_NNNNNN.npz`, the models' output, written
+under a temporary name and renamed into place, so a killed job leaves only
+whole tiles; or an empty marker, `tile_NNNNNN.clear` (the target is clear
+there: no model output is needed) or `tile_NNNNNN.unobserved` (no pixel is
+clear on any of the model's dates: such tiles give the models the same
+input, so they share one prediction, `unobserved.npz`). Each writer (a
+shard, the assembly) holds a `runlock` file in the directory: a second
+writer of the same part is refused, and a lock left by a dead process on
+this host is taken over.
 """
 
 import json
 import os
 import shutil
+import socket
 
 import numpy as np
 
 from utils import runlock
 from utils.errors import DataError
+
+# How a tile was committed: the models' output, or a marker.
+MODEL, CLEAR, UNOBSERVED = 'npz', 'clear', 'unobserved'
+KINDS = (MODEL, CLEAR, UNOBSERVED)
 
 
 def work_dir(out_path):
@@ -49,21 +59,54 @@ class WorkDir:
     """Holds `<name>.lock` for a block (`runlock`, the project's lock)."""
     return runlock.hold(self.dir, 'predict', name)
 
-  def path(self, index):
-    return os.path.join(self.dir, f'tile_{index:06d}.npz')
+  def path(self, index, kind=MODEL):
+    return os.path.join(self.dir, f'tile_{index:06d}.{kind}')
+
+  def kind(self, index):
+    """MODEL, CLEAR or UNOBSERVED: how tile `index` was committed; None if
+    it is not done."""
+    for kind in KINDS:
+      if os.path.exists(self.path(index, kind)):
+        return kind
+    return None
 
   def done(self, index):
-    return os.path.exists(self.path(index))
+    return self.kind(index) is not None
 
   def save(self, index, prediction, no_clear):
     """Commits one tile: its (h, w, C) uint8 prediction and (h, w) bool
     map of pixels with no clear date among the model's inputs."""
-    tmp = self.path(index) + '.tmp'
-    with open(tmp, 'wb') as f:
-      np.savez(f, prediction=prediction, no_clear=no_clear)
-    os.replace(tmp, self.path(index))
+    _save_npz(self.path(index), self.path(index) + '.tmp',
+              prediction=prediction, no_clear=no_clear)
+
+  def mark(self, index, kind):
+    """Commits tile `index` as CLEAR or UNOBSERVED (no output of its own)."""
+    with open(self.path(index, kind), 'w'):
+      pass
+
+  @property
+  def _unobserved_path(self):
+    return os.path.join(self.dir, f'{UNOBSERVED}.npz')
+
+  def save_unobserved(self, prediction):
+    """Keeps the (S, S, C) prediction of the tiles marked UNOBSERVED."""
+    # Shards may write it at once: each under a name of its own.
+    tmp = f'{self._unobserved_path}.{socket.gethostname()}.{os.getpid()}.tmp'
+    _save_npz(self._unobserved_path, tmp, prediction=prediction)
+
+  def has_unobserved(self):
+    return os.path.exists(self._unobserved_path)
 
   def load(self, index):
+    """(prediction, no_clear) of a committed tile, each covering at least
+    the tile's extent from its top-left corner; None for a CLEAR tile."""
+    kind = self.kind(index)
+    if kind == CLEAR:
+      return None
+    if kind == UNOBSERVED:
+      with np.load(self._unobserved_path) as data:
+        prediction = data['prediction']
+      return prediction, np.ones(prediction.shape[:2], bool)
     with np.load(self.path(index)) as data:
       return data['prediction'], data['no_clear']
 
@@ -72,3 +115,10 @@ class WorkDir:
 
   def remove(self):
     shutil.rmtree(self.dir)
+
+
+def _save_npz(path, tmp, **arrays):
+  """Writes `arrays` to `tmp`, then renames it to `path`."""
+  with open(tmp, 'wb') as f:
+    np.savez(f, **arrays)
+  os.replace(tmp, path)

@@ -93,7 +93,20 @@ def covering(tiles, window, size, overlap):
           for c in span(left, width, num_cols)]
 
 
-def blend(window, parts, size, overlap):
+def shared(tile, window):
+  """(window slices, tile slices) of the pixels `tile` shares with `window`
+  (top, left, h, w), each relative to its own origin; None if none."""
+  top, left, height, width = window
+  r0, r1 = max(top, tile.top), min(top + height, tile.top + tile.height)
+  c0, c1 = max(left, tile.left), min(left + width, tile.left + tile.width)
+  if r0 >= r1 or c0 >= c1:
+    return None
+  return ((slice(r0 - top, r1 - top), slice(c0 - left, c1 - left)),
+          (slice(r0 - tile.top, r1 - tile.top),
+           slice(c0 - tile.left, c1 - tile.left)))
+
+
+def blend(window, parts, size, overlap, needed=None):
   """Weighted average of tile predictions over one output window.
 
   Args:
@@ -101,25 +114,28 @@ def blend(window, parts, size, overlap):
     parts: (tile, prediction) pairs; a prediction is (tile.height,
       tile.width, C) and covers the tile's scene extent.
     size, overlap: the tiling.
+    needed: (height, width) bool, the pixels the parts must cover (default
+      all); the others, where no part covers them, are 0.
 
   Returns:
-    (height, width, C) uint8, rounded; every pixel must be covered.
+    (height, width, C) uint8, rounded.
   """
-  top, left, height, width = window
+  height, width = window[2:]
+  needed = np.ones((height, width), bool) if needed is None else needed
   weights = blend_weights(size, overlap)
   total, norm = None, np.zeros((height, width))
   for tile, prediction in parts:
-    r0, r1 = max(top, tile.top), min(top + height, tile.top + tile.height)
-    c0, c1 = max(left, tile.left), min(left + width, tile.left + tile.width)
-    if r0 >= r1 or c0 >= c1:
+    pair = shared(tile, window)
+    if pair is None:
       continue
     if total is None:
       total = np.zeros((height, width, prediction.shape[-1]))
-    w = weights[r0 - tile.top:r1 - tile.top, c0 - tile.left:c1 - tile.left]
-    values = prediction[r0 - tile.top:r1 - tile.top,
-                        c0 - tile.left:c1 - tile.left]
-    total[r0 - top:r1 - top, c0 - left:c1 - left] += w[..., None] * values
-    norm[r0 - top:r1 - top, c0 - left:c1 - left] += w
-  if total is None or not norm.all():
+    ours, theirs = pair
+    total[ours] += weights[theirs][..., None] * prediction[theirs]
+    norm[ours] += weights[theirs]
+  covered = norm > 0
+  if total is None or (needed & ~covered).any():
     raise ValueError(f'Window {window} is not covered by the given tiles.')
-  return np.clip(np.round(total / norm[..., None]), 0, 255).astype(np.uint8)
+  mean = np.divide(total, norm[..., None], out=np.zeros_like(total),
+                   where=covered[..., None])
+  return np.clip(np.round(mean), 0, 255).astype(np.uint8)

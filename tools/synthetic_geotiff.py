@@ -1,6 +1,7 @@
 """Writes a synthetic dated Sentinel-2-like scene as georeferenced rasters.
 
-  python -m tools.synthetic_geotiff OUT --width 600 --height 520 --dates 8
+  python -m tools.synthetic_geotiff OUT --width 600 --height 520 --dates 8 \
+      [--target_cover 30]
 
 OUT/images/YYYY-MM-DD.tif   3 bands (B04, B03, B02) uint16 reflectance DN,
                             10 m pixels in UTM zone 32N (EPSG:32632), with
@@ -12,8 +13,10 @@ OUT/truth/YYYY-MM-DD.tif    the cloud-free image of the last date
 
 The ground comes from `tools.scenes` (one landscape rendered per date of
 the growing season); the first date is clear, the last one partly cloudy
-(the date to restore), the others clear, moderate or severe at random; the
-second date misses a corner (zeros, SCL no data), as at a swath edge.
+(the date to restore; with --target_cover, clouds over that percentage of
+it: none at 0, all of it at 100), the others clear, moderate or severe at
+random; the second date misses a corner (zeros, SCL no data), as at a swath
+edge.
 """
 
 import datetime
@@ -33,6 +36,8 @@ FIRST_DAY = datetime.date(2024, 5, 3)
 CATEGORIES = ('clear', 'moderate', 'severe')
 CATEGORY_PROBS = (0.4, 0.45, 0.15)
 COVERAGE = {'moderate': (6.0, 15.0), 'severe': (60.0, 100.0)}
+# Points of cloud cover a --target_cover between 0 and 100 may be off by.
+COVER_TOLERANCE = 5.0
 BAND_NAMES = ('B04', 'B03', 'B02')
 # SCL classes used here; a 20 m pixel takes the class of highest priority
 # among its four 10 m pixels.
@@ -110,9 +115,26 @@ def plan(rng, count):
   return categories
 
 
+def target_clouds(rng, side, cover):
+  """Clouds over `cover` % of a (side, side) date: none at 0, everywhere
+  at 100, else fractal clouds within COVER_TOLERANCE points of it."""
+  if cover == 0:
+    return None
+  if cover == 100:
+    return scenes.Clouds(np.full((side, side), 0.97, np.float32),
+                         np.zeros((side, side), np.float32),
+                         np.ones((side, side), bool))
+  return scenes.make_clouds(rng, side, max(0, cover - COVER_TOLERANCE),
+                            min(100, cover + COVER_TOLERANCE))
+
+
 def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
-                resolution=10.0, scl_factor=2, crs=CRS, origin=ORIGIN):
-  """Writes the scene; returns [(date, category, cloud %)] in date order."""
+                resolution=10.0, scl_factor=2, crs=CRS, origin=ORIGIN,
+                target_cover=None):
+  """Writes the scene; returns [(date, category, cloud %)] in date order.
+  `target_cover`: percent of the last date under clouds (`target_clouds`;
+  its category is then 'clear' at 0, else that percentage); default a
+  moderate cover drawn like the other dates'."""
   rng = np.random.default_rng(seed)
   side = max(width, height)
   land = scenes.make_landscape(rng, side)
@@ -122,8 +144,12 @@ def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
           'QUANTIFICATION_VALUE': str(radiometry.QUANTIFICATION)}
   day, written = FIRST_DAY, []
   for t, category in enumerate(plan(rng, dates)):
-    clouds = (scenes.make_clouds(rng, side, *COVERAGE[category])
-              if category != 'clear' else None)
+    if t == dates - 1 and target_cover is not None:
+      clouds = target_clouds(rng, side, target_cover)
+      category = 'clear' if clouds is None else f'{target_cover:g} %'
+    else:
+      clouds = (scenes.make_clouds(rng, side, *COVERAGE[category])
+                if category != 'clear' else None)
     ground = scenes.render(land, day.timetuple().tm_yday / 365.0)
     image = scenes.compose(ground, clouds, rng, gain=rng.uniform(0.93, 1.07),
                            haze=rng.uniform(0.0, 10.0))[:height, :width]
@@ -168,6 +194,9 @@ def parser():
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--offset', type=int, default=1000,
                  help='DN offset (1000 = processing baseline >= 04.00)')
+  p.add_argument('--target_cover', type=float, default=None,
+                 help='percent of the last date under clouds, 0..100 '
+                 '(default: a moderate cover drawn at random)')
   return p
 
 
@@ -175,8 +204,11 @@ def main(argv=None):
   args = parser().parse_args(argv)
   if min(args.width, args.height) < 16 or args.dates < 2:
     parser().error('need --width, --height >= 16 and --dates >= 2.')
+  if args.target_cover is not None and not 0 <= args.target_cover <= 100:
+    parser().error('--target_cover is a percentage: give 0 to 100.')
   written = write_scene(args.out, args.width, args.height, args.dates,
-                        args.seed, args.offset)
+                        args.seed, args.offset,
+                        target_cover=args.target_cover)
   print(f'Synthetic scene in {args.out}: {args.width}x{args.height} px at '
         f'10 m ({CRS}), {args.dates} dates:')
   for day, category, cover in written:
