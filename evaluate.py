@@ -27,7 +27,10 @@ on 8-bit values and FID, KID (these need the Inception-v3 weights: without
 them they are 'n/a'). Writes results.csv (a row per method, resolution, pixel
 split and coverage group, 'all' for the whole set; 'n/a' where undefined),
 results.md (the tables) and results.json (the rows, the config, and the
-checkpoints and sample directories scored).
+checkpoints and sample directories scored). Samples with K > 1 draws per
+input (sample.num_samples) are scored by their per-pixel median, and
+calibration.md/.csv/.png report how well the draws cover the truth on the
+cloudy pixels.
 """
 
 from absl import flags

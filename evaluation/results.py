@@ -23,6 +23,9 @@
    `metrics.average`, and every set (FID, KID on Inception-v3 features), over
    all outputs and per coverage bin of the target date (the pipeline's
    `coverage`: cloud % of slot T-1's mask);
+   A method sampled with K > 1 draws per input is scored by their
+   per-pixel median, and `calibration.py` reports the draws' coverage and
+   spread on the cloudy pixels;
 4. write `results.csv` (one row per method, resolution, pixel split and
    coverage group, `coverage` = 'all' for the whole set), `results.md` (the
    tables) and `results.json` (the rows, the config, and the checkpoints and
@@ -48,6 +51,7 @@ from datasets import sample_outputs
 from datasets import subsets
 from datasets import tfrecords
 from evaluation import baselines
+from evaluation import calibration
 from evaluation import metrics
 
 BASELINES = ('cloudy input', 'least cloudy', 'mosaic')
@@ -75,7 +79,11 @@ SPLIT_TITLES = {
                     'reconstructed ones)',
     metrics.CLEAR: 'Clear pixels (clear in the target\'s mask)'}
 
-Entry = collections.namedtuple('Entry', 'name side images')
+# images: (N, s, s, C) uint8 scored in the tables; draws: (N, K, s, s, C)
+# uint8 when a job drew K > 1 outputs per input (images is then their
+# median), else None.
+Entry = collections.namedtuple('Entry', 'name side images draws',
+                               defaults=(None,))
 
 
 def parse_samples(specs):
@@ -127,8 +135,7 @@ def _as_json(value):
 
 def check_job(name, path, job, subset, config, skip_outputs):
   """Refuses samples whose job record says they belong to other examples:
-  another subset, another geometry (JOB_KEYS), several draws per input, or
-  another first output. `job` None (no record) is not checked here."""
+  another subset, another geometry (JOB_KEYS) or another first output. `job` None (no record) is not checked here."""
   if job is None:
     return
   where = f'--samples {name}={path}'
@@ -146,10 +153,6 @@ def check_job(name, path, job, subset, config, skip_outputs):
         f'{where} was sampled with {", ".join(differing)} — give the '
         '--config (and overrides) the samples were made with, or sample '
         'again with this one')
-  if job['num_samples'] != 1:
-    raise ValueError(
-        f'{where} holds {job["num_samples"]} draws per input side by side '
-        '— evaluate outputs sampled with sample.num_samples=1')
   if job['first_output'] != skip_outputs:
     raise ValueError(
         f'{where} starts at output {job["first_output"]} — pass '
@@ -163,32 +166,41 @@ def checkpoint_step(job):
   return int(match.group(1)) if match else None
 
 
-def record_side(path, n_channels, sides):
-  """Side of the square (s, s, C) images of a TFRecord file, s in `sides`."""
+def record_side(path, n_channels, sides, draws=1):
+  """Side of the square (s, s, C) images of a TFRecord file, s in `sides`;
+  `draws` images side by side in each record, (s, draws·s, C)."""
   first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
   if first is None:
     raise ValueError(f'{path} holds no image.')
   example = tf.train.Example.FromString(first.numpy())
   length = len(example.features.feature['image'].int64_list.value)
   for side in sides:
-    if length == side * side * n_channels:
+    if length == side * side * n_channels * draws:
       return side
-  raise ValueError(f'The images of {path} have {length} values, not s·s·'
-                   f'{n_channels} for a resolution s in {sorted(sides)}: '
-                   'check --config (n_channels, resolution, downsample_res).')
+  raise ValueError(f'The images of {path} have {length} values, not s·'
+                   f'{draws}s·{n_channels} for a resolution s in '
+                   f'{sorted(sides)}: check --config (n_channels, resolution, '
+                   'downsample_res).')
 
 
-def read_entry(name, path, n_channels, sides):
-  """A method's outputs as an Entry of (N, s, s, C) uint8 images."""
+def read_entry(name, path, n_channels, sides, draws=1):
+  """A method's outputs as an Entry: (N, s, s, C) uint8 images, and with
+  `draws` K > 1 per record (sample.num_samples) the (N, K, s, s, C) draws
+  and their per-pixel median as the images."""
   path = record_file(path)
-  side = record_side(path, n_channels, sides)
-  images = np.stack(list(tfrecords.read_images(
-      path, (side, side, n_channels)).as_numpy_iterator()))
-  if images.min() < 0 or images.max() > 255:
+  side = record_side(path, n_channels, sides, draws)
+  records = np.stack(list(tfrecords.read_images(
+      path, (side, side * draws, n_channels)).as_numpy_iterator()))
+  if records.min() < 0 or records.max() > 255:
     raise ValueError(f'{path} holds values outside 0..255.')
-  logging.info('%s: %d outputs at %dx%d from %s.', name, len(images), side,
-               side, path)
-  return Entry(name, side, images.astype(np.uint8))
+  logging.info('%s: %d outputs at %dx%d (%d draws each) from %s.', name,
+               len(records), side, side, draws, path)
+  records = records.astype(np.uint8)
+  if draws == 1:
+    return Entry(name, side, records)
+  stacked = np.moveaxis(
+      records.reshape(len(records), side, draws, side, n_channels), 2, 1)
+  return Entry(name, side, calibration.median_image(stacked), stacked)
 
 
 def resolutions(config):
@@ -548,7 +560,8 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   for name, path in samples.items():
     check_job(name, path, jobs[name], subset, config, skip_outputs)
   sides = resolutions(config)
-  methods = [read_entry(name, path, config.n_channels, sides)
+  methods = [read_entry(name, path, config.n_channels, sides,
+                        (jobs[name] or {}).get('num_samples', 1))
              for name, path in samples.items()]
   count = min(len(m.images) for m in methods)
   if num_outputs:
@@ -557,7 +570,9 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
     if len(m.images) > count:
       logging.info('%s: evaluating the first %d of %d outputs.', m.name,
                    count, len(m.images))
-  methods = [m._replace(images=m.images[:count]) for m in methods]
+  methods = [m._replace(images=m.images[:count],
+                        draws=None if m.draws is None else m.draws[:count])
+             for m in methods]
   method_sides = {m.side for m in methods}
   data = gather(config, subset, method_sides, skip_outputs, count)
   for path in samples.values():
@@ -581,6 +596,15 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
               'step': checkpoint_step(jobs[m.name]),
               'first_output': (jobs[m.name] or {}).get('first_output')}
              for m in methods]
+  drawn = [m for m in methods if m.draws is not None]
+  if drawn:
+    notes += ['', 'Methods sampled with K > 1 draws per input are scored by '
+              'the per-pixel median of their draws; calibration.md has how '
+              'well the draws cover the truth.']
+    calibration.write(out_dir, [
+        calibration.report(m.name, m.draws, data[m.side]['truth'],
+                           data[m.side]['clear'] == 0) for m in drawn],
+                      f'{subset} subset, the target\'s cloudy pixels')
   write_csv(os.path.join(out_dir, 'results.csv'), rows)
   write_markdown(os.path.join(out_dir, 'results.md'), rows, subset, notes)
   write_json(os.path.join(out_dir, 'results.json'), rows, config, subset,

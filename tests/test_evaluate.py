@@ -194,13 +194,14 @@ def test_results_json(data, samples, tmp_path):
 
 
 def write_job(directory, config, subset='valid', first_output=0,
-              checkpoint='model-1500', **config_changes):
+              checkpoint='model-1500', num_samples=1, **config_changes):
   config = config.copy_and_resolve_references()
   config.unlock()
   for key, value in config_changes.items():
     config[key] = value
   job = {'subset': subset, 'checkpoint': checkpoint,
-         'first_output': first_output, 'num_samples': 1, 'inputs': [],
+         'first_output': first_output, 'num_samples': num_samples,
+         'inputs': [],
          'config': json.loads(json.dumps(config.to_dict()))}
   with open(os.path.join(directory, 'gen0.job.json'), 'w') as f:
     json.dump(job, f)
@@ -229,6 +230,36 @@ def test_job_records_are_checked(data, samples, tmp_path):
     source = json.load(f)['samples'][0]
   assert (source['checkpoint'], source['step'], source['subset']) == (
       'model-1500', 1500, 'valid')
+
+
+def test_draws_are_scored_by_their_median_and_calibrated(data, tmp_path):
+  """K draws side by side (sample.num_samples=K): the table scores their
+  median, calibration.md/.csv/.png describe the draws on cloudy pixels."""
+  config = data['config']
+  truth = data['targets_16'][..., :3].astype(np.int64)
+  rng = np.random.default_rng(0)
+  draws = np.clip(truth[:, None] + rng.integers(-20, 21, (len(truth), 4) +
+                                                truth.shape[1:]), 0, 255)
+  sample_dir = tmp_path / 'drawn'
+  sample_dir.mkdir()
+  side_by_side = np.concatenate(list(np.moveaxis(draws, 1, 0)), axis=2)
+  tfrecords.write_images(str(sample_dir / 'gen0.tfrecords'), side_by_side)
+  write_job(sample_dir, config, num_samples=4)
+  median = results.read_entry('drawn', str(sample_dir), 3, {16, 32}, 4)
+  np.testing.assert_array_equal(median.draws, draws)
+  np.testing.assert_array_equal(
+      median.images, np.rint(np.median(draws, axis=1)).astype(np.uint8))
+  out = tmp_path / 'out'
+  results.evaluate(config, 'valid', {'drawn': str(sample_dir)}, str(out))
+  text = (out / 'calibration.md').read_text()
+  assert '| drawn | 4 |' in text and 'mean error per spread decile' in text
+  assert (out / 'calibration.png').stat().st_size > 0
+  assert 'per-pixel median of their draws' in (out / 'results.md').read_text()
+  with open(out / 'calibration.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  cloudy = int(np.sum(data['mask_16'][..., -1] == 0)) * 3
+  assert {int(r['values']) for r in rows} == {cloudy}
+  assert 0.8 < float(rows[0]['inside_90']) <= 1
 
 
 def test_empty_split_is_refused():
