@@ -13,8 +13,11 @@ FULL = all cloudy:
   1     clear   clear  TOP
   2     clear   FULL   FULL
   3     clear   FULL   clear
+
+`dataset_digest` fingerprints a whole dataset written by a tool.
 """
 
+import hashlib
 import os
 
 import numpy as np
@@ -44,6 +47,25 @@ def write_split(root, split, tiles, image_ext='.png'):
       Image.fromarray(np.asarray(mask, np.uint8)).save(
           os.path.join(mask_root, folder, stem + '.png'))
   return root
+
+
+def dataset_digest(root):
+  """sha256 of every file under `root`: its relative path and its decoded
+  pixels (PNG, JPEG) or bytes (other files). What a tool drew, not how the
+  image encoder packed it."""
+  digest = hashlib.sha256()
+  for folder, subfolders, files in os.walk(root):
+    subfolders.sort()
+    for name in sorted(files):
+      path = os.path.join(folder, name)
+      digest.update(os.path.relpath(path, root).encode())
+      if name.endswith(('.png', '.jpeg')):
+        pixels = np.asarray(Image.open(path))
+        digest.update(str(pixels.shape).encode() + pixels.tobytes())
+      else:
+        with open(path, 'rb') as f:
+          digest.update(f.read())
+  return digest.hexdigest()
 
 
 def point_config(config, root, split):

@@ -14,11 +14,16 @@ from configs import cloudtran_core_test
 from configs import common
 from datasets import ondisk
 from datasets import pipeline
+from tests import ondisk_helpers
 from tools import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ['--train', '5', '--valid', '3', '--holdout', '3', '--dates', '6',
          '--size', '32']
+# `ondisk_helpers.dataset_digest` of the SMALL dataset with seed 3, as written
+# before the cloud shapes moved to utils/cloud_shapes.py (commit e66f3ce).
+SMALL_DIGEST = (
+    '269c127069456b1537430055399bc2f6e9ecbdfe230659a02c4376c5d5a870f1')
 
 
 def make(out, *extra):
@@ -71,6 +76,11 @@ def test_same_seed_same_bytes_other_seed_other_bytes(made, tmp_path):
   theirs = digest(other)
   images = [p for p in ours if p.endswith('.png') and 'videos' in p]
   assert not any(ours[p] == theirs.get(p) for p in images)
+
+
+def test_a_seed_draws_the_dataset_it_always_drew(made):
+  out, _ = made
+  assert ondisk_helpers.dataset_digest(out) == SMALL_DIGEST
 
 
 def test_regions_share_no_pixel_and_no_parcel(made):

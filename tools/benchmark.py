@@ -41,6 +41,7 @@ import numpy as np
 from tools import scenes
 from tools import synthetic
 from utils import cli
+from utils import cloud_shapes
 from utils import images
 
 # Region -> (dataset root under OUT, split folder of the upstream layout).
@@ -59,7 +60,7 @@ SEASON_GAIN, COLOUR_DRIFT, HAZE = 0.15, 0.03, (0.0, 14.0)
 # Days between a tile's dates (uniform, end excluded).
 DATE_GAP = (8, 40)
 # Cloud draws per date until one is in its coverage range (small tiles need
-# more than scenes.make_clouds' default).
+# more than cloud_shapes.make_clouds' default).
 CLOUD_TRIES = 200
 
 
@@ -149,8 +150,8 @@ def write_tile(out, tile, land, changes, plan, seed, size):
   os.makedirs(image_dir, exist_ok=True)
   os.makedirs(mask_dir, exist_ok=True)
   for category in categories:
-    clouds = (scenes.make_clouds(rng, size, *synthetic.COVERAGE[category],
-                                 tries=CLOUD_TRIES)
+    clouds = (cloud_shapes.make_clouds(
+        rng, size, *synthetic.COVERAGE[category], tries=CLOUD_TRIES)
               if category != 'clear' else None)
     year_fraction = day.timetuple().tm_yday / 365.0
     gain, haze = light(rng, year_fraction)
@@ -168,7 +169,7 @@ def write_tile(out, tile, land, changes, plan, seed, size):
 def plan_region(seed, region, count, args):
   """Reference dates and categories of a region's tiles."""
   rng = np.random.default_rng([seed, 2, list(REGIONS).index(region)])
-  first = max(args.timeline - 2, 1)
+  first = synthetic.first_reference(args.timeline)
   plans = [synthetic.plan_tile(rng, REGIONS[region][1], args.dates, first,
                                False, args.mix) for _ in range(count)]
   synthetic.ensure_moderate(plans)
@@ -228,23 +229,16 @@ def parser():
   p.add_argument('--holdout', type=int, default=48, help='holdout tiles')
   p.add_argument('--dates', type=int, default=8, help='dates per tile')
   p.add_argument('--size', type=int, default=72, help='tile side (pixels)')
-  p.add_argument('--seed', type=int, default=1)
-  p.add_argument('--mix', type=synthetic.parse_mix, default=(0.35, 0.45, 0.2),
-                 help='weights of clear,moderate,severe for the dates that '
-                      'are not references')
-  p.add_argument('--timeline', type=int, default=6,
-                 help='largest config.timeline the references must allow')
+  synthetic.add_plan_arguments(p, seed=1)
   return p
 
 
 def main(argv=None):
-  args = parser().parse_args(argv)
-  first = max(args.timeline - 2, 1)
-  if min(args.train, args.valid, args.holdout) < 1 or args.size < 16 or (
-      args.dates < first + 2):
-    parser().error(f'need --train, --valid, --holdout >= 1, --size >= 16 and '
-                   f'--dates >= {first + 2} (two reference dates after the '
-                   f'{first} earlier inputs of --timeline {args.timeline}).')
+  p = parser()
+  args = p.parse_args(argv)
+  synthetic.check_arguments(
+      p, args, min(args.train, args.valid, args.holdout) >= 1 and
+      args.size >= 16, '--train, --valid, --holdout >= 1, --size >= 16')
   written = make_benchmark(args.out, args)
   print(summary(args.out, args, written))
   return written

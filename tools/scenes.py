@@ -1,17 +1,18 @@
-"""Synthetic Sentinel-2-like RGB scenes and clouds (numpy + pillow only).
+"""Synthetic Sentinel-2-like RGB scenes (numpy + pillow only).
 
 A `Landscape` is the fixed ground of a tile: crop parcels (Voronoi cells in
 a rotated, stretched frame), forest, water (a lake and sometimes a river),
 a road, field margins and a fine texture. `render` colours it for a day of
 the year (crops go soil -> green -> ripe -> harvested, deciduous forest
-browns in winter). `make_clouds` draws fractal clouds with soft edges and
-their offset shadows, with a mask that covers both.
+browns in winter). `compose` lays clouds drawn by
+`utils.cloud_shapes.make_clouds` (soft edges, offset shadows) over it.
 """
 
 import dataclasses
 
 import numpy as np
-from PIL import Image
+
+from utils import cloud_shapes
 
 # Approximate Sentinel-2 true-colour values (8-bit, typical stretch).
 SOIL = np.array([150, 126, 102], np.float32)
@@ -33,34 +34,9 @@ RIVER_PROB, ROAD_PROB = 0.4, 0.6
 CROP_TYPES, SOWING_SPREAD = 3, 0.03
 # Crop cycle (fractions of a year after sowing): sown soil, growing, ripe.
 CYCLE = (0.12, 0.55, 0.72)
-# Clouds: noise octaves start at this many cells across; soft-edge width (in
-# noise standard deviations); shadow darkening.
-CLOUD_CELLS, CLOUD_SOFTNESS, SHADOW_DARKENING = 3, 0.8, 0.5
-THIN_CLOUD_GREY, SENSOR_NOISE = np.float32(40.0), np.float32(1.5)
-# Crops (fractions of the tile side) on which a cloud's coverage is checked.
-CHECK_CROPS = (0.5, 2 / 3, 0.75, 7 / 8, 1.0)
-
-
-def fractal_noise(rng, size, cells, persistence=0.55):
-  """(size, size) float32 fractal noise, zero mean, unit deviation.
-
-  Octaves of bicubically enlarged random grids, from `cells` across to one
-  cell per two pixels, each weighted `persistence` times the previous.
-  """
-  total = np.zeros((size, size), np.float32)
-  weight = 1.0
-  while cells <= size // 2:
-    grid = rng.random((cells + 1, cells + 1), dtype=np.float32)
-    total += weight * np.asarray(
-        Image.fromarray(grid).resize((size, size), Image.BICUBIC))
-    weight *= persistence
-    cells *= 2
-  return (total - total.mean()) / (total.std() + 1e-6)
-
-
-def smoothstep(x):
-  x = np.clip(x, 0.0, 1.0)
-  return x * x * (3.0 - 2.0 * x)
+# Clouds (`utils.cloud_shapes`): shadow darkening, grey of thin cloud edges.
+SHADOW_DARKENING, THIN_CLOUD_GREY = 0.5, np.float32(40.0)
+SENSOR_NOISE = np.float32(1.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,10 +105,10 @@ def make_landscape(rng, size, period=None):
   scale = size / (period or size)
   cells = lambda n: max(1, round(n * scale))
   labels, n = _parcels(rng, size)
-  water = fractal_noise(rng, size, cells(2)) < -rng.uniform(1.3, 3.0)
+  water = cloud_shapes.fractal_noise(rng, size, cells(2)) < -rng.uniform(1.3, 3.0)
   if rng.random() < RIVER_PROB:
     water |= _river(rng, size)
-  forest = (fractal_noise(rng, size, cells(3)) > rng.uniform(0.5, 1.2)) & (
+  forest = (cloud_shapes.fractal_noise(rng, size, cells(3)) > rng.uniform(0.5, 1.2)) & (
       ~water)
   road = np.zeros((size, size), bool)
   if rng.random() < ROAD_PROB:
@@ -147,14 +123,14 @@ def make_landscape(rng, size, period=None):
               rng.normal(0.0, SOWING_SPREAD, n)),
       tint=rng.normal(0.0, 5.0, (n, 3)).astype(np.float32),
       forest=forest, water=water, road=road, margin=margin,
-      texture=6.0 * fractal_noise(rng, size, cells(16)))
+      texture=6.0 * cloud_shapes.fractal_noise(rng, size, cells(16)))
 
 
 def _crop_colour(phase):
   """(P,) phases in [0, 1) of the crop cycle -> (P, 3) colours."""
   sown, grown, ripe = CYCLE
-  grow = smoothstep((phase - sown) / (grown - sown))[:, None]
-  ripen = smoothstep((phase - grown) / (ripe - grown))[:, None]
+  grow = cloud_shapes.smoothstep((phase - sown) / (grown - sown))[:, None]
+  ripen = cloud_shapes.smoothstep((phase - grown) / (ripe - grown))[:, None]
   harvested = (phase >= ripe)[:, None]
   colour = WET_SOIL + grow * (GREEN - WET_SOIL)
   colour = colour + ripen * (RIPE - colour)
@@ -177,51 +153,6 @@ def render(land, day):
   ground += land.texture[..., None] * np.where(
       land.water, np.float32(0.3), np.float32(1.0))[..., None]
   return ground
-
-
-@dataclasses.dataclass(frozen=True)
-class Clouds:
-  alpha: np.ndarray     # (S, S) float32 cloud opacity
-  shadow: np.ndarray    # (S, S) float32 shadow strength
-  mask: np.ndarray      # (S, S) bool cloud or shadow
-
-
-def _crop_coverages(mask):
-  size = mask.shape[0]
-  coverages = []
-  for fraction in CHECK_CROPS:
-    side = max(1, round(size * fraction))
-    start = (size - side) // 2
-    window = mask[start:start + side, start:start + side]
-    coverages.append(100.0 * window.mean())
-  return coverages
-
-
-def make_clouds(rng, size, low, high, tries=20):
-  """Fractal clouds whose mask covers low..high % of every central crop.
-
-  The threshold gives a coverage from the middle half of the range on the
-  3/4 central crop; the draw is repeated until every crop of CHECK_CROPS is
-  in range.
-  """
-  for _ in range(tries):
-    noise = fractal_noise(rng, size, CLOUD_CELLS)
-    shift = rng.integers(2, max(3, size // 10) + 1, 2) * rng.choice([-1, 1], 2)
-    shadow_noise = np.roll(noise, tuple(shift), axis=(0, 1)) - 0.3
-    field = np.maximum(noise, shadow_noise)
-    side = round(size * 0.75)
-    start = (size - side) // 2
-    target = low + (high - low) * rng.uniform(0.25, 0.75)
-    threshold = np.quantile(field[start:start + side, start:start + side],
-                            1.0 - target / 100.0)
-    mask = field > threshold
-    if all(low <= c <= high for c in _crop_coverages(mask)):
-      alpha = 0.97 * smoothstep((noise - threshold) / CLOUD_SOFTNESS)
-      shadow = smoothstep((shadow_noise - threshold) / CLOUD_SOFTNESS)
-      return Clouds(alpha.astype(np.float32),
-                    (shadow * (1.0 - alpha)).astype(np.float32), mask)
-  raise RuntimeError(f'No cloud with {low}..{high} % coverage in {tries} '
-                     f'draws at size {size}; use a larger --size.')
 
 
 def compose(ground, clouds, rng, gain, haze):

@@ -24,6 +24,7 @@ import numpy as np
 
 from tools import scenes
 from utils import cli
+from utils import cloud_shapes
 from utils import images
 
 SPLITS = ('trainset', 'testset')
@@ -132,7 +133,7 @@ def write_tile(out, split, number, serial, plan, args):
   os.makedirs(mask_dir, exist_ok=True)
   ext = '.jpeg' if args.naming == 'inhouse' else '.png'
   for t, category in enumerate(categories):
-    clouds = (scenes.make_clouds(rng, args.size, *COVERAGE[category])
+    clouds = (cloud_shapes.make_clouds(rng, args.size, *COVERAGE[category])
               if category != 'clear' else None)
     year_fraction = day.timetuple().tm_yday / 365.0
     image = scenes.compose(scenes.render(land, year_fraction), clouds, rng,
@@ -152,7 +153,7 @@ def make_split(out, split, args, pool):
   """Plans and writes one split with the process `pool`; returns
   [(name, refs, categories)]."""
   rng = np.random.default_rng([args.seed, SPLITS.index(split)])
-  first = max(args.timeline - 2, 1)
+  first = first_reference(args.timeline)
   plans = [plan_tile(rng, split, args.dates, first, args.naming == 'inhouse',
                      args.mix) for _ in range(args.tiles)]
   ensure_moderate(plans)
@@ -185,7 +186,7 @@ def summary(out, args, tiles):
   else:
     lines.append(f'  reference dates in {out}/trainset.json (index) and '
                  f'{out}/testset.json (val_index, test_index), all >= '
-                 f'{max(args.timeline - 2, 1)}: any config.timeline <= '
+                 f'{first_reference(args.timeline)}: any config.timeline <= '
                  f'{args.timeline} works.')
   if args.flip:
     lines.append('  set --config.flip_masks=True.')
@@ -224,22 +225,43 @@ def parser():
                       'l1c <patch>_rgb_<t>.png')
   p.add_argument('--flip', action='store_true',
                  help='store masks inverted (255 = clear), as L1C does')
-  p.add_argument('--seed', type=int, default=0)
+  add_plan_arguments(p, seed=0)
+  return p
+
+
+def add_plan_arguments(p, seed):
+  """--seed (default `seed`), --mix and --timeline: the arguments of the
+  date plans (`plan_tile`), shared with tools.benchmark."""
+  p.add_argument('--seed', type=int, default=seed)
   p.add_argument('--mix', type=parse_mix, default=(0.35, 0.45, 0.2),
                  help='weights of clear,moderate,severe for the dates that '
                       'are not references (default 0.35,0.45,0.2)')
   p.add_argument('--timeline', type=int, default=6,
                  help='largest config.timeline the references must allow')
-  return p
+
+
+def first_reference(timeline):
+  """The earliest reference index for `timeline`: its T-2 earlier inputs
+  fit before it, and at least one date (the clear date before it)."""
+  return max(timeline - 2, 1)
+
+
+def check_arguments(p, args, valid, needs):
+  """Exits through `p.error` unless `valid` and --dates leaves two
+  reference dates after the earlier inputs of --timeline; the message
+  names `needs` (the other requirements) and the --dates rule."""
+  first = first_reference(args.timeline)
+  if not valid or args.dates < first + 2:
+    p.error(f'need {needs} and --dates >= {first + 2} (two reference dates '
+            f'after the {first} earlier inputs of --timeline '
+            f'{args.timeline}).')
 
 
 def main(argv=None):
-  args = parser().parse_args(argv)
-  first = max(args.timeline - 2, 1)
-  if args.tiles < 1 or args.size < 8 or args.dates < first + 2:
-    parser().error(f'need --tiles >= 1, --size >= 8 and --dates >= '
-                   f'{first + 2} (two reference dates after the '
-                   f'{first} earlier inputs of --timeline {args.timeline}).')
+  p = parser()
+  args = p.parse_args(argv)
+  check_arguments(p, args, args.tiles >= 1 and args.size >= 8,
+                  '--tiles >= 1, --size >= 8')
   tiles = make_dataset(args.out, args)
   print(summary(args.out, args, tiles))
   return tiles

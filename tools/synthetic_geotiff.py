@@ -29,6 +29,7 @@ import rasterio
 from rasters import radiometry
 from tools import scenes
 from utils import cli
+from utils import cloud_shapes
 
 CRS = 'EPSG:32632'
 ORIGIN = (600000.0, 5100000.0)  # left, top (m)
@@ -121,11 +122,11 @@ def target_clouds(rng, side, cover):
   if cover == 0:
     return None
   if cover == 100:
-    return scenes.Clouds(np.full((side, side), 0.97, np.float32),
-                         np.zeros((side, side), np.float32),
-                         np.ones((side, side), bool))
-  return scenes.make_clouds(rng, side, max(0, cover - COVER_TOLERANCE),
-                            min(100, cover + COVER_TOLERANCE))
+    return cloud_shapes.Clouds(np.full((side, side), 0.97, np.float32),
+                               np.zeros((side, side), np.float32),
+                               np.ones((side, side), bool))
+  return cloud_shapes.make_clouds(rng, side, max(0, cover - COVER_TOLERANCE),
+                                  min(100, cover + COVER_TOLERANCE))
 
 
 def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
@@ -148,7 +149,7 @@ def write_scene(out, width=600, height=520, dates=8, seed=0, offset=1000,
       clouds = target_clouds(rng, side, target_cover)
       category = 'clear' if clouds is None else f'{target_cover:g} %'
     else:
-      clouds = (scenes.make_clouds(rng, side, *COVERAGE[category])
+      clouds = (cloud_shapes.make_clouds(rng, side, *COVERAGE[category])
                 if category != 'clear' else None)
     ground = scenes.render(land, day.timetuple().tm_yday / 365.0)
     image = scenes.compose(ground, clouds, rng, gain=rng.uniform(0.93, 1.07),
