@@ -63,6 +63,11 @@ def data_config(config, split, downsample_res, n_channels):
   # JSON file for per-tile reference indices; when set, ref_index is ignored.
   config.jsonf = config_dict.placeholder(str)
   config.max_coverage = 30
+  # New: where the synthetic clouds of train and valid come from. 'dataset'
+  # (upstream): the split's masks with 5 % < cover <= max_coverage.
+  # 'procedural': seeded fractal clouds with a cover in that band, for a
+  # region with only clear or overcast dates.
+  config.synthetic_clouds = 'dataset'
   config.mask_dir = f'./Datasets/Timeseries_cropped_512/masks_final_{split}'
   config.data_dir = f'./Datasets/Timeseries_cropped_512/videos_final_{split}'
   # When set, the input cubes are also written as PNGs here for inspection.

@@ -2,25 +2,31 @@
 
 Start-up (Python, once): list and check the split, apply the keep/drop rules
 (`selection.select`). Hot path (tf.data, parallel): read and decode the
-dates, build the clear-masks with synthetic clouds, crop, resize, mask,
-slice a channel, downsample. Train randomness is stateless, seeded by
-`config.seed`, the input pipeline and the example's position in the stream,
-so a run's inputs are reproducible.
+dates, build the clear-masks with synthetic clouds (pool masks read from
+disk, or procedural ones drawn in numpy), crop, resize, mask, slice a
+channel, downsample. Train randomness is stateless, seeded by `config.seed`,
+the input pipeline and the example's position in the stream, so a run's
+inputs are reproducible.
 """
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from datasets import export
+from datasets import scan
 from datasets import selection as selection_lib
 from datasets import subsets
 from datasets import transforms
+from utils import cloud_shapes
 from utils.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # config.dataset: the one dataset kind, the upstream on-disk layout.
 DATASETS = ('custom',)
 N_CHANNELS = (1, 3, 4)
+# config.synthetic_clouds: the split's moderate masks, or procedural clouds.
+SYNTHETIC_CLOUDS = ('dataset', 'procedural')
 # Uses of the stateless seeds split from an example's train seed.
 SEED_USES = ('pool', 'brighten', 'crop', 'channel')
 
@@ -52,6 +58,27 @@ def check_config(config):
   if config.targets_dir and not config.downsample:
     raise DataError('config.targets_dir exports the downsampled cubes; set '
                     'config.downsample=True or unset config.targets_dir.')
+  check_synthetic_clouds(config)
+
+
+def check_synthetic_clouds(config):
+  """DataError unless config.synthetic_clouds is known and, procedural, has
+  a cover band (above CLEAR_MAX, at most config.max_coverage) to draw in."""
+  if config.synthetic_clouds not in SYNTHETIC_CLOUDS:
+    raise DataError(
+        f'config.synthetic_clouds={config.synthetic_clouds!r} is not one of '
+        f"{SYNTHETIC_CLOUDS} — use 'dataset' (the split's partly cloudy "
+        "masks) or 'procedural' (seeded fractal clouds)")
+  if config.synthetic_clouds == 'dataset':
+    return
+  size = config.resolution[0]
+  fewest, most = cloud_shapes.cloudy_count_range(
+      size * size, scan.CLEAR_MAX, config.max_coverage)
+  if fewest > most:
+    raise DataError(
+        f'config.max_coverage={config.max_coverage} leaves procedural clouds '
+        f'no cover above {scan.CLEAR_MAX:g} % of a {size}x{size} crop — '
+        'raise config.max_coverage')
 
 
 def _records(examples, augment):
@@ -81,6 +108,12 @@ def _read_masks(paths, flip):
           for p in tf.unstack(paths)]
 
 
+def _numpy_masks(draw, inputs, shape):
+  """draw(*inputs as numpy): a bool array of `shape` (None = any size)."""
+  masks = tf.numpy_function(draw, inputs, tf.bool, stateful=False)
+  return tf.ensure_shape(masks, shape)
+
+
 class Loader:
   """The per-example functions of one subset, for tf.data.map."""
 
@@ -88,7 +121,9 @@ class Loader:
     self.config = config
     self.subset = subsets.get(subset)
     self.train = self.subset.training
-    self.pool = tf.constant(pool) if self.subset.clouds == 'random' else None
+    self.procedural = config.synthetic_clouds == 'procedural'
+    self.pool = (tf.constant(pool) if self.subset.clouds == 'random' and
+                 not self.procedural else None)
 
   @staticmethod
   def seeds(seed):
@@ -100,22 +135,40 @@ class Loader:
     """The T-1 (H, W) bool clear-masks of slots 1..T-1, oldest first.
 
     `own` (the dates' own masks) times the subset's synthetic clouds:
-    'random' (train) draws a pool mask for every date (slots 1..T-2
+    'random' (train) draws a mask for every date (slots 1..T-2
     augmentation, the reference's slot T-1 synthetic cloud); 'fixed'
     (valid, eval_train) puts the tile's fixed mask on the reference; none
     (test) adds nothing.
     """
-    flip = self.config.flip_masks
     if self.subset.clouds == 'random':
-      draws = tf.random.stateless_uniform(
-          [len(own)], self.seeds(seed)['pool'], 0, tf.size(self.pool),
-          tf.int32)
-      extra = _read_masks(tf.gather(self.pool, draws), flip)
+      extra = self.random_clouds(self.seeds(seed)['pool'], own)
       return [m & e for m, e in zip(own, extra)]
     if not self.subset.clouds:
       return own
-    synthetic = _read_masks(record['synthetic'][tf.newaxis], flip)[0]
-    return own[:-1] + [own[-1] & synthetic]
+    return own[:-1] + [own[-1] & self.fixed_cloud(record, own[-1])]
+
+  def random_clouds(self, seed, own):
+    """len(own) (H, W) clear-masks drawn with the (2,) `seed`: pool masks
+    ('dataset') or procedural clouds seeded by it ('procedural')."""
+    if self.procedural:
+      draw = lambda s, shape: selection_lib.procedural_clear_masks(
+          s.astype(np.uint64).tolist(), len(own), shape, self.config)
+      return tf.unstack(_numpy_masks(draw, [seed, tf.shape(own[0])],
+                                     [len(own), None, None]))
+    draws = tf.random.stateless_uniform(
+        [len(own)], seed, 0, tf.size(self.pool), tf.int32)
+    return _read_masks(tf.gather(self.pool, draws), self.config.flip_masks)
+
+  def fixed_cloud(self, record, reference):
+    """The tile's fixed (H, W) clear-mask for slot T-1: its pool mask
+    ('dataset') or `selection.fixed_procedural_mask` ('procedural')."""
+    if self.procedural:
+      draw = lambda tile, shape: selection_lib.fixed_procedural_mask(
+          int(tile), shape, self.config)
+      return _numpy_masks(draw, [record['tile'], tf.shape(reference)],
+                          [None, None])
+    return _read_masks(record['synthetic'][tf.newaxis],
+                       self.config.flip_masks)[0]
 
   def load(self, record, seed=None):
     """Decodes one example at full resolution.

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import transforms
+from utils import cloud_shapes
 from utils.errors import DataError
 
 # Leading bytes of each accepted format.
@@ -28,6 +29,8 @@ CHANNEL_NAMES = {1: 'grayscale', 2: 'grayscale+alpha', 3: 'RGB', 4: 'RGBA'}
 # Where ImageCache keeps its files; the environment variable overrides it.
 CACHE_ENV = 'CLOUDTRAN_CACHE_DIR'
 DEFAULT_CACHE = os.path.join('~', '.cache', 'cloudtran_tf')
+# Cloud cover (%) up to which a mask is clear.
+CLEAR_MAX = 5.0
 
 
 def parallel_map(fn, items):
@@ -149,21 +152,14 @@ class ImageCache:
       pass
 
 
-def central_crop(array, size):
-  """The central (size, size) window of (H, W, ...); a short side is kept."""
-  top = max(array.shape[0] - size, 0) // 2
-  left = max(array.shape[1] - size, 0) // 2
-  return array[top:top + size, left:left + size]
-
-
 def coverage(clear, size):
   """Percentage of cloudy pixels of a (H, W) bool clear-mask in its centre."""
-  return 100.0 * (1.0 - central_crop(clear, size).mean())
+  return 100.0 * (1.0 - cloud_shapes.central_crop(clear, size).mean())
 
 
 def category(percent, max_coverage):
-  """'clear' (<= 5), 'moderate' (<= max_coverage) or 'severe'."""
-  if percent <= 5.0:
+  """'clear' (<= CLEAR_MAX), 'moderate' (<= max_coverage) or 'severe'."""
+  if percent <= CLEAR_MAX:
     return 'clear'
   if percent <= max_coverage:
     return 'moderate'

@@ -12,6 +12,10 @@ Both rules are decided here, once, per tile. Train's random clouds (drawn
 anew each epoch) are augmentation of the kept tiles and are not re-checked:
 upstream re-applied rule 2 to every draw, which on the synthetic data drops
 60-100 % of the training examples (and all of them on tiny splits).
+
+The synthetic clouds come from `config.synthetic_clouds`: 'dataset' draws
+the split's moderate masks (the pool, upstream's rule); 'procedural' draws
+fractal clouds with a cover in the same band (`procedural_clear_masks`).
 """
 
 import dataclasses
@@ -23,6 +27,7 @@ from datasets import indexing
 from datasets import ondisk
 from datasets import scan
 from datasets import subsets
+from utils import cloud_shapes
 from utils.errors import DataError
 
 RULE_CATEGORY = 'reference category'
@@ -35,7 +40,8 @@ class Example:
 
   tile: the folder number. dates: the T-1 distinct dates, oldest first,
   reference last. synthetic: the mask multiplied into slot T-1 for valid and
-  eval_train ('' for train, which draws it at random, and test).
+  eval_train ('' for train, which draws it at random, for test, and with
+  procedural clouds, drawn from the tile number).
   """
   tile: int
   dates: tuple
@@ -65,12 +71,34 @@ def _moderate_pool(tiles, stats, config):
     raise DataError(
         f'No moderate mask (5 < coverage <= config.max_coverage='
         f'{config.max_coverage}) in {config.mask_dir} to draw synthetic clouds '
-        'from; raise config.max_coverage or add partly cloudy dates.')
+        'from — draw procedural clouds instead '
+        '(--config.synthetic_clouds=procedural), or raise '
+        'config.max_coverage, or add partly cloudy dates.')
   return pool
 
 
-def _check_tile(example, config, cache):
-  """Decodes the images of an example; True if rule 2 drops it."""
+def procedural_clear_masks(seed, count, shape, config):
+  """`count` (H, W) bool clear-masks of procedural clouds drawn from `seed`
+  (`cloud_shapes.clear_masks`): (count, H, W), each with a cover above
+  CLEAR_MAX and at most config.max_coverage % in its central
+  config.resolution crop, the band of the moderate masks."""
+  return cloud_shapes.clear_masks(seed, count, tuple(shape),
+                                  config.resolution[0], scan.CLEAR_MAX,
+                                  config.max_coverage)
+
+
+def fixed_procedural_mask(tile, shape, config):
+  """The (H, W) procedural clear-mask of a tile in valid and eval_train:
+  seeded by the tile number alone, as the dataset rule's fixed choice is, so
+  every pass and every run sees the same clouds."""
+  return procedural_clear_masks(tile, 1, shape, config)[0]
+
+
+def _check_tile(example, config, cache, procedural_cloud):
+  """Decodes the images of an example; True if rule 2 drops it.
+
+  `procedural_cloud`: slot T-1 gets the tile's `fixed_procedural_mask`.
+  """
   resolution, flip = config.resolution[0], config.flip_masks
   clear = [scan.read_clear_mask(d.mask, flip) for d in example.dates]
   for date, mask in zip(example.dates, clear):
@@ -82,6 +110,9 @@ def _check_tile(example, config, cache):
         f'config.resolution={resolution}; lower config.resolution.')
   if example.synthetic:
     clear[-1] = clear[-1] & scan.read_clear_mask(example.synthetic, flip)
+  elif procedural_cloud:
+    clear[-1] = clear[-1] & fixed_procedural_mask(example.tile,
+                                                  clear[-1].shape, config)
   return scan.cloudy_everywhere(clear)
 
 
@@ -109,7 +140,7 @@ def select(config, subset):
 
   Args:
     config: reads data_dir, mask_dir, jsonf, ref_index, timeline, resolution,
-      max_coverage, flip_masks, n_channels.
+      max_coverage, flip_masks, n_channels, synthetic_clouds.
     subset: a name of `subsets.SUBSETS` (which says the JSON key of its
       reference index, its clouds and its keep rule).
 
@@ -125,23 +156,26 @@ def select(config, subset):
                                       config.jsonf), config.timeline))
       for t in tiles]
   size, flip = config.resolution[0], config.flip_masks
-  if kind.clouds:
+  procedural = config.synthetic_clouds == 'procedural'
+  from_pool = bool(kind.clouds) and not procedural
+  if from_pool:
     masks = sorted(d.mask for t in tiles for d in t.dates)
   else:
     masks = [e.dates[-1].mask for e in examples]
   stats = dict(zip(masks, scan.parallel_map(
       lambda m: scan.mask_stats(m, flip, size), masks)))
-  pool = _moderate_pool(tiles, stats, config) if kind.clouds else []
+  pool = _moderate_pool(tiles, stats, config) if from_pool else []
 
   kept = [e for e in examples if _keep_category(
       kind, scan.category(stats[e.dates[-1].mask][0], config.max_coverage))]
-  if kind.clouds == 'fixed':
+  if from_pool and kind.clouds == 'fixed':
     kept = [dataclasses.replace(e, synthetic=random.Random(e.tile).choice(pool))
             for e in kept]
+  procedural_cloud = procedural and kind.clouds == 'fixed'
   cache = scan.ImageCache(config.data_dir)
   try:
-    uncovered = scan.parallel_map(lambda e: _check_tile(e, config, cache),
-                                  kept)
+    uncovered = scan.parallel_map(
+        lambda e: _check_tile(e, config, cache, procedural_cloud), kept)
   finally:
     cache.save()
   final = [e for e, drop in zip(kept, uncovered) if not drop]

@@ -14,6 +14,14 @@ FULL = all cloudy:
   2     clear   FULL   FULL
   3     clear   FULL   clear
 
+`NO_MODERATE_MASKS` is a split of clear and overcast dates only (no mask
+for the dataset rule's synthetic clouds); with the same config:
+
+  tile  d0      d1     d2 (reference)   valid with procedural clouds
+  0     FULL    clear  clear            keep
+  1     clear   clear  clear            keep
+  2     clear   FULL   clear            drop: uncovered (d1 and the cloud)
+
 `dataset_digest` fingerprints a whole dataset written by a tool.
 """
 
@@ -93,6 +101,8 @@ BOTTOM = rows_mask(SIZE, [6, 7])
 FULL = np.full((SIZE, SIZE), 255, np.uint8)
 KNOWN_MASKS = {0: (BOTTOM, CLEAR, CLEAR), 1: (CLEAR, CLEAR, TOP),
                2: (CLEAR, FULL, FULL), 3: (CLEAR, FULL, CLEAR)}
+NO_MODERATE_MASKS = {0: (FULL, CLEAR, CLEAR), 1: (CLEAR, CLEAR, CLEAR),
+                     2: (CLEAR, FULL, CLEAR)}
 
 
 def known_image(tile, date):

@@ -2,6 +2,7 @@
 reference 2, 8x8 tiles, downsample to 4): slot order, the value 40,
 synthetic clouds, determinism, random channel, downsampling, export."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -167,6 +168,78 @@ def test_use_augmentation_adds_brightened_copies(config):
   assert 0 < maxima.count(255) <= 10
 
 
+# sha256 of the masks, targets and tiles of 4 train batches and 1 valid
+# batch (seed 0, batch 2) of the known split, as main made them before
+# config.synthetic_clouds: 'dataset' keeps upstream's draws.
+DATASET_RULE_DIGEST = (
+    '136e8911dfe934f1e0baac327ddbe6da30d1f3b5f90a4401922de7b3da3ff809')
+
+
+def test_dataset_clouds_are_drawn_as_before(config):
+  assert config.synthetic_clouds == 'dataset'
+  digest = hashlib.sha256()
+  for subset, batches in (('train', 4), ('valid', 1)):
+    for b in pipeline.get_dataset(train_config(config), 2, subset).take(
+        batches).as_numpy_iterator():
+      for key in ('mask', 'targets', 'tile'):
+        digest.update(b[key].tobytes())
+  assert digest.hexdigest() == DATASET_RULE_DIGEST
+
+
+@pytest.fixture
+def procedural(tmp_path):
+  """The known config on NO_MODERATE_MASKS, with procedural clouds."""
+  config = ondisk_helpers.known_config(ondisk_helpers.write_known_split(
+      str(tmp_path / 'no_moderate'), ondisk_helpers.NO_MODERATE_MASKS))
+  config.synthetic_clouds = 'procedural'
+  return config
+
+
+def test_no_moderate_mask_names_procedural_clouds(procedural):
+  procedural.synthetic_clouds = 'dataset'
+  with pytest.raises(DataError, match=r'No moderate mask .* — draw '
+                     r'procedural clouds instead \(--config\.synthetic_'
+                     r'clouds=procedural\)'):
+    pipeline.get_dataset(procedural, 1, 'train')
+
+
+def test_procedural_train_clouds_differ_repeat_and_keep_the_band(procedural):
+  batches, _ = train_examples(train_config(procedural), 6)
+  again, _ = train_examples(train_config(procedural), 6)
+  other, _ = train_examples(train_config(procedural, seed=7), 6)
+  masks = np.concatenate([b['mask'] for b in batches])   # (12, 8, 8, 3)
+  assert set(np.concatenate([b['tile'] for b in batches])) == {0, 1, 2}
+  assert masks[..., 0].all()                     # the truth keeps its mask
+  cloud = masks[..., 2].reshape(len(masks), -1)  # the synthetic cloud
+  assert len({m.tobytes() for m in cloud}) == len(masks)
+  assert all((masks[i, ..., 1] != masks[i, ..., 2]).any()
+             for i in range(len(masks)))
+  coverage = np.concatenate([b['coverage'] for b in batches])
+  assert ((coverage > 5) & (coverage <= procedural.max_coverage)).all()
+  np.testing.assert_array_equal(
+      masks, np.concatenate([b['mask'] for b in again]))
+  assert not np.array_equal(masks,
+                            np.concatenate([b['mask'] for b in other]))
+
+
+def test_procedural_valid_cloud_is_fixed_per_tile(procedural):
+  passes = [list(pipeline.get_dataset(procedural, 4, 'valid')
+                 .as_numpy_iterator()) for _ in range(2)]
+  procedural.seed = 7
+  passes.append(list(pipeline.get_dataset(procedural, 4, 'valid')
+                     .as_numpy_iterator()))
+  batch = passes[0][0]
+  assert batch['tile'].tolist() == [0, 1]        # tile 2: uncovered
+  for tile, mask in zip(batch['tile'], batch['mask']):
+    fixed = selection.fixed_procedural_mask(int(tile), (8, 8), procedural)
+    np.testing.assert_array_equal(mask[..., 2], fixed)
+    assert mask[..., :2].all()
+  assert ((batch['coverage'] > 5) &
+          (batch['coverage'] <= procedural.max_coverage)).all()
+  for later in passes[1:]:
+    np.testing.assert_array_equal(later[0]['mask'], batch['mask'])
+
+
 def test_sharding_splits_the_tiles(tmp_path):
   masks = {t: ondisk_helpers.KNOWN_MASKS[0] for t in (0, 4, 5, 6)}
   config = ondisk_helpers.known_config(
@@ -227,6 +300,10 @@ def test_jpeg_images(tmp_path):
     (dict(n_channels=2), 'config.n_channels must be one of'),
     (dict(resolution=(8, 6)), 'config.resolution must be square'),
     (dict(downsample=False, targets_dir='/tmp/x'), 'config.targets_dir'),
+    (dict(synthetic_clouds='random'),
+     "config.synthetic_clouds='random' is not one of"),
+    (dict(synthetic_clouds='procedural', max_coverage=5),
+     'config.max_coverage=5 leaves procedural clouds no cover above 5 %'),
 ])
 def test_bad_config(config, change, message):
   for key, value in change.items():

@@ -90,6 +90,18 @@ def test_no_moderate_mask_for_the_pool(tmp_path):
     selection.select(known_config(root), 'valid')
 
 
+def test_procedural_valid_clouds_need_no_pool_and_apply_rule_2(tmp_path):
+  config = known_config(write_known_split(
+      str(tmp_path), ondisk_helpers.NO_MODERATE_MASKS))
+  config.synthetic_clouds = 'procedural'
+  chosen = selection.select(config, 'valid')
+  assert tiles(chosen) == [0, 1] and chosen.pool == []
+  assert chosen.dropped == {selection.RULE_CATEGORY: 0,
+                            selection.RULE_UNCOVERED: 1}
+  assert all(e.synthetic == '' for e in chosen.examples)
+  assert tiles(selection.select(config, 'train')) == [0, 1, 2]
+
+
 def test_mask_size_differs_from_image(tmp_path):
   masks = dict(MASKS)
   root = write_known_split(str(tmp_path), masks)

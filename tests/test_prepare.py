@@ -234,7 +234,8 @@ def test_no_patch_kept_names_the_reasons_and_writes_nothing(tmp_path):
 
 def test_an_empty_split_and_no_partly_cloudy_mask_are_warnings(tmp_path):
   """Clear or overcast dates only, no test split. Before: exit 0, and
-  training failed later with 'No moderate mask'."""
+  training failed later with 'No moderate mask'; the warning's first fix,
+  procedural clouds, trains on it."""
   masks = [np.zeros((16, 32), np.uint8)] * 3 + [np.ones((16, 32), np.uint8)]
   series, options = _masks_series(tmp_path, masks)
   with series:
@@ -244,10 +245,18 @@ def test_an_empty_split_and_no_partly_cloudy_mask_are_warnings(tmp_path):
       'The testset split is empty: validation, sampling and evaluation will '
       'have no data — raise --test_fraction or lower --block.',
       'The trainset has no partly cloudy mask (5 % < cover <= 30 %), which '
-      'training draws its synthetic clouds from — raise --max_coverage (and '
-      'config.max_coverage the same) or add dates with scattered clouds.']
+      'training draws its synthetic clouds from by default — train with '
+      '--config.synthetic_clouds=procedural (seeded fractal clouds '
+      'instead), or raise --max_coverage (and config.max_coverage the '
+      'same), or add dates with scattered clouds.']
   assert '  warning: The testset split is empty' in prepare.summary(
       str(tmp_path / 'out'), report)
+  config = _config(str(tmp_path / 'out'), 'trainset')
+  config.timeline, config.resolution = 3, (16, 16)
+  with pytest.raises(DataError, match='synthetic_clouds=procedural'):
+    _count(config, 'train')
+  config.synthetic_clouds = 'procedural'
+  assert _count(config, 'train') == 2
   half = np.zeros((16, 32), np.uint8)
   half[:4] = 1                                 # 25 %: partly cloudy
   series, options = _masks_series(tmp_path / 'b', masks[:3] + [half])

@@ -33,7 +33,7 @@ patch without such dates is skipped and counted by reason. Missing pixels
 
 No patch kept is an error naming the skip reasons, with nothing written; an
 empty split, or a train split without the partly cloudy masks training
-draws its synthetic clouds from, is a warning with the fix.
+draws its synthetic clouds from by default, is a warning with the fixes.
 """
 
 import dataclasses
@@ -275,8 +275,10 @@ def _warnings(patches, counts, options):
     warnings.append(
         'The trainset has no partly cloudy mask (5 % < cover <= '
         f'{options.max_coverage:g} %), which training draws its synthetic '
-        'clouds from — raise --max_coverage (and config.max_coverage the '
-        'same) or add dates with scattered clouds.')
+        'clouds from by default — train with '
+        '--config.synthetic_clouds=procedural (seeded fractal clouds '
+        'instead), or raise --max_coverage (and config.max_coverage the '
+        'same), or add dates with scattered clouds.')
   return warnings
 
 
