@@ -166,10 +166,8 @@ def _config_fix(config, recorded, differing):
 
 
 def check_fits(path, model, config):
-  """Refuses checkpoint `path` if its variables do not fit `model`.
-
-  The message names the config keys that differ between the run's
-  config.yaml (beside the checkpoint) and `config`, and how to fix it.
+  """Refuses checkpoint `path` if its variables do not fit `model`, with
+  `refuse_misfit`'s one line.
 
   Raises:
     ValueError: the shapes differ.
@@ -178,8 +176,23 @@ def check_fits(path, model, config):
     mismatch = _shape_mismatch(path, model)
   except tf.errors.OpError:     # unreadable: the restore says how
     return
-  if mismatch is None:
-    return
+  if mismatch is not None:
+    refuse_misfit(path, mismatch, config)
+
+
+def refuse_misfit(path, mismatch, config):
+  """Raises the one-line error for checkpoint `path`, which does not fit
+  the model `config` builds; `mismatch` says the first difference.
+
+  The message names the config keys that differ between the run's
+  config.yaml (beside the checkpoint) and `config`, and how to fix it. Keys
+  that config.yaml does not record (added since, or new to this project for
+  a run of the original code, whose run.py writes config.yaml too) are not
+  compared.
+
+  Raises:
+    ValueError: always.
+  """
   logdir = os.path.dirname(path)
   recorded = runconfig.read(logdir)
   if recorded is None:
@@ -189,8 +202,7 @@ def check_fits(path, model, config):
         'trained with')
   given = _model_keys(runconfig.as_flat(config))
   recorded = _model_keys(recorded)
-  differing = sorted((k for k in recorded.keys() | given.keys()
-                      if recorded.get(k) != given.get(k)),
+  differing = sorted((k for k in recorded if recorded[k] != given.get(k)),
                      key=lambda k: (k not in SIZE_VARIABLES.values(),
                                     k.count('.'), k))
   shown, seen = [], set()

@@ -7,12 +7,14 @@ moving averages, a fixed batch, the original's logits and argmax decode.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from configs import cloudtran_core_test
 from configs import upsampler_test
@@ -177,18 +179,60 @@ def test_training_starts_from_an_imported_checkpoint(imported, tmp_path):
     np.testing.assert_array_equal(shadow.numpy(), variable.numpy())
 
 
-def test_mismatched_config_lists_unmatched_names(tmp_path):
+def plain(value):
+  """A config.json value as the original's config had it (tuples, not
+  lists)."""
+  if isinstance(value, dict):
+    return {k: plain(v) for k, v in value.items()}
+  return tuple(value) if isinstance(value, list) else value
+
+
+def original_logdir(tmp_path, name):
+  """A copy of fixture `name`'s checkpoint directory with the config.yaml
+  the original's run.py writes beside its checkpoints
+  (`yaml.dump(config.to_dict())`)."""
+  logdir = tmp_path / 'original'
+  shutil.copytree(os.path.join(DATA, name, 'ckpt'), logdir)
+  with open(logdir / 'config.yaml', 'w') as f:
+    yaml.dump(plain(original_config(name)), f)
+  return str(logdir)
+
+
+@pytest.mark.parametrize('change, message', [
+    (('encoder', 'aggregation', 'attention'),
+     'model.encoder.aggregation conv in {yaml}, attention in the config '
+     'given — give the config the run was trained with, or override those '
+     'keys'),
+    (('model', 'hidden_size', 16),
+     'model.hidden_size 8 in {yaml}, 16 in the config given — set '
+     'MODEL_SIZE=8 as the run was trained (no variant)'),
+])
+def test_a_mismatched_config_is_one_line_naming_keys_and_fix(
+    tmp_path, change, message):
+  section, key, value = change
   config = project_config('core_conv')
-  config.model.encoder.aggregation = 'attention'
-  config.model.decoder.num_inner_layers = 1
+  (config.model if section == 'model' else config.model[section])[key] = (
+      value)
+  original = original_logdir(tmp_path, 'core_conv')
+  out = str(tmp_path / 'out')
   with pytest.raises(ValueError) as error:
-    import_original.import_checkpoint(
-        config, os.path.join(DATA, 'core_conv', 'ckpt'), str(tmp_path))
-  message = str(error.value)
-  assert 'unused original variable: conv3d/kernel' in message
-  assert 'mask_row_att_1/q/kernel' in message
-  assert 'not in the original: cloud_tran_core/timeseries_encoder/aggregate' \
-      in message
+    import_original.import_checkpoint(config, original, out)
+  assert str(error.value) == (
+      f'Checkpoint {original}/model-1 does not fit the config: ' +
+      message.format(yaml=f'{original}/config.yaml'))
+  assert tf.train.latest_checkpoint(out) is None
+
+
+def test_without_config_yaml_the_first_difference_is_named(tmp_path):
+  config = project_config('core_conv')
+  config.model.decoder.num_inner_layers = 1
+  original = os.path.join(DATA, 'core_conv', 'ckpt')
+  with pytest.raises(ValueError, match=(
+      rf'^Checkpoint {original}/model-1 does not fit the model the config '
+      r'builds \(cloud_tran_core/inner_decoder/affine_c_1/bias: in the '
+      r'checkpoint, not in the model \(and 23 more\)\) — give the config '
+      r'\(and MODEL_SIZE\) the run was trained with$')):
+    import_original.import_checkpoint(config, original, str(tmp_path))
   assert tf.train.latest_checkpoint(str(tmp_path)) is None
 
 

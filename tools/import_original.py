@@ -16,10 +16,15 @@ dense of its norm), and the weights without scope are taken in the order the
 original creates them. The discriminator comes from the separate checkpoint
 the original's `disc.py` writes; its weights are matched in layer order.
 
-Every variable on both sides must be used exactly once with equal shapes,
-else one ValueError lists what is unmatched. The output, `<logdir>/model-<step>`
-with `model`, `ema` (and `discriminator`), is read by `run.py --pretrain_dir`,
-`sample.py --logdir` and hence `evaluate.py`.
+Every variable on both sides must be used exactly once with equal shapes.
+Before anything is written, the first one that is not (missing, left over,
+of another shape) stops the import with the one line the other commands
+give for a checkpoint that does not fit (`checkpoints.refuse_misfit`): it
+names the config keys that differ from the original run's config.yaml
+(beside its checkpoints, as the original's run.py writes it) and the fix.
+The output, `<logdir>/model-<step>` with `model`, `ema` (and
+`discriminator`), is read by `run.py --pretrain_dir`, `sample.py --logdir`
+and hence `evaluate.py`.
 
 Import cores with `config.model.decoder.cond_ln_sampling='row'` to sample as the
 original did (see the README).
@@ -275,43 +280,53 @@ def _fit(value, variable):
   return value
 
 
-def match(mapping, weights, averages, model):
-  """{id(variable): (value, average or None)} for every model variable.
-
-  Raises one ValueError listing every mismatch: original names not found or
-  left over, model variables not set, shapes that differ, frozen weights
-  that are not at their fixed value, weights without moving average.
-  """
-  problems = []
-  values = {}
-  seen = collections.Counter(name for name, _ in mapping.pairs)
-  problems += [f'mapped twice: {n}' for n, k in seen.items() if k > 1]
+def misfit(mapping, weights):
+  """The first difference between the original's weights and the model's
+  variables they map to, as one phrase, or None when every name and shape
+  is in place: a weight the model needs and the checkpoint lacks, one of
+  another shape, or one the model has no place for."""
   for name, variable in mapping.pairs:
     if name not in weights:
-      problems.append(f'not in the original: {name} (for {variable.path})')
-      continue
-    value = _fit(weights[name][1], variable)
-    if tuple(value.shape) != tuple(variable.shape):
-      problems.append(f'shape {weights[name][0]} {weights[name][1].shape} != '
-                      f'{variable.path} {tuple(variable.shape)}')
-      continue
-    average = (_fit(averages[name][1], variable) if name in averages
-               else None)
-    values[id(variable)] = (value, average)
+      return f'{variable.path}: not in the checkpoint (as {name})'
+    value = weights[name][1]
+    if tuple(_fit(value, variable).shape) != tuple(variable.shape):
+      return (f'{weights[name][0]}: {value.shape} in the checkpoint, '
+              f'{tuple(variable.shape)} in the model')
+  absent = sorted(set(mapping.fixed) - set(weights))
+  if absent:
+    return f'{absent[0]}: not in the checkpoint'
+  unused = sorted(set(weights) - {n for n, _ in mapping.pairs} -
+                  set(mapping.fixed))
+  if unused:
+    more = f' (and {len(unused) - 1} more)' if len(unused) > 1 else ''
+    return f'{weights[unused[0]][0]}: in the checkpoint, not in the model{more}'
+  return None
+
+
+def match(mapping, weights, averages, model):
+  """{id(variable): (value, average or None)} for every model variable, once
+  `misfit` found every name and shape in place.
+
+  Raises one ValueError listing what is still wrong: names mapped twice or
+  model variables not set (the mapping's faults), frozen weights that are
+  not at their fixed value, weights without moving average.
+  """
+  seen = collections.Counter(name for name, _ in mapping.pairs)
+  problems = [f'mapped twice: {n}' for n, k in seen.items() if k > 1]
+  values = {
+      id(variable): (_fit(weights[name][1], variable),
+                     _fit(averages[name][1], variable) if name in averages
+                     else None)
+      for name, variable in mapping.pairs}
   for name, expected in mapping.fixed.items():
-    if name not in weights:
-      problems.append(f'not in the original: {name}')
-    elif not np.all(weights[name][1] == expected):
+    if not np.all(weights[name][1] == expected):
       problems.append(f'{weights[name][0]} must be all {expected} (this '
                       'project has no such weight)')
-  used = set(seen) | set(mapping.fixed)
-  problems += [f'unused original variable: {weights[n][0]}'
-               for n in sorted(set(weights) - used)]
   mapped = {id(v) for _, v in mapping.pairs}
   problems += [f'variable not set: {v.path}' for v in model.variables
                if id(v) not in mapped]
   missing_averages = sorted(n for n, _ in mapping.pairs
-                            if averages and n in weights and n not in averages)
+                            if averages and n not in averages)
   problems += [f'no moving average in the original: {weights[n][0]}'
                for n in missing_averages]
   if problems:
@@ -401,6 +416,9 @@ def import_checkpoint(config, original_ckpt, logdir, original_disc_ckpt=None):
   name = config.model.name
   mapping = (core_mapping if name == 'cloudtran_core'
              else upsampler_mapping)(model)
+  mismatch = misfit(mapping, weights)
+  if mismatch:
+    checkpoints.refuse_misfit(path, mismatch, config)
   values = match(mapping, weights, averages, model)
   for variable in model.variables:
     variable.assign(values[id(variable)][0])
