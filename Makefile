@@ -252,7 +252,7 @@ $(DONE)/sample-%-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
 $(DONE)/evaluate-%-$(U_TAG): $(DONE)/sample-%-$(U_TAG)
 	$(call stage,$(if $(filter valid,$*),6,7)/9 results of the $* split)
 	$(PY) evaluate.py --config $(S_CORE_TEST) $(DATA_$*) --subset=valid \
-	  --out $(SMALL)/eval_$* \
+	  --split_name="$* split" --out $(SMALL)/eval_$* \
 	  --samples "core (parallel)=$(call core_samples,$*)_parallel" \
 	  --samples "core (autoregressive)=$(call core_samples,$*)" \
 	  --samples "upsampler=$(call up_samples,$*)"

@@ -66,6 +66,10 @@ flags.DEFINE_list('coverage_bins', ['10', '30', '50'], 'Bin edges (percent) '
                   'of the per-coverage breakdown, by the cloud coverage of '
                   'the target date: 10,30,50 gives 0-10%, 10-30%, 30-50%, '
                   '>50%.')
+flags.DEFINE_string('split_name', None, 'What the tables\' titles call the '
+                    'split (default: "<subset> subset"), e.g. "holdout '
+                    'split" for a held-out dataset root read as its valid '
+                    'subset.')
 flags.mark_flag_as_required('samples')
 
 FLAGS = flags.FLAGS
@@ -78,7 +82,7 @@ def main(_):
       FLAGS.out or results.default_out_dir(samples),
       features=results.load_features(FLAGS.inception_weights),
       skip_outputs=FLAGS.skip_outputs, num_outputs=FLAGS.num_outputs,
-      coverage_bins=FLAGS.coverage_bins)
+      coverage_bins=FLAGS.coverage_bins, split_name=FLAGS.split_name)
 
 
 if __name__ == '__main__':

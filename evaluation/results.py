@@ -448,7 +448,7 @@ def _protocol_notes():
       'writes).']
 
 
-def write_markdown(path, rows, subset, notes, digits=4):
+def write_markdown(path, rows, split_name, notes, digits=4):
   """The protocol's tables per pixel split, then by coverage (all and cloudy
   pixels; clear ones, and empty bins, are in results.csv), then upstream's
   metrics."""
@@ -467,7 +467,7 @@ def write_markdown(path, rows, subset, notes, digits=4):
       columns = ('coverage',) + columns
     return markdown_table(pick(split, overall), columns, digits)
 
-  lines = [f'# Results on the {subset} subset', '', *_protocol_notes(),
+  lines = [f'# Results on the {split_name}', '', *_protocol_notes(),
            *notes]
   for split in metrics.SPLITS:
     lines += ['', f'## {SPLIT_TITLES[split]}', '',
@@ -531,7 +531,7 @@ def load_features(weights_path=None, batch_size=32):
 
 
 def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
-             num_outputs=None, coverage_bins=(10, 30, 50)):
+             num_outputs=None, coverage_bins=(10, 30, 50), split_name=None):
   """Scores methods, composites and baselines; writes results.csv,
   results.md and results.json.
 
@@ -545,6 +545,8 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
     skip_outputs: global index of every file's first record.
     num_outputs: evaluate at most this many outputs.
     coverage_bins: increasing bin edges in percent.
+    split_name: what the tables' titles call the outputs' split (default
+      '<subset> subset'), e.g. a held-out root read as its valid subset.
 
   Returns:
     The rows written, dicts keyed by COLUMNS.
@@ -580,6 +582,7 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   check_splits(data, method_sides)
   groups = coverage_groups(data['coverage'], coverage_bins)
   rows = table_rows(data, methods, groups, features)
+  split_name = split_name or f'{subset} subset'
 
   os.makedirs(out_dir, exist_ok=True)
   notes = ['', f'{MISSING}: undefined (no output with pixels of the split in '
@@ -604,9 +607,10 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
     calibration.write(out_dir, [
         calibration.report(m.name, m.draws, data[m.side]['truth'],
                            data[m.side]['clear'] == 0) for m in drawn],
-                      f'{subset} subset, the target\'s cloudy pixels')
+                      f'{split_name}, the target\'s cloudy pixels')
   write_csv(os.path.join(out_dir, 'results.csv'), rows)
-  write_markdown(os.path.join(out_dir, 'results.md'), rows, subset, notes)
+  write_markdown(os.path.join(out_dir, 'results.md'), rows, split_name,
+                 notes)
   write_json(os.path.join(out_dir, 'results.json'), rows, config, subset,
              sources, count, skip_outputs, coverage_bins)
   logging.info('Wrote results.csv, results.md and results.json (%d outputs) '

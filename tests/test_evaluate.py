@@ -182,6 +182,8 @@ def test_results_json(data, samples, tmp_path):
   with open(tmp_path / 'results.json') as f:
     document = json.load(f)
   assert document['subset'] == 'valid' and document['outputs'] == 3
+  assert (tmp_path / 'results.md').read_text().startswith(
+      '# Results on the valid subset\n')
   assert document['config']['downsample_res'] == 16
   assert [s['method'] for s in document['samples']] == ['truth', 'noise']
   assert document['samples'][0]['path'] == samples['truth']
@@ -368,8 +370,10 @@ def test_cli_run(synthetic_data, samples, tmp_path):
       *data_flags(synthetic_data),
       f'--samples=core (autoregressive)={samples["truth"]}',
       f'--inception_weights={tmp_path}/nowhere.h5', f'--out={tmp_path}',
-      '--coverage_bins=12')
+      '--coverage_bins=12', '--split_name=holdout split')
   assert done.returncode == 0, done.stderr
+  assert (tmp_path / 'results.md').read_text().startswith(
+      '# Results on the holdout split\n')
   assert '--inception_weights' in done.stderr
   rows = read_csv(tmp_path)
   row = rows['core (autoregressive)', 16, 'all', 'all']
