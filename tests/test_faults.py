@@ -274,6 +274,21 @@ def test_changed_config_is_refused_and_config_yaml_kept(run_copy):
   assert open(runconfig.path_in(logdir)).read() == before
 
 
+def test_a_key_added_since_the_run_started_resumes_at_its_old_meaning(
+    tiny_config, tmp_path):
+  """A config.yaml written before `synthetic_clouds` existed ran with
+  'dataset': resuming with that is no change, with 'procedural' it is."""
+  config = tiny_config('cloudtran_core_train')
+  older = config.copy_and_resolve_references()
+  del older['synthetic_clouds']
+  runconfig.write(older, str(tmp_path), 0, [])
+  assert 'synthetic_clouds' not in runconfig.read(str(tmp_path))
+  assert runconfig.changes(config, str(tmp_path)) == []
+  config.synthetic_clouds = 'procedural'
+  assert runconfig.changes(config, str(tmp_path)) == [
+      "synthetic_clouds: 'dataset' -> 'procedural'"]
+
+
 def test_allowed_config_change_keeps_the_old_config(run_copy):
   config, logdir = run_copy
   config.save_checkpoint_secs = 1           # free: logging

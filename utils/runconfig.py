@@ -19,6 +19,10 @@ FILE_NAME = 'config.yaml'
 FREE_KEYS = ('max_train_steps', 'num_epochs', 'save_checkpoint_secs',
              'eval_num_examples', 'eval_batch_size',
              'eval_checkpoint_wait_secs')
+# Keys added to the configs after runs were started without them: a
+# config.yaml that lacks one ran with this value (the behaviour before the
+# key existed), so resuming with it is no change.
+ADDED_KEYS = {'synthetic_clouds': 'dataset'}
 
 
 def path_in(logdir):
@@ -95,6 +99,7 @@ def changes(config, logdir):
   if old is None:
     return []
   new = as_flat(config)
+  old = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **old}
   return [f'{key}: {old.get(key)!r} -> {new.get(key)!r}'
           for key in sorted(old.keys() | new.keys())
           if key not in FREE_KEYS and old.get(key) != new.get(key)]
