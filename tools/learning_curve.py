@@ -35,6 +35,8 @@ matplotlib.use('Agg')
 from matplotlib import pyplot  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 CACHE = 'learning_curve_valid.json'
+# Legend of a scored method where its key alone would mislead.
+LABELS = {'output': 'output (fed the low-res truth)'}
 
 _CORE_CONFIG = config_flags.DEFINE_config_file(
     'core_config', None, 'Test config of the core run (`:small` for the '
@@ -141,7 +143,8 @@ def plot(runs, out):
       points = [(s, v[method]) for s, v in scores.items()
                 if v.get(method) is not None]
       if points:
-        bottom.plot(*zip(*points), marker='o', label=method)
+        bottom.plot(*zip(*points), marker='o',
+                    label=LABELS.get(method, method))
     bottom.set_title(f'{name}: valid PSNR on cloudy pixels')
     bottom.set_ylabel('dB')
     bottom.set_xlabel('step')
