@@ -106,6 +106,16 @@ def training_config(config, eval_num_examples, eval_batch_size):
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.type = 'rmsprop'
   config.optimizer.learning_rate = 3e-4
+  # New: compute precision of the models (training, evaluation, sampling,
+  # predict.py): 'float32', or 'bfloat16' for bfloat16 activations and
+  # matrix products with float32 variables, logits and losses; checkpoints
+  # restore under either (models/precision.py). Slower on a CPU without
+  # bfloat16 instructions (README, Configs).
+  config.precision = 'float32'
+  # New: compile the training step's forward and backward pass with XLA
+  # (jit_compile=True) instead of a plain tf.function, which was faster on
+  # the 2-core CPU this was measured on (README, Benchmarks).
+  config.jit_compile = False
   return config
 
 

@@ -118,27 +118,48 @@ def dense_gradients(grads):
           for g in grads]
 
 
-def make_train_step(state):
-  """One replica's step: forward, backward, updates of model, EMA and disc.
+def make_gradients(state):
+  """One replica's forward and backward pass: (losses, model gradients,
+  discriminator gradients or None).
 
   Losses are divided by the replica count before the gradients are summed
   across replicas, so the update does not depend on how many there are.
+  With `config.jit_compile` the pass is compiled with XLA; the updates stay
+  outside it, since summing gradients across replicas cannot run inside an
+  XLA function.
   """
   replicas = state.strategy.num_replicas_in_sync
 
-  def step(inputs):
-    model_vars = state.model.trainable_variables
+  def gradients(inputs):
     with tf.GradientTape(persistent=True) as tape:
       total, disc_total, losses = losses_on_batch(state, inputs)
       scaled = total / replicas
       disc_scaled = None if disc_total is None else disc_total / replicas
-    grads = dense_gradients(tape.gradient(scaled, model_vars))
-    state.optimizer.apply_gradients(zip(grads, model_vars))
+    grads = dense_gradients(tape.gradient(scaled,
+                                          state.model.trainable_variables))
+    disc_grads = None
     if disc_scaled is not None:
-      disc_vars = state.discriminator.trainable_variables
-      disc_grads = tape.gradient(disc_scaled, disc_vars)
-      state.disc_optimizer.apply_gradients(zip(disc_grads, disc_vars))
+      disc_grads = tape.gradient(disc_scaled,
+                                 state.discriminator.trainable_variables)
     del tape
+    return losses, grads, disc_grads
+
+  if state.config.jit_compile:
+    return tf.function(gradients, jit_compile=True)
+  return gradients
+
+
+def make_train_step(state):
+  """One replica's step: forward, backward, updates of model, EMA and disc."""
+  gradients = make_gradients(state)
+
+  def step(inputs):
+    model_vars = state.model.trainable_variables
+    losses, grads, disc_grads = gradients(inputs)
+    state.optimizer.apply_gradients(zip(grads, model_vars))
+    if disc_grads is not None:
+      disc_vars = state.discriminator.trainable_variables
+      state.disc_optimizer.apply_gradients(zip(disc_grads, disc_vars))
     state.ema.apply(model_vars)
     return losses
 

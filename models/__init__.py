@@ -2,7 +2,8 @@
 
 Both take the whole experiment config. `build` returns the model named by
 `config.model.name` with every weight created, after one call on zero inputs
-shaped like the data pipeline's batches (`zero_inputs`).
+shaped like the data pipeline's batches (`zero_inputs`). Both build under
+the dtype policy of `config.precision` (models/precision.py).
 """
 
 import tensorflow as tf
@@ -11,6 +12,7 @@ from datasets import keys
 from datasets import pipeline
 from models import core
 from models import discriminator
+from models import precision
 from models import upsampler
 
 MODELS = {
@@ -30,6 +32,7 @@ def model_class(config):
 def check_config(config):
   """Raises ValueError naming the keys of an inconsistent config."""
   kind = model_class(config)
+  precision.check(config)
   pipeline.check_resolution(config)
   if config.n_channels < 1:
     raise ValueError(f'config.n_channels={config.n_channels} must be >= 1.')
@@ -67,7 +70,8 @@ def zero_inputs(config, batch_size=1):
 def build(config):
   """The model for `config.model.name`, with all its weights created."""
   check_config(config)
-  model = model_class(config)(config)
+  with precision.building(config):
+    model = model_class(config)(config)
   model.get_logits(zero_inputs(config), training=True)
   return model
 
@@ -84,4 +88,5 @@ def build_discriminator(config):
   Call it as `disc([cloudy, candidate, channel_index], training=...)`; see
   `models.discriminator`.
   """
-  return discriminator.build(generator_resolution(config))
+  with precision.building(config):
+    return discriminator.build(generator_resolution(config))

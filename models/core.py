@@ -99,7 +99,7 @@ class TimeSeriesEncoder(layers.Layer):
      over time.
 
   Input `(B, h, w, T-1, C_out)` int32 symbols (offsets already added);
-  output z `(B, h, w, C_out, D)` float32.
+  output z `(B, h, w, C_out, D)` in the compute dtype.
   """
 
   def __init__(self, config, num_slots, num_channels, resolution, **kwargs):
@@ -167,7 +167,7 @@ class TimeSeriesEncoder(layers.Layer):
       return self.encoder(self.embedding(maps[..., None]), training=True)
     return tf.map_fn(
         lambda image: self.encoder(self.embedding(image[None, ..., None]))[0],
-        maps, fn_output_signature=tf.float32)
+        maps, fn_output_signature=self.compute_dtype)
 
   def call(self, symbols, training=False):
     height, width, num_slots, num_channels = symbols.shape[1:]
@@ -192,7 +192,7 @@ class TimeSeriesEncoder(layers.Layer):
       x = attention_norm(
           layers.residual(x, attention(x), self.dropout, training))
       x = ff_norm(layers.residual(x, feed_forward(x), self.dropout, training))
-    z = tf.einsum('bnsd,sde->bne', x, self.contraction)
+    z = tf.einsum('bnsd,sde->bne', x, self.weight(self.contraction))
     return tf.reshape(z, [-1, height, width, num_channels, hidden_size])
 
 
@@ -309,7 +309,8 @@ class CloudTranCore(base.CloudTranModel):
 
   `get_logits` returns the autoregressive logits `(B, h, w, C_out, 256)` and,
   for stage `encoder_decoder`, `{'encoder_logits': (B, h, w, C_out, 256)}`
-  from the parallel head (stage `decoder` has no parallel head).
+  from the parallel head (stage `decoder` has no parallel head); both
+  float32 under every `config.precision`.
   """
 
   autoregressive = True
@@ -327,13 +328,16 @@ class CloudTranCore(base.CloudTranModel):
     self.parallel_head = None
     if self.stage == 'encoder_decoder':
       self.parallel_head = layers.dense(NUM_SYMBOLS, hidden_size,
-                                        use_bias=False)
+                                        use_bias=False,
+                                        dtype=layers.KEEP_FLOAT32)
     self.pixel_embedding = layers.OneHotEmbedding(
         NUM_SYMBOLS * self.num_channels, hidden_size)
     self.outer_decoder = OuterDecoder(model.decoder, self.resolution)
     self.inner_decoder = InnerDecoder(model.decoder, self.resolution)
-    self.final_norm = layers.layer_norm(hidden_size)
-    self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size)
+    self.final_norm = layers.layer_norm(hidden_size,
+                                        dtype=layers.KEEP_FLOAT32)
+    self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size,
+                                    dtype=layers.KEEP_FLOAT32)
     # The fast sampler (models/sampler.py), made at the first `generate`.
     self._sampler = None
     # Every weight exists once the constructor returns.

@@ -13,6 +13,7 @@ generator's resolution R, `channel_index` `(B,)` int32, and `patch_logits`
 import tensorflow as tf
 
 from models import base
+from models import layers
 
 # Smallest resolution for which the last convolution still has an output.
 MIN_RESOLUTION = 5
@@ -31,11 +32,11 @@ class ClipConstraint(tf.keras.constraints.Constraint):
     return {'clip_value': self.clip_value}
 
 
-def _conv(filters, strides, padding, use_bias=False):
+def _conv(filters, strides, padding, use_bias=False, dtype=None):
   return tf.keras.layers.Conv2D(
       filters, 4, strides=strides, padding=padding, use_bias=use_bias,
       kernel_initializer=tf.keras.initializers.RandomNormal(stddev=0.02),
-      kernel_constraint=ClipConstraint(1.0))
+      kernel_constraint=ClipConstraint(1.0), dtype=dtype)
 
 
 def build(resolution):
@@ -47,6 +48,9 @@ def build(resolution):
      1 (valid, with bias). Batch norm after every convolution but the first
      and the last, leaky ReLU after every one but the last. Kernels are
      initialised N(0, 0.02) and clipped to [-1, 1].
+
+  Under `config.precision='bfloat16'` the layers of step 1, the first
+  convolution (they read pixel values) and the last (logits) stay float32.
 
   Returns a functional Keras model (see the module docstring).
   """
@@ -60,14 +64,16 @@ def build(resolution):
   offset = tf.keras.ops.reshape(
       tf.keras.ops.cast(channel_index, 'float32') * base.NUM_SYMBOLS,
       (-1, 1, 1, 1))
-  x = tf.keras.layers.Concatenate()([cloudy + offset, candidate + offset])
-  x = tf.keras.layers.LeakyReLU()(_conv(64, 1, 'same')(x))
+  x = tf.keras.layers.Concatenate(dtype=layers.KEEP_FLOAT32)(
+      [cloudy + offset, candidate + offset])
+  x = tf.keras.layers.LeakyReLU()(
+      _conv(64, 1, 'same', dtype=layers.KEEP_FLOAT32)(x))
   for filters, strides in ((128, 1), (256, 2)):
     x = _conv(filters, strides, 'same')(x)
     x = tf.keras.layers.LeakyReLU()(tf.keras.layers.BatchNormalization()(x))
   x = _conv(512, 1, 'valid')(tf.keras.layers.ZeroPadding2D()(x))
   x = tf.keras.layers.LeakyReLU()(tf.keras.layers.BatchNormalization()(x))
-  logits = _conv(1, 1, 'valid', use_bias=True)(
+  logits = _conv(1, 1, 'valid', use_bias=True, dtype=layers.KEEP_FLOAT32)(
       tf.keras.layers.ZeroPadding2D()(x))
   return tf.keras.Model([cloudy, candidate, channel_index], logits,
                         name='discriminator')

@@ -2,8 +2,10 @@
 
 Every layer creates its weights in `__init__` from explicit sizes, so a model
 is complete (and checkpointable) as soon as it is constructed. Images are
-`(B, H, W, D) float32` unless a docstring says otherwise; `context` tensors
-have the same spatial layout as the tensor they condition.
+`(B, H, W, D)` in the layer's compute dtype (float32, or bfloat16 under
+`config.precision='bfloat16'`: models/precision.py) unless a docstring says
+otherwise; `context` tensors have the same spatial layout as the tensor they
+condition.
 
 The pieces a cached, pixel-by-pixel decoder needs are public: the attention
 layer splits into `project` (q, k, v with conditioning), `bias` (relative
@@ -18,6 +20,10 @@ import tensorflow as tf
 
 # Added to the attention logits of masked (future) positions.
 MASK_VALUE = -1e9
+# The dtype policy of the layers that stay float32 under every precision:
+# those that output logits, and those that read pixel values (bfloat16 keeps
+# 8 significant bits, so 0..1023 would be rounded to steps of up to 4).
+KEEP_FLOAT32 = 'float32'
 
 ACTIVATIONS = {
     'identity': tf.identity,
@@ -39,6 +45,7 @@ class Layer(tf.keras.layers.Layer):
   """Base of the layers here: built at construction, checkpoint-safe lists.
 
   Weights are created in `__init__`, so `build` has nothing left to do.
+  The layers read their weights through `weight`, in their compute dtype.
 
   Keras 3 stores list attributes as its own `TrackedList`, which the
   TensorFlow object graph does not follow: without this the weights of every
@@ -50,6 +57,18 @@ class Layer(tf.keras.layers.Layer):
   def build(self, input_shape):
     """Nothing to build: the weights are created in `__init__`."""
     del input_shape
+
+  def weight(self, variable):
+    """`variable` (float32) in the layer's compute dtype.
+
+    Keras casts the weights inside `__call__` only (there a variable's
+    `dtype` is already the compute dtype); the parts the fast sampler calls
+    directly (`project`, `add_at`, ...) need the cast. In float32 the
+    variable itself is used, so the graph is the one without precisions.
+    """
+    if variable.dtype == self.compute_dtype:
+      return variable
+    return tf.cast(variable, self.compute_dtype)
 
   def _trackable_children(self, save_type='checkpoint', **kwargs):
     children = super()._trackable_children(save_type, **kwargs)
@@ -73,11 +92,12 @@ def _flatten(prefix, items):
 
 
 def dense(units, input_size, use_bias=True, activation_name=None,
-          kernel_initializer='glorot_uniform', name=None):
-  """A built Keras Dense layer mapping the last axis input_size -> units."""
+          kernel_initializer='glorot_uniform', name=None, dtype=None):
+  """A built Keras Dense layer mapping the last axis input_size -> units
+  (`dtype`: its dtype policy, default the global one)."""
   layer = tf.keras.layers.Dense(
       units, use_bias=use_bias, activation=activation_name,
-      kernel_initializer=kernel_initializer, name=name)
+      kernel_initializer=kernel_initializer, name=name, dtype=dtype)
   layer.build((None, input_size))
   return layer
 
@@ -115,7 +135,7 @@ class OneHotEmbedding(Layer):
      concatenated one-hot vectors, without materialising them.
   2. The F rows are summed (and the bias added).
 
-  Input `(..., F)` int32; output `(..., D)` float32.
+  Input `(..., F)` int32; output `(..., D)` in the compute dtype.
   """
 
   def __init__(self, vocab_size, hidden_size, num_features=1, use_bias=False,
@@ -132,10 +152,11 @@ class OneHotEmbedding(Layer):
 
   def call(self, symbols):
     offsets = tf.range(self.num_features, dtype=tf.int32) * self.vocab_size
-    rows = tf.gather(self.kernel, tf.cast(symbols, tf.int32) + offsets)
+    rows = tf.gather(self.weight(self.kernel),
+                     tf.cast(symbols, tf.int32) + offsets)
     embedded = tf.reduce_sum(rows, axis=-2)
     if self.bias is not None:
-      embedded += self.bias
+      embedded += self.weight(self.bias)
     return embedded
 
 
@@ -162,8 +183,9 @@ class PositionEmbedding(Layer):
 
   def embeddings(self):
     """The sum of the tables, broadcast to `(L1, ..., Ln, D)`."""
-    return tf.add_n([tf.broadcast_to(t, self.lengths + (t.shape[-1],))
-                     for t in self.tables])
+    return tf.add_n([
+        tf.broadcast_to(self.weight(t), self.lengths + (t.shape[-1],))
+        for t in self.tables])
 
   def add_at(self, inputs, index):
     """`call` restricted to some positions: the same sums in the same order.
@@ -174,12 +196,13 @@ class PositionEmbedding(Layer):
     (i, j) to `(B, 1, 1, D)` inputs.
     """
     for table, position in zip(self.tables, index):
+      table = self.weight(table)
       inputs += table if position is None else table[position]
     return inputs
 
   def call(self, inputs):
     for table in self.tables:
-      inputs += table
+      inputs += self.weight(table)
     return inputs
 
 
@@ -260,7 +283,7 @@ class AxialAttention(Layer):
   def _modulation(self, context, kernel):
     if kernel is None:
       return None
-    cond = tf.einsum('brlc,chd->brlhd', context, kernel)
+    cond = tf.einsum('brlc,chd->brlhd', context, self.weight(kernel))
     if self.cond_scale:
       scale, shift = tf.split(cond, 2, axis=-1)
       return self.cond_act(scale), self.cond_act(shift)
@@ -289,7 +312,7 @@ class AxialAttention(Layer):
     for kernel, modulation in zip(
         (self.q_kernel, self.k_kernel, self.v_kernel),
         scale_shift or (None, None, None)):
-      y = tf.einsum('brld,dhc->brlhc', x, kernel)
+      y = tf.einsum('brld,dhc->brlhc', x, self.weight(kernel))
       if modulation is not None:
         scale, shift = modulation
         y = (y if scale is None else y * scale) + shift
@@ -310,17 +333,24 @@ class AxialAttention(Layer):
       queries = tf.reshape(tf.cast(query_index, tf.int32), [1])
     relative = keys[None, :] - queries[:, None]
     # Bias column L-1 is relative position 0; the last column is unused.
-    bias = tf.gather(self.relative_bias, relative + self.length - 1, axis=1)
+    bias = tf.gather(self.weight(self.relative_bias),
+                     relative + self.length - 1, axis=1)
     if self.causal:
-      bias += tf.where(relative > 0, MASK_VALUE, 0.0)[None]
+      bias += tf.cast(tf.where(relative > 0, MASK_VALUE, 0.0),
+                      bias.dtype)[None]
     return bias
 
   def attend(self, q, k, v, bias):
-    """Attention of q `(B, R, Lq, heads, d)` over k, v: `(B, R, Lq, D)`."""
+    """Attention of q `(B, R, Lq, heads, d)` over k, v: `(B, R, Lq, D)`.
+
+    The softmax is taken in float32 whatever the compute dtype.
+    """
     logits = tf.einsum('brqhc,brkhc->brhqk', q, k) + bias
-    weights = tf.nn.softmax(logits, axis=-1)
+    weights = tf.cast(tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1),
+                      v.dtype)
     heads = tf.einsum('brhqk,brkhc->brqhc', weights, v)
-    return tf.einsum('brqhc,hcd->brqd', heads, self.output_kernel)
+    return tf.einsum('brqhc,hcd->brqd', heads,
+                     self.weight(self.output_kernel))
 
   def call(self, inputs, context=None):
     x = self.to_rows(inputs)
@@ -403,7 +433,7 @@ class ConditionalLayerNorm(Layer):
 
   def _average(self, context):
     if self.spatial_weights is not None:
-      context *= self.spatial_weights
+      context *= self.weight(self.spatial_weights)
     return tf.reduce_mean(context, axis=[1, 2], keepdims=True)
 
   def scale_shift(self, context):

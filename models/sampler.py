@@ -149,10 +149,10 @@ class Sampler:
     # Keys and values of the rows generated so far, per causal column layer.
     caches = [
         tuple(tf.zeros([num, width, height, attention.num_heads,
-                        attention.head_size]) for _ in range(2))
+                        attention.head_size], z.dtype) for _ in range(2))
         if attention.causal else ()
         for attention, *_ in outer.blocks]
-    upper = tf.zeros([num, 1, width, hidden_size])
+    upper = tf.zeros([num, 1, width, hidden_size], z.dtype)
     image = tf.TensorArray(tf.int32, size=height)
     proba = tf.TensorArray(tf.float32, size=height)
     for row in tf.range(height):
@@ -186,7 +186,7 @@ class Sampler:
     skip = z_row + upper
     caches = [
         tuple(tf.zeros([tf.shape(z_row)[0], 1, width, attention.num_heads,
-                        attention.head_size]) for _ in range(2))
+                        attention.head_size], z_row.dtype) for _ in range(2))
         for attention, *_ in inner.blocks]
     previous = tf.zeros_like(z_row[:, :, :1])
     pixels = tf.TensorArray(tf.int32, size=width)

@@ -68,7 +68,8 @@ class Upsampler(base.CloudTranModel):
     self.encoder = layers.AxialEncoder(
         hidden_size, model.ff_size, model.num_heads, model.num_encoder_layers,
         self.resolution)
-    self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size)
+    self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size,
+                                    dtype=layers.KEEP_FLOAT32)
     self._map_sampler = None
     # Every weight exists once the constructor returns.
     self.built = True

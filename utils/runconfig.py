@@ -15,10 +15,11 @@ import tensorflow as tf
 import yaml
 
 FILE_NAME = 'config.yaml'
-# Keys a resumed run may change freely.
+# Keys a resumed run may change freely (`precision` and `jit_compile` leave
+# the variables and checkpoints as they are).
 FREE_KEYS = ('max_train_steps', 'num_epochs', 'save_checkpoint_secs',
              'eval_num_examples', 'eval_batch_size',
-             'eval_checkpoint_wait_secs')
+             'eval_checkpoint_wait_secs', 'precision', 'jit_compile')
 # Keys added to the configs after runs were started without them: a
 # config.yaml that lacks one ran with this value (the behaviour before the
 # key existed), so resuming with it is no change.
