@@ -31,7 +31,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
-	@echo "make reproduce-small  the results recipe (:small models, ~1 h on a CPU)"
+	@echo "make reproduce-small  the results recipe (:small models, ~3 h on a 2-core CPU)"
 	@echo "make test    the test suite"
 	@echo "make bench   the benchmarks in bench/ (JSON figures)"
 
