@@ -24,7 +24,11 @@ overviews, the target's CRS and transform; uint8 RGB, or reflectance in the
 inputs' dtype with --output_reflectance), `<stem>_fill.tif` (0 = clear
 target pixel kept, 1 = filled by the model, 2 = filled though none of the
 model's dates was clear), `<stem>.png`, a quicklook, and `<stem>.stac.json`,
-the STAC Item of the output (footprint, projection, inputs, models). Clear
+the STAC Item of the output (footprint, projection, inputs, models). With
+--draws K > 1 the core samples K draws per cloudy tile (seeded by --seed
+and the tile) and the image is their per-pixel median; `<stem>_spread.tif`
+holds per band their standard deviation in the image's units (0 where the
+target is kept) and `<stem>_spread.png` its quicklook. Clear
 target pixels are kept bit for bit unless --replace_all. `--shard i/n` does
 every n-th tile (for n machines sharing the output directory); the last
 shard to finish, or `--merge`, writes the output. A killed run started again
@@ -36,6 +40,7 @@ import os
 from absl import flags
 
 from jobs import predict
+from jobs import predict_draws
 from jobs import predictor_flags
 from rasters import reader_flags
 from utils import cli
@@ -55,6 +60,11 @@ flags.DEFINE_bool('output_reflectance', False, 'Write reflectance in the '
 flags.DEFINE_bool('allow_unobserved', False, 'Go on, with a warning, when a '
                   "mask raster does not cover the target's grid or no pixel "
                   "is clear on any of the model's dates.")
+flags.DEFINE_integer('draws', 1, '1: the core\'s argmax. K > 1: the median '
+                     'of K draws of the core (each upsampled), and their '
+                     'spread in <stem>_spread.tif; a model call is then one '
+                     'tile\'s K draws.')
+flags.DEFINE_integer('seed', 0, 'Seed of the draws (with the tile index).')
 flags.mark_flags_as_required(['out'])
 
 FLAGS = flags.FLAGS
@@ -71,6 +81,7 @@ def parse_shard(text):
 
 def main(_):
   core_config, up_config = predictor_flags.configs(FLAGS)
+  predict_draws.check_sampler(FLAGS.draws, FLAGS.only_parallel)
   tile_size = up_config.resolution[0]
   options = predict.Options(
       tile_size=tile_size, timeline=core_config.timeline,
@@ -79,7 +90,8 @@ def main(_):
       shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
       replace_all=FLAGS.replace_all,
       output_reflectance=FLAGS.output_reflectance,
-      allow_unobserved=FLAGS.allow_unobserved)
+      allow_unobserved=FLAGS.allow_unobserved, draws=FLAGS.draws,
+      seed=FLAGS.seed)
   out = os.path.abspath(FLAGS.out)
   # The checkpoints are checked against the configs before the inputs.
   predictor, identity = predictor_flags.load(FLAGS, core_config, up_config)

@@ -4,6 +4,7 @@
       [--core_logdir runs/demo/core --upsampler_logdir runs/demo/upsampler]
   .venv/bin/python bench/predict.py --models default --sizes 432
   .venv/bin/python bench/predict.py --sizes 512 --covers 0,30,100
+  .venv/bin/python bench/predict.py --sizes 152 --covers 100 --draws 1,4,8
 
 For each size a synthetic scene (uint16, SCL; tools.synthetic_geotiff,
 `timeline` dates) is written to a temporary directory (with `--covers`, one
@@ -17,10 +18,14 @@ process reports the seconds of model loading, of the whole prediction
 after it (`predict_seconds`) and within it of the first model call (which
 compiles), the tiles and the assembly, the tiles sent to the models of all
 tiles, megapixels per second over tiles and assembly (first call apart),
-and its peak resident memory (ru_maxrss). Prints one JSON object, with
-`predict_seconds_by_cover` per size when `--covers` is given; `load_average`
-is the 1-minute load before and after, since the figures scale with it on a
-shared machine.
+and its peak resident memory (ru_maxrss). With `--draws`, one process per
+number of draws K (`predict.py --draws`), each also reporting the wall and
+CPU seconds of the model calls per tile sent to the models, the first call
+apart (for K = 1 a call is a batch of tiles, for K > 1 one tile's K draws).
+Prints one JSON object, with `predict_seconds_by_cover` per size when
+`--covers` is given and `model_seconds_per_tile_by_draws` when `--draws`
+is; `load_average` is the 1-minute load before and after, since the figures
+scale with it on a shared machine.
 """
 
 import argparse
@@ -72,18 +77,24 @@ def save_random_models(directory, models_name):
 
 
 class Timed:
-  """A predictor wrapper that times the first (compiling) call apart."""
+  """A predictor wrapper that times the first (compiling) call apart, and
+  the wall and CPU seconds of the other calls."""
 
   def __init__(self, predictor):
     self.predictor = predictor
     self.first_seconds = 0.0
     self.calls = 0
+    self.later_seconds = self.later_cpu_seconds = 0.0
 
-  def __call__(self, rgb, clear):
-    start = time.perf_counter()
-    out = self.predictor(rgb, clear)
-    if not self.calls:
-      self.first_seconds = time.perf_counter() - start
+  def __call__(self, rgb, clear, **kwargs):
+    start, cpu_start = time.perf_counter(), time.process_time()
+    out = self.predictor(rgb, clear, **kwargs)
+    seconds = time.perf_counter() - start
+    if self.calls:
+      self.later_seconds += seconds
+      self.later_cpu_seconds += time.process_time() - cpu_start
+    else:
+      self.first_seconds = seconds
     self.calls += 1
     return out
 
@@ -120,7 +131,7 @@ def child(args):
     tiles_start = time.perf_counter()
     options = predict.Options(tile_size=up_config.resolution[0],
                               timeline=core_config.timeline,
-                              **MODELS[args.models][1])
+                              draws=args.draws, **MODELS[args.models][1])
     predict.predict(series, timed, args.out, options, identity)
     end = time.perf_counter()
     grid = series.grid
@@ -128,7 +139,14 @@ def child(args):
     tiles = len(tiling.grid(grid.height, grid.width, options.tile_size,
                             options.overlap))
   tiles_seconds = phases['tiles_done'] - tiles_start - timed.first_seconds
+  sent = phases['tiles_to_models']
+  first_call_tiles = min(sent, 1 if args.draws > 1 else options.batch_size)
+  later_tiles = max(1, sent - first_call_tiles)
   print(json.dumps({
+      'draws': args.draws,
+      'model_seconds_per_tile': round(timed.later_seconds / later_tiles, 3),
+      'model_cpu_seconds_per_tile': round(
+          timed.later_cpu_seconds / later_tiles, 3),
       'megapixels': round(pixels / 1e6, 3),
       'load_seconds': round(load_seconds, 1),
       'predict_seconds': round(end - tiles_start, 2),
@@ -150,11 +168,18 @@ def scene_name(size, cover):
   return f'scene_{size}' + ('' if cover is None else f'_cover_{cover:g}')
 
 
-def run_child(args, scene, out, core, upsampler):
+def result_name(args, name, draws):
+  """The results' key of a scene run with `draws`: the scene's name, with
+  `_draws_<K>` when `--draws` is given."""
+  return name if args.draws is None else f'{name}_draws_{draws}'
+
+
+def run_child(args, scene, out, core, upsampler, draws=1):
   """The figures of one prediction of `scene` in a fresh process."""
   command = [sys.executable, os.path.abspath(__file__), '--scene', scene,
              '--out', out, '--models', args.models,
-             '--core_logdir', core, '--upsampler_logdir', upsampler]
+             '--core_logdir', core, '--upsampler_logdir', upsampler,
+             '--draws', str(draws)]
   if args.only_parallel:
     command.append('--only_parallel')
   done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -174,13 +199,20 @@ def main(argv=None):
                       help='tiny: the :tiny configs (the demo); default: '
                       'the upstream model sizes, random weights')
   parser.add_argument('--only_parallel', action='store_true')
+  parser.add_argument('--draws', help='numbers of draws K, e.g. 1,4,8: one '
+                      'process per K on each scene (predict.py --draws; '
+                      'default: 1)')
   parser.add_argument('--core_logdir')
   parser.add_argument('--upsampler_logdir')
   parser.add_argument('--scene', help=argparse.SUPPRESS)
   parser.add_argument('--out', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.scene:
+    args.draws = int(args.draws)
     return child(args)
+  if args.draws and args.only_parallel:
+    parser.error('--draws with --only_parallel: the parallel head does not '
+                 'draw; leave one of them out.')
   from tools import synthetic_geotiff  # pylint: disable=g-import-not-at-top
   load_before = os.getloadavg()[0]
   core_config, up_config = configs(args.models)
@@ -194,6 +226,8 @@ def main(argv=None):
       results['weights'] = 'random'
     covers = ([None] if args.covers is None
               else [float(c) for c in args.covers.split(',')])
+    draws = [1] if args.draws is None else [
+        int(k) for k in args.draws.split(',')]
     for size in (int(s) for s in args.sizes.split(',')):
       for cover in covers:
         name = scene_name(size, cover)
@@ -201,12 +235,19 @@ def main(argv=None):
         synthetic_geotiff.write_scene(scene, width=size, height=size,
                                       dates=core_config.timeline,
                                       target_cover=cover)
-        results[name] = run_child(args, scene,
-                                  os.path.join(tmp, name + '.tif'), core,
-                                  upsampler)
+        for k in draws:
+          key = result_name(args, name, k)
+          results[key] = run_child(args, scene,
+                                   os.path.join(tmp, key + '.tif'), core,
+                                   upsampler, k)
+        if args.draws is not None:
+          results[f'model_seconds_per_tile_by_draws_{name}'] = {
+              str(k): results[result_name(args, name, k)][
+                  'model_seconds_per_tile'] for k in draws}
       if args.covers is not None:
         results[f'predict_seconds_by_cover_{size}'] = {
-            f'{c:g}': results[scene_name(size, c)]['predict_seconds']
+            f'{c:g}': results[result_name(args, scene_name(size, c),
+                                          draws[0])]['predict_seconds']
             for c in covers}
   results['load_average'] = [round(load_before, 2),
                              round(os.getloadavg()[0], 2)]

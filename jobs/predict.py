@@ -11,17 +11,23 @@ committed without output (those pixels are kept), and the tiles with no
 clear pixel on any of the model's dates share the prediction of the first of
 them (they give the models the same input); the output is the same as if
 every tile had been run. With `shard=(i, n)` only every n-th tile is done.
+With `draws` = K > 1 each of these tiles gets the median of K draws of the
+models and their spread instead (`jobs.predict_draws`).
 When every tile is done (by this job or by others), the output is assembled
 in 256 px blocks: overlapping tiles are blended, the target's clear pixels
 are kept bit for bit (unless `replace_all`), and the image, its fill map and
-a quicklook are written (`rasters.geotiff`). A scene whose output would be
+a quicklook are written (`rasters.geotiff`); with K draws also the spread,
+its tiles blended with the image's weights (the blend of the tiles' spreads
+stands for the spread of the blended draws: exact where one tile covers a
+pixel, an upper bound of it elsewhere). A scene whose output would be
 invented (masks short of the grid, no clear pixel on any date) is refused
 first; the shares of the fill codes are logged at the end.
 A killed job started again skips the committed tiles and writes the same
 bytes; SIGTERM or SIGINT stops a job after its current batch of tiles.
 
 `ModelPredictor` turns tiles into the batches the models take and runs the
-core and the upsampler; tests swap in any callable with its signature.
+core and the upsampler (or, given a seed, the core's draws); tests swap in
+any callable with its signature.
 """
 
 import collections
@@ -36,6 +42,7 @@ from rasterio.windows import Window
 
 from datasets import transforms
 from jobs import checkpoints
+from jobs import predict_draws
 from jobs import predict_workdir
 from models import base
 from rasters import geotiff
@@ -98,13 +105,16 @@ def model_batch(rgb, clear, downsample_res):
                                     downsample_res, rgb.shape[2])
 
 
-def generate(core, upsampler, batch, only_parallel):
-  """Core then upsampler on a model batch: (B, S, S, C) int.
+def generate(core, upsampler, batch, only_parallel, seed=None):
+  """Core then upsampler on a model batch: (B, S, S, C) int. The core takes
+  its argmax, or with `seed` draws (`mode='sample'`, one per row); the
+  upsampler takes its argmax.
 
   The one place that calls the models' `sample`.
   """
-  low = core.sample(batch, mode='argmax',
-                    only_parallel=only_parallel)[base.OUTPUT]
+  mode = 'argmax' if seed is None else 'sample'
+  low = core.sample(batch, mode=mode, only_parallel=only_parallel,
+                    seed=seed)[base.OUTPUT]
   batch = upsampler.with_low_res(batch, low)
   return upsampler.sample(batch, mode='argmax')[base.OUTPUT]
 
@@ -161,7 +171,8 @@ class ModelPredictor:
   """(B, T-1, S, S, C) uint8 dates + (B, T-1, S, S) clear -> (B, S, S, C)
   uint8, by the core (argmax or its parallel head) and the upsampler; the
   dates' cloudy pixels are masked (`model_batch`), so only the clear ones
-  count."""
+  count. Given `seed` (a pair of ints), the core draws instead of its
+  argmax, each row of the batch its own draw (`generate`)."""
 
   def __init__(self, core, upsampler, core_config, upsampler_config,
                only_parallel):
@@ -170,9 +181,10 @@ class ModelPredictor:
     self.tile_size = upsampler_config.resolution[0]
     self.only_parallel = only_parallel
 
-  def __call__(self, rgb, clear):
+  def __call__(self, rgb, clear, seed=None):
     batch = model_batch(rgb, clear, self.downsample_res)
-    out = generate(self.core, self.upsampler, batch, self.only_parallel)
+    out = generate(self.core, self.upsampler, batch, self.only_parallel,
+                   seed)
     return np.clip(np.asarray(out), 0, 255).astype(np.uint8)
 
 
@@ -211,35 +223,41 @@ class Ticker:
 
 
 def run_tiles(series, predictor, work, tiles, slots, size, batch_size,
-              share_unobserved=False):
+              share_unobserved=False, draws=None):
   """Predicts and commits `tiles` in batches, with a progress line; returns
   how many went through the models. With `share_unobserved` (for a
   predictor that reads only the clear pixels, as `ModelPredictor`), the
   tiles with no clear pixel on any of the model's dates share one
-  prediction (`model_batches`). On SIGTERM or SIGINT stops after the
-  current batch (`stop.Stopped`)."""
+  prediction (`model_batches`). With `draws` (a `predict_draws.Draws`),
+  each tile is one model call of its K draws and commits their median and
+  spread. On SIGTERM or SIGINT stops after the current batch
+  (`stop.Stopped`)."""
   with stop.requests() as request:
     return _run_tiles(series, predictor, work, tiles, slots, size,
-                      batch_size, share_unobserved, request)
+                      batch_size, share_unobserved, draws, request)
 
 
 def _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
-               share_unobserved, request):
+               share_unobserved, draws, request):
   """`run_tiles` with its stop `request`."""
   ticker = Ticker('tiles', len(tiles))
   sent = done = 0
   for done, batch in model_batches(series, work, tiles, slots, size,
-                                   batch_size, share_unobserved):
+                                   batch_size if draws is None else 1,
+                                   share_unobserved):
     chunk = [tile for tile, _ in batch]
     reads = [read for _, read in batch]
-    # Full batches only, so the models keep one compiled shape.
-    reads += reads[-1:] * (batch_size - len(reads))
-    predictions = predictor(np.stack([r[0] for r in reads]),
-                            np.stack([r[1] for r in reads]))
-    for tile, prediction, read in zip(chunk, predictions, reads):
-      work.save(tile.index, prediction[:tile.height, :tile.width], read[2])
+    if draws is None:
+      records = _argmax_records(predictor, reads, batch_size)
+    else:
+      records = [_draw_record(predictor, draws, tile, read)
+                 for tile, read in batch]
+    for tile, (prediction, spread), read in zip(chunk, records, reads):
+      crop = (slice(tile.height), slice(tile.width))
+      work.save(tile.index, prediction[crop], read[2],
+                None if spread is None else spread[crop])
       if share_unobserved and read[2].all():
-        work.save_unobserved(prediction)
+        work.save_unobserved(prediction, spread)
     sent += len(chunk)
     ticker.update(done)
     if request.signal:
@@ -249,6 +267,22 @@ def _run_tiles(series, predictor, work, tiles, slots, size, batch_size,
   if done < len(tiles):
     ticker.update(len(tiles))
   return sent
+
+
+def _argmax_records(predictor, reads, batch_size):
+  """[(prediction, None)] of a batch's reads, in one model call."""
+  # Full batches only, so the models keep one compiled shape.
+  padded = reads + reads[-1:] * (batch_size - len(reads))
+  predictions = predictor(np.stack([r[0] for r in padded]),
+                          np.stack([r[1] for r in padded]))
+  return [(p, None) for p in predictions[:len(reads)]]
+
+
+def _draw_record(predictor, draws, tile, read):
+  """(median, spread) of one tile's draws; the tiles with no clear pixel
+  on any date share one seed key (`predict_draws`)."""
+  key = predict_draws.UNOBSERVED_KEY if read[2].all() else tile.index
+  return draws.tile(predictor, read[0], read[1], key)
 
 
 def model_batches(series, work, tiles, slots, size, batch_size,
@@ -310,7 +344,7 @@ class TileCache:
     self.items = collections.OrderedDict()
 
   def __getitem__(self, index):
-    """`WorkDir.load(index)`: (prediction, no_clear), or None."""
+    """`WorkDir.load(index)`: a `predict_workdir.Record`, or None."""
     if index in self.items:
       self.items.move_to_end(index)
     else:
@@ -376,34 +410,43 @@ def report_fill(counts, series, slots):
         _dates(series, slots), len(slots) - 1, series.target)
 
 
-def blended(window, tiles, cache, size, overlap, needed=None):
-  """The blended model output (h, w, C) uint8 over `window` (top, left, h,
-  w) and its (h, w) map of pixels with no clear date, from the tiles of
-  `cache` (a `TileCache`) that cover it. Tiles committed without output
-  (clear) are left out: the `needed` pixels (default all) must be covered
-  by the others; the rest may be 0."""
+def blended(window, tiles, cache, size, overlap, needed=None, spread=False):
+  """(model, no_clear, spread) over `window` (top, left, h, w), from the
+  tiles of `cache` (a `TileCache`) that cover it: the blended model output
+  (h, w, C) uint8, the (h, w) map of pixels with no clear date and, if
+  `spread`, the tiles' (h, w, C) float32 spreads blended with the same
+  weights (else None). Tiles committed without output (clear) are left out:
+  the `needed` pixels (default all) must be covered by the others; the rest
+  may be 0."""
   height, width = window[2:]
   covering = tiling.covering(tiles, window, size, overlap)
   parts = [(t, cache[t.index]) for t in covering]
   parts = [(t, record) for t, record in parts if record is not None]
   no_clear = np.zeros((height, width), bool)
+  spreads = np.zeros((height, width, CHANNELS), np.float32) if spread else None
   if not parts and needed is not None and not needed.any():
-    return np.zeros((height, width, CHANNELS), np.uint8), no_clear
+    return np.zeros((height, width, CHANNELS), np.uint8), no_clear, spreads
   model = tiling.blend(window, [(t, record[0]) for t, record in parts], size,
                        overlap, needed)
+  if spread:
+    spreads = tiling.blend_mean(window, [(t, record[2]) for t, record in parts],
+                                size, overlap, needed).astype(np.float32)
   for t, record in parts:
     ours, theirs = tiling.shared(t, window)
     no_clear[ours] = record[1][theirs]
-  return model, no_clear
+  return model, no_clear, spreads
 
 
 def assemble(series, work, tiles, size, overlap, out, replace_all,
-             output_reflectance):
-  """Blends the committed tiles and writes the output files; returns their
-  paths and the pixel count of each fill code."""
+             output_reflectance, spread=False):
+  """Blends the committed tiles and writes the output files (with `spread`,
+  the spread too: in the image's units, 0 where the target is kept);
+  returns their paths and the pixel count of each fill code."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
-  writer = geotiff.Writer(work.scratch, grid, CHANNELS, dtype)
+  unit = radiometry.step(dtype)
+  writer = geotiff.Writer(work.scratch, grid, CHANNELS, dtype,
+                          unit if spread else None)
   cache = TileCache(work)
   target = series.target_index
   blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
@@ -415,7 +458,8 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
     rgb, cloudy, _ = series.read(win, [target])
     clear = ~cloudy[0]
     keep = np.zeros_like(clear) if replace_all else clear
-    model, no_clear = blended(window, tiles, cache, size, overlap, ~keep)
+    model, no_clear, spreads = blended(window, tiles, cache, size, overlap,
+                                       ~keep, spread)
     fill = np.where(clear, geotiff.FILL_KEPT,
                     np.where(no_clear, geotiff.FILL_NO_CLEAR,
                              geotiff.FILL_MODEL)).astype(np.uint8)
@@ -426,7 +470,9 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
       model_dn = radiometry.from_uint8(model, series.offsets[target], dtype)
       image = np.where(keep[..., None], series.read_reflectance(win),
                        model_dn)
-    writer.write(window, image, fill, rgb8)
+    if spread:
+      spreads = np.where(keep[..., None], 0, spreads * unit)
+    writer.write(window, image, fill, rgb8, spreads)
     ticker.update(b + 1)
   return writer.finish(out), counts
 
@@ -447,6 +493,9 @@ class Options:
     or no pixel is clear on any of the model's dates (`check_observed`).
   every_tile: run the models on every tile, even where their output is not
     needed or is shared (the output is the same: for checking that).
+  draws: K; above 1, each tile's output is the median of K draws of the
+    models, and their spread is written too (`predict_draws`).
+  seed: the seed of the draws (with the tile's index).
   """
   tile_size: int
   timeline: int
@@ -458,11 +507,14 @@ class Options:
   output_reflectance: bool = False
   allow_unobserved: bool = False
   every_tile: bool = False
+  draws: int = 1
+  seed: int = 0
 
   def __post_init__(self):
     index, count = self.shard
     if not 0 <= index < count:
       raise DataError(f'--shard={index}/{count}: need 0 <= i < n.')
+    predict_draws.check(self.draws, self.seed)
 
 
 def run_model_tiles(series, predictor, work, tiles, mine, slots, options,
@@ -477,12 +529,17 @@ def run_model_tiles(series, predictor, work, tiles, mine, slots, options,
     work.mark(tile.index, predict_workdir.CLEAR)
   clear_indices = {t.index for t in clear}
   cloudy = [t for t in mine if t.index not in clear_indices]
+  draws = None
+  if options.draws > 1:
+    draws = predict_draws.Draws(options.draws, options.seed)
   sent = run_tiles(series, predictor, work, cloudy, slots, size,
-                   options.batch_size, not options.every_tile)
-  logging.info('%d tile(s) sent to the models, %d skipped: %d with a clear '
-               'target, %d with no clear pixel on any of the model\'s dates '
-               '(sharing one prediction).', sent, len(mine) - sent,
-               len(clear), len(cloudy) - sent)
+                   options.batch_size, not options.every_tile, draws)
+  logging.info('%d tile(s) sent to the models%s, %d skipped: %d with a '
+               'clear target, %d with no clear pixel on any of the model\'s '
+               'dates (sharing one prediction).', sent,
+               f' ({options.draws} draws each, seed {options.seed})'
+               if draws else '', len(mine) - sent, len(clear),
+               len(cloudy) - sent)
 
 
 def predict(series, predictor, out, options, identity=None):
@@ -500,8 +557,8 @@ def predict(series, predictor, out, options, identity=None):
 
   Returns:
     {'image', 'fill', 'quicklook', 'item'} paths once assembled (the item
-    is the STAC Item, `rasters.stac_item`), else None (other shards still
-    have tiles to do).
+    is the STAC Item, `rasters.stac_item`; with K draws also 'spread' and
+    'spread_quicklook'), else None (other shards still have tiles to do).
   """
   index, count = options.shard
   tile_size, overlap = options.tile_size, options.overlap
@@ -509,12 +566,16 @@ def predict(series, predictor, out, options, identity=None):
   slots = slot_dates(series, options.timeline)
   grid = series.grid
   tiles = tiling.grid(grid.height, grid.width, tile_size, overlap)
+  drawn = options.draws > 1
+  sampling = {'draws': options.draws}
+  if drawn:
+    sampling['seed'] = options.seed
   manifest = {'inputs': [str(p) for p in series.paths],
               'masks': [str(p) for p in series.mask_paths],
               'target': str(series.target), 'grid': grid.to_dict(),
               'tile_size': tile_size, 'overlap': overlap, 'models': identity,
-              'skip_clear_tiles': skip_clear}
-  names = geotiff.paths(out)
+              'skip_clear_tiles': skip_clear, **sampling}
+  names = geotiff.paths(out, drawn)
   if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
     logging.info('%s exists: this prediction is complete.', out)
     return {**names, 'item': stac_item.path(out)}
@@ -545,15 +606,15 @@ def predict(series, predictor, out, options, identity=None):
     with work.lock('assemble'):
       names, counts = assemble(series, work, tiles, tile_size, overlap, out,
                                options.replace_all,
-                               options.output_reflectance)
+                               options.output_reflectance, drawn)
   except runlock.LockHeld:
     if options.merge:
       raise
     logging.info('Another job is assembling %s.', out)
     return None
-  names['item'] = stac_item.write(out, names, series, identity)
+  models = {**(identity or {}), **sampling} if drawn else identity
+  names['item'] = stac_item.write(out, names, series, models)
   work.remove()
   report_fill(counts, series, slots)
-  logging.info('Wrote %s, %s, %s and %s.', names['image'], names['fill'],
-               names['quicklook'], names['item'])
+  logging.info('Wrote %s.', ', '.join(names.values()))
   return names

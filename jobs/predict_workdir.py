@@ -1,18 +1,20 @@
 """The resumable work directory of a prediction job, and its locks.
 
 `<out>.work/` beside the output holds `manifest.json` (what the tiles depend
-on: inputs, target, tiling, models, whether clear tiles are skipped) and one
-record per finished tile: `tile_NNNNNN.npz`, the models' output, written
-under a temporary name and renamed into place, so a killed job leaves only
-whole tiles; or an empty marker, `tile_NNNNNN.clear` (the target is clear
-there: no model output is needed) or `tile_NNNNNN.unobserved` (no pixel is
-clear on any of the model's dates: such tiles give the models the same
-input, so they share one prediction, `unobserved.npz`). Each writer (a
+on: inputs, target, tiling, models, whether clear tiles are skipped, the
+draws) and one record per finished tile: `tile_NNNNNN.npz`, the models'
+output (with K draws, their median and their spread, kept as float16),
+written under a temporary name and renamed into place, so a killed job
+leaves only whole tiles; or an empty marker, `tile_NNNNNN.clear` (the target
+is clear there: no model output is needed) or `tile_NNNNNN.unobserved` (no
+pixel is clear on any of the model's dates: such tiles give the models the
+same input, so they share one prediction, `unobserved.npz`). Each writer (a
 shard, the assembly) holds a `runlock` file in the directory: a second
 writer of the same part is refused, and a lock left by a dead process on
 this host is taken over.
 """
 
+import collections
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ from utils.errors import DataError
 # How a tile was committed: the models' output, or a marker.
 MODEL, CLEAR, UNOBSERVED = 'npz', 'clear', 'unobserved'
 KINDS = (MODEL, CLEAR, UNOBSERVED)
+# A committed tile's output (`WorkDir.load`); spread is None without draws.
+Record = collections.namedtuple('Record', 'prediction no_clear spread')
 
 
 def work_dir(out_path):
@@ -73,11 +77,13 @@ class WorkDir:
   def done(self, index):
     return self.kind(index) is not None
 
-  def save(self, index, prediction, no_clear):
-    """Commits one tile: its (h, w, C) uint8 prediction and (h, w) bool
-    map of pixels with no clear date among the model's inputs."""
+  def save(self, index, prediction, no_clear, spread=None):
+    """Commits one tile: its (h, w, C) uint8 prediction, (h, w) bool map of
+    pixels with no clear date among the model's inputs and, with draws,
+    their (h, w, C) spread."""
     _save_npz(self.path(index), self.path(index) + '.tmp',
-              prediction=prediction, no_clear=no_clear)
+              prediction=prediction, no_clear=no_clear,
+              **_spread_array(spread))
 
   def mark(self, index, kind):
     """Commits tile `index` as CLEAR or UNOBSERVED (no output of its own)."""
@@ -88,33 +94,46 @@ class WorkDir:
   def _unobserved_path(self):
     return os.path.join(self.dir, f'{UNOBSERVED}.npz')
 
-  def save_unobserved(self, prediction):
-    """Keeps the (S, S, C) prediction of the tiles marked UNOBSERVED."""
+  def save_unobserved(self, prediction, spread=None):
+    """Keeps the (S, S, C) prediction (and spread) of the tiles marked
+    UNOBSERVED."""
     # Shards may write it at once: each under a name of its own.
     tmp = f'{self._unobserved_path}.{socket.gethostname()}.{os.getpid()}.tmp'
-    _save_npz(self._unobserved_path, tmp, prediction=prediction)
+    _save_npz(self._unobserved_path, tmp, prediction=prediction,
+              **_spread_array(spread))
 
   def has_unobserved(self):
     return os.path.exists(self._unobserved_path)
 
   def load(self, index):
-    """(prediction, no_clear) of a committed tile, each covering at least
-    the tile's extent from its top-left corner; None for a CLEAR tile."""
+    """The `Record` of a committed tile, each array covering at least the
+    tile's extent from its top-left corner; None for a CLEAR tile."""
     kind = self.kind(index)
     if kind == CLEAR:
       return None
     if kind == UNOBSERVED:
       with np.load(self._unobserved_path) as data:
         prediction = data['prediction']
-      return prediction, np.ones(prediction.shape[:2], bool)
+        return Record(prediction, np.ones(prediction.shape[:2], bool),
+                      _spread_of(data))
     with np.load(self.path(index)) as data:
-      return data['prediction'], data['no_clear']
+      return Record(data['prediction'], data['no_clear'], _spread_of(data))
 
   def scratch(self, name):
     return os.path.join(self.dir, name)
 
   def remove(self):
     shutil.rmtree(self.dir)
+
+
+def _spread_array(spread):
+  """The npz entry of a spread: {} without one."""
+  return {} if spread is None else {'spread': spread.astype(np.float16)}
+
+
+def _spread_of(data):
+  """The spread of a loaded npz as float32, or None."""
+  return data['spread'].astype(np.float32) if 'spread' in data.files else None
 
 
 def _save_npz(path, tmp, **arrays):

@@ -1,11 +1,12 @@
 """Output files of `predict.py`: a COG-friendly GeoTIFF, its fill map and a
-PNG quicklook.
+PNG quicklook; with K draws also their spread and its quicklook.
 
-The image and the fill map are first written block by block (each internal
-256 px tile once) into plain tiled GeoTIFFs in the work directory, then
-copied by GDAL's COG driver (deflate, internal tiles, overviews) to their
-final names through a temporary file, so a finished name is always a whole
-file. The quicklook is decimated from the 8-bit image as blocks go by.
+The image, the fill map and the spread are first written block by block
+(each internal 256 px tile once) into plain tiled GeoTIFFs in the work
+directory, then copied by GDAL's COG driver (deflate, internal tiles,
+overviews) to their final names through a temporary file, so a finished
+name is always a whole file. The quicklooks are decimated from the 8-bit
+image and from the spread's colours (`spread_colours`) as blocks go by.
 """
 
 import math
@@ -17,17 +18,33 @@ import rasterio
 from rasterio import shutil as rio_shutil
 from rasterio.windows import Window
 
+from utils import colormaps
+
 BLOCK = 256
 QUICKLOOK_SIDE = 1024
 # Values of the fill map.
 FILL_KEPT, FILL_MODEL, FILL_NO_CLEAR = 0, 1, 2
+# The spread (8-bit values) shown brightest in its quicklook; above it too.
+SPREAD_LOOK_MAX = 32
 
 
-def paths(out):
-  """{'image', 'fill', 'quicklook'} file names of output `out`."""
+def paths(out, spread=False):
+  """{'image', 'fill', 'quicklook'} file names of output `out`, and with
+  `spread` {'spread', 'spread_quicklook'}."""
   stem = os.path.splitext(out)[0]
-  return {'image': out, 'fill': stem + '_fill.tif',
-          'quicklook': stem + '.png'}
+  names = {'image': out, 'fill': stem + '_fill.tif',
+           'quicklook': stem + '.png'}
+  if spread:
+    names.update(spread=stem + '_spread.tif',
+                 spread_quicklook=stem + '_spread.png')
+  return names
+
+
+def spread_colours(spread8):
+  """(h, w, 3) uint8 inferno colours of a (h, w, C) spread in 8-bit values:
+  its mean over the bands, 0 darkest, SPREAD_LOOK_MAX and above brightest."""
+  level = np.mean(spread8, axis=-1) * (255 / SPREAD_LOOK_MAX)
+  return colormaps.INFERNO[np.clip(np.round(level), 0, 255).astype(np.int64)]
 
 
 class Quicklook:
@@ -51,11 +68,14 @@ class Quicklook:
 
 
 class Writer:
-  """Writes an image and its fill map on a target grid, window by window."""
+  """Writes an image and its fill map on a target grid, window by window;
+  with `spread_unit` (the image's units per 8-bit value, e.g.
+  `radiometry.step`) also a float32 spread of `count` bands."""
 
-  def __init__(self, scratch, grid, count, dtype):
+  def __init__(self, scratch, grid, count, dtype, spread_unit=None):
     self.grid = grid
     self.scratch = scratch
+    self.spread_unit = spread_unit
     common = dict(driver='GTiff', width=grid.width, height=grid.height,
                   crs=grid.crs, transform=grid.transform, tiled=True,
                   blockxsize=BLOCK, blockysize=BLOCK, compress='deflate')
@@ -68,28 +88,45 @@ class Writer:
                           f'{FILL_NO_CLEAR} = filled, no clear date among '
                           'the model inputs')
     self.quicklook = Quicklook(grid.height, grid.width)
+    self.spread = self.spread_quicklook = None
+    if spread_unit is not None:
+      self.spread = rasterio.open(scratch('spread.tif'), 'w', count=count,
+                                  dtype='float32', **common)
+      self.spread_quicklook = Quicklook(grid.height, grid.width)
 
-  def write(self, window, image, fill, rgb8):
+  def write(self, window, image, fill, rgb8, spread=None):
     """Writes (h, w, C) `image` and (h, w) `fill` at window (top, left, h,
-    w); `rgb8` is the 8-bit image for the quicklook."""
+    w); `rgb8` is the 8-bit image for the quicklook. With a spread file,
+    (h, w, C) `spread` in the image's units too."""
     top, left, height, width = window
     win = Window(left, top, width, height)
     self.image.write(np.moveaxis(image, -1, 0), window=win)
     self.fill.write(fill[None], window=win)
     self.quicklook.add(window, rgb8)
+    if self.spread is not None:
+      self.spread.write(np.moveaxis(spread, -1, 0).astype(np.float32),
+                        window=win)
+      self.spread_quicklook.add(
+          window, spread_colours(spread / self.spread_unit))
 
   def finish(self, out):
     """Closes the scratch files and copies them to their final names."""
-    self.image.close()
-    self.fill.close()
-    names = paths(out)
-    for key, resampling in (('image', 'AVERAGE'), ('fill', 'NEAREST')):
+    files = [('image', 'AVERAGE', self.image),
+             ('fill', 'NEAREST', self.fill)]
+    looks = [('quicklook', self.quicklook)]
+    if self.spread is not None:
+      files.append(('spread', 'AVERAGE', self.spread))
+      looks.append(('spread_quicklook', self.spread_quicklook))
+    names = paths(out, self.spread is not None)
+    for key, resampling, dataset in files:
+      dataset.close()
       tmp = names[key] + '.tmp'
       rio_shutil.copy(self.scratch(f'{key}.tif'), tmp, driver='COG',
                       COMPRESS='DEFLATE', BLOCKSIZE=str(BLOCK),
                       OVERVIEW_RESAMPLING=resampling)
       os.replace(tmp, names[key])
-    tmp = names['quicklook'] + '.tmp'
-    Image.fromarray(self.quicklook.image).save(tmp, format='PNG')
-    os.replace(tmp, names['quicklook'])
+    for key, look in looks:
+      tmp = names[key] + '.tmp'
+      Image.fromarray(look.image).save(tmp, format='PNG')
+      os.replace(tmp, names[key])
     return names

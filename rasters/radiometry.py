@@ -68,6 +68,14 @@ def from_uint8(values8, offset=0, dtype=np.uint16,
   return values.astype(dtype)
 
 
+def step(dtype, max_reflectance=MAX_REFLECTANCE):
+  """The DN of one 8-bit step in `dtype` (1 for uint8; about 11.8 for the
+  DN of the mapping above): the scale of a spread or a difference."""
+  if np.dtype(dtype) == np.uint8:
+    return 1.0
+  return _span(max_reflectance) / 255.0
+
+
 def baseline_offset(major, minor):
   """The DN offset of processing baseline `major.minor`."""
   return BASELINE_OFFSET if (major, minor) >= OFFSET_BASELINE else 0

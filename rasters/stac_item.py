@@ -16,6 +16,8 @@ import pystac
 from pystac.extensions.projection import ProjectionExtension
 from rasterio import warp
 
+from rasters import geotiff
+
 COG = 'image/tiff; application=geotiff; profile=cloud-optimized'
 # Asset fields of each output file (the keys of `rasters.geotiff.paths`);
 # a file geotiff adds (such as a spread band) gets its entry here.
@@ -27,6 +29,14 @@ ASSETS = {
                  'model, 2 filled with no clear date among the model inputs'),
     'quicklook': dict(media_type=pystac.MediaType.PNG, roles=['overview'],
                       title='Quicklook'),
+    'spread': dict(media_type=COG, roles=['data'],
+                   title='Spread of the draws: per band, the standard '
+                   'deviation of the K draws of the fill in the image\'s '
+                   'units, 0 where the target is kept'),
+    'spread_quicklook': dict(media_type=pystac.MediaType.PNG,
+                             roles=['overview'], title='Quicklook of the '
+                             'spread (inferno, brightest from '
+                             f'{geotiff.SPREAD_LOOK_MAX} 8-bit values)'),
 }
 
 

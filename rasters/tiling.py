@@ -107,18 +107,24 @@ def shared(tile, window):
 
 
 def blend(window, parts, size, overlap, needed=None):
-  """Weighted average of tile predictions over one output window.
+  """`blend_mean` rounded to (height, width, C) uint8."""
+  return np.clip(np.round(blend_mean(window, parts, size, overlap, needed)),
+                 0, 255).astype(np.uint8)
+
+
+def blend_mean(window, parts, size, overlap, needed=None):
+  """Weighted average of tile values over one output window.
 
   Args:
     window: (top, left, height, width) in scene pixels.
-    parts: (tile, prediction) pairs; a prediction is (tile.height,
-      tile.width, C) and covers the tile's scene extent.
+    parts: (tile, values) pairs; values are (tile.height, tile.width, C) and
+      cover the tile's scene extent.
     size, overlap: the tiling.
     needed: (height, width) bool, the pixels the parts must cover (default
       all); the others, where no part covers them, are 0.
 
   Returns:
-    (height, width, C) uint8, rounded.
+    (height, width, C) float64.
   """
   height, width = window[2:]
   needed = np.ones((height, width), bool) if needed is None else needed
@@ -136,6 +142,5 @@ def blend(window, parts, size, overlap, needed=None):
   covered = norm > 0
   if total is None or (needed & ~covered).any():
     raise ValueError(f'Window {window} is not covered by the given tiles.')
-  mean = np.divide(total, norm[..., None], out=np.zeros_like(total),
+  return np.divide(total, norm[..., None], out=np.zeros_like(total),
                    where=covered[..., None])
-  return np.clip(np.round(mean), 0, 255).astype(np.uint8)
