@@ -31,11 +31,11 @@ def best_seconds(function, args, repeats):
   return first, min(s for s, _ in later), min(c for _, c in later)
 
 
-def matmul_peak(size=4096, repeats=3):
-  """float32 GFLOP/s and GFLOP per CPU second of the best of `repeats`
-  (size x size) tf.matmuls."""
-  a = tf.random.stateless_normal([size, size], [0, 0])
-  b = tf.random.stateless_normal([size, size], [0, 1])
+def matmul_peak(size=4096, repeats=3, dtype='float32'):
+  """GFLOP/s and GFLOP per CPU second of the best of `repeats`
+  (size x size) tf.matmuls in `dtype` ('float32' or 'bfloat16')."""
+  a = tf.cast(tf.random.stateless_normal([size, size], [0, 0]), dtype)
+  b = tf.cast(tf.random.stateless_normal([size, size], [0, 1]), dtype)
   matmul = tf.function(tf.linalg.matmul)
   _, seconds, cpu = best_seconds(matmul, (a, b), repeats)
   flops = 2 * size**3
@@ -45,7 +45,7 @@ def matmul_peak(size=4096, repeats=3):
 
 def rates(flops, seconds, cpu, peak):
   """GFLOP/s of `flops` in `seconds` and GFLOP per CPU second, each as a
-  fraction of the matmul's."""
+  fraction of the matmul's (`peak`, from `matmul_peak` in the same dtype)."""
   gflops, per_cpu = flops / seconds / 1e9, flops / cpu / 1e9
   return {'gflops': round(gflops, 1),
           'fraction_of_peak': round(gflops / peak['gflops'], 2),
