@@ -130,6 +130,7 @@ demo-selfcheck: $(VENV)/installed
 	cat $(GEO)/selfcheck/selfcheck.md
 
 bench: $(VENV)/installed
+	$(PY) bench/precision.py
 	$(PY) bench/input_pipeline.py
 	$(PY) bench/train_step.py
 	$(PY) bench/train_loop.py
