@@ -5,13 +5,18 @@
   .venv/bin/python bench/predict.py --models default --sizes 432
   .venv/bin/python bench/predict.py --sizes 512 --covers 0,30,100
   .venv/bin/python bench/predict.py --sizes 152 --covers 100 --draws 1,4,8
+  .venv/bin/python bench/predict.py --models small --sizes 296 --covers 100 \
+      --draws 1,4,8 --core_logdir runs/small/core \
+      --upsampler_logdir runs/small/upsampler
 
 For each size a synthetic scene (uint16, SCL; tools.synthetic_geotiff,
 `timeline` dates) is written to a temporary directory (with `--covers`, one
 per cover: that percentage of the target date under clouds), then one fresh
 process predicts its last date with the models of `--models`: `tiny` (the
 `:tiny` configs, 32 px tiles, overlap 8, batch 8; the demo's runs when
-given, else random weights: the speed is the same) or `default` (the
+given, else random weights: the speed is the same), `small` (the `:small`
+configs of the results recipe, 64 px tiles, overlap 8, batch 8; its runs
+when given) or `default` (the
 upstream configs: core D=128 at 64x64, upsampler D=512 at 224x224; random
 weights, overlap 16, batch 1). Each
 process reports the seconds of model loading, of the whole prediction
@@ -43,6 +48,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 # Config variant and tile flags of each `--models` choice.
 MODELS = {'tiny': ('tiny', dict(overlap=8, batch_size=8)),
+          'small': ('small', dict(overlap=8, batch_size=8)),
           'default': ('', dict(overlap=16, batch_size=1))}
 
 
@@ -196,7 +202,8 @@ def main(argv=None):
                       'under clouds, e.g. 0,30,100: one scene of each size '
                       'per cover (default: the synthetic scene\'s own)')
   parser.add_argument('--models', choices=sorted(MODELS), default='tiny',
-                      help='tiny: the :tiny configs (the demo); default: '
+                      help='tiny: the :tiny configs (the demo); small: '
+                      'the :small configs (the results recipe); default: '
                       'the upstream model sizes, random weights')
   parser.add_argument('--only_parallel', action='store_true')
   parser.add_argument('--draws', help='numbers of draws K, e.g. 1,4,8: one '
