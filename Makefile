@@ -27,7 +27,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
 	demo-evaluate demo-sheets demo-geotiff reproduce-small small-data \
 	small-train-core small-train-upsampler small-sample small-evaluate \
-	small-sheets small-curve clean-small demo-selfcheck
+	small-sheets small-curve small-geotiff clean-small demo-selfcheck
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -280,6 +280,19 @@ $(DONE)/curve-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
 	  --upsampler_logdir $(SMALL_UP) --num_examples $(SMALL_OUTPUTS) \
 	  --out $(SMALL)/learning_curve.png
 	$(call staged,curve-$(U_TAG))
+
+# predict.py --draws 8 with the :small models on a synthetic scene (after
+# reproduce-small): the median image, its spread and their quicklooks.
+SMALL_GEO := $(SMALL)/geotiff
+small-geotiff: $(VENV)/installed
+	$(PY) -m tools.synthetic_geotiff $(SMALL_GEO)/scene --width 320 \
+	  --height 320 --dates 6 --seed 0
+	rm -rf $(SMALL_GEO)/clear*
+	$(PY) predict.py --core_config $(S_CORE_TEST) --upsampler_config \
+	  $(S_UP_TEST) --core_logdir $(SMALL_CORE) --upsampler_logdir $(SMALL_UP) \
+	  --inputs '$(SMALL_GEO)/scene/images/*.tif' \
+	  --scl '$(SMALL_GEO)/scene/scl/*.tif' --overlap 8 --draws 8 \
+	  --out $(SMALL_GEO)/clear.tif
 
 clean-small:
 	rm -rf $(SMALL)
