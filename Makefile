@@ -285,8 +285,8 @@ $(DONE)/curve-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
 # reproduce-small): the median image, its spread and their quicklooks.
 SMALL_GEO := $(SMALL)/geotiff
 small-geotiff: $(VENV)/installed
-	$(PY) -m tools.synthetic_geotiff $(SMALL_GEO)/scene --width 320 \
-	  --height 320 --dates 6 --seed 0
+	$(PY) -m tools.synthetic_geotiff $(SMALL_GEO)/scene --width 256 \
+	  --height 256 --dates 6 --seed 0
 	rm -rf $(SMALL_GEO)/clear*
 	$(PY) predict.py --core_config $(S_CORE_TEST) --upsampler_config \
 	  $(S_UP_TEST) --core_logdir $(SMALL_CORE) --upsampler_logdir $(SMALL_UP) \
