@@ -43,6 +43,8 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=3,
                       help='timed products per dtype (the best counts)')
   args = parser.parse_args(argv)
+  if args.size < 1 or args.repeats < 1:
+    parser.error('--size and --repeats must be at least 1')
   peaks = {dtype: measure.matmul_peak(args.size, args.repeats, dtype)
            for dtype in ('float32', 'bfloat16')}
   speedup = peaks['bfloat16']['gflops'] / peaks['float32']['gflops']
