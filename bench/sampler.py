@@ -182,17 +182,19 @@ def build_model(name, variant, precision, logdir=None, weights_of=None):
     config = runconfig.load(logdir)
     if config is None:
       raise ValueError(f'{logdir} holds no config.yaml: give a training run.')
-    config.precision = precision
-    model = checkpoints.restore_averaged_model(config, logdir)
   else:
     config = train_step.CONFIGS[name](variant)
-    config.precision = precision
-    tf.keras.utils.set_random_seed(0)
-    model = models.build(config)
+  config.precision = precision
   if weights_of is not None:
+    model = models.build(config)
     for variable, value in zip(model.variables, weights_of.variables,
                                strict=True):
       variable.assign(value)
+  elif logdir:
+    model = checkpoints.restore_averaged_model(config, logdir)
+  else:
+    tf.keras.utils.set_random_seed(0)
+    model = models.build(config)
   return config, model
 
 
