@@ -136,13 +136,16 @@ def check_held_out_wiring(tmp_path, stages, steps='2000'):
     scored = [s.split('=', 1)[1] for s in flags['samples']]
     assert sorted(scored) == sorted(jobs), split
   ((program, flags, _),) = stages[8]
+  assert program == 'tools.contact_sheet'
   assert data_of(flags) == split_data(tmp_path, 'holdout')
-  holdout = sampled(stages, 5)
-  assert flag(flags, 'core') in holdout and flag(flags, 'upsampled') in holdout
+  assert flag(flags, 'core') == f'{core}/samples_core_holdout_{steps}'
+  assert flag(flags, 'upsampled') == f'{up}/samples_sup_holdout_{steps}-2000'
   ((program, flags, _),) = stages[9]
-  for run in ('core', 'upsampler'):
+  assert program == 'tools.learning_curve'
+  for run, logdir in (('core', core), ('upsampler', up)):
     assert data_of(flags, f'{run}_config') == split_data(
         tmp_path, 'valid', f'{run}_config')
+    assert flag(flags, f'{run}_logdir') == logdir
 
 
 def test_a_fresh_run_does_every_stage_on_the_right_data(tmp_path):
