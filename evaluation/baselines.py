@@ -1,8 +1,8 @@
-"""Cloud-removal baselines computed from an example's inputs alone (issues 6,
-22): the cloudy input, the least cloudy date and the mosaic; and the
+"""Cloud-removal baselines computed from an example's inputs alone:
+the cloudy input, the least cloudy date and the mosaic; and the
 composite of a model's output with the target's clear pixels.
 
-Cubes follow SPEC §1.3: `(..., H, W, T·C)` with slot 0's C channels first,
+Cubes follow the pipeline: `(..., H, W, T·C)` with slot 0's C channels first,
 masks `(..., H, W, T)` with 1 = clear. Slot 0 is the target, slots 1..T-2 the
 earlier dates in increasing date order, slot T-1 the cloudy reference date.
 

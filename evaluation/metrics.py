@@ -1,4 +1,4 @@
-"""Image-quality and distribution metrics (SPEC §6, issue 22).
+"""Image-quality and distribution metrics (docs/design.md, Metrics).
 
 The cloud-removal protocol (SEN12MS-CR-TS, UnCRtainTS, DSen2-CR, AllClear):
 values scaled to [0, 1] (`to_unit`: 8-bit values / 255, Sentinel-2 digital
@@ -277,7 +277,7 @@ COLUMNS = tuple(
 
 def split_masks(target_clear):
   """{split: (N, H, W) bool, true = pixel in the split} of a target's
-  clear-mask (N, H, W) or (H, W), 1 = clear (SPEC §1.3)."""
+  clear-mask (N, H, W) or (H, W), 1 = clear."""
   clear = np.asarray(target_clear) > 0
   return {ALL: np.ones_like(clear), CLOUDY: ~clear, CLEAR: clear}
 

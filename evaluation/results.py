@@ -1,5 +1,4 @@
-"""Results tables: generated outputs and baselines against the truth (issues
-6, 22).
+"""Results tables: generated outputs and baselines against the truth.
 
 `evaluate(config, subset, samples, out_dir)` is what `evaluate.py` calls:
 1. read each method's `*.tfrecords` (written by `sample.py`); the record
@@ -32,7 +31,7 @@
    sample directories scored).
 
 Only the valid and train subsets have a truth: the test subset's reference
-date is the cloudy image to restore (SPEC §1.2).
+date is the cloudy image to restore.
 """
 
 import collections

@@ -159,7 +159,7 @@ def test_inception_features(inception):
   close(inception(grey), inception(np.repeat(grey, 3, axis=-1)))
 
 
-# The cloud-removal protocol (issue 22): [0, 1] values, pixel splits.
+# The cloud-removal protocol: [0, 1] values, pixel splits.
 
 
 def _hand_pair():
