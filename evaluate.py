@@ -63,8 +63,9 @@ flags.DEFINE_enum('subset', 'valid', sorted(subsets.WITH_TRUTH),
                   'there is no truth.')
 flags.DEFINE_multi_string('samples', None, 'NAME=DIR: a method name and its '
                           'sample directory (or .tfrecords file); repeat for '
-                          'several methods. None: the baselines alone (give '
-                          '--out).')
+                          'several methods. Without any, the baselines alone '
+                          'are scored at every resolution of --config (give '
+                          '--out)')
 flags.DEFINE_string('inception_weights', None, 'Inception-v3 no-top weights '
                     'file for FID/KID; default: Keras\' cache. Without one, '
                     'FID/KID are n/a.')
@@ -75,7 +76,8 @@ flags.DEFINE_integer('skip_outputs', 0, 'Global index of the first record in '
                      'every file: sample.skip_batches × sample.batch_size of '
                      'the sampling job.', lower_bound=0)
 flags.DEFINE_integer('num_outputs', None, 'Evaluate at most this many outputs '
-                     '(default: as many as the shortest method has).',
+                     '(default: as many as the shortest method has; without '
+                     '--samples, every output of the subset).',
                      lower_bound=1)
 flags.DEFINE_list('coverage_bins', ['10', '30', '50'], 'Bin edges (percent) '
                   'of the per-coverage breakdown, by the cloud coverage of '

@@ -255,13 +255,7 @@ def corrected_mosaic(cube, mask_cube, n_channels):
   mean of the target's clear pixels (the target date as is if none is
   clear; the data pipeline drops tiles with such pixels).
 
-  Args:
-    cube: (..., H, W, T·C) image cube; slot 0 (the truth) is never read.
-    mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
-    n_channels: C.
-
-  Returns:
-    (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
+  Arguments and result as `corrected_least_cloudy`'s.
   """
   return _corrected_newest_clear(cube, mask_cube, n_channels)
 

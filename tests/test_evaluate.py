@@ -475,7 +475,8 @@ def test_cli_help():
   for flag in ('--config', '--subset', '--samples', '--inception_weights',
                '--out', '--skip_outputs', '--num_outputs', '--coverage_bins'):
     assert flag in out
-  assert 'None: the baselines alone (give --out)' in ' '.join(out.split())
+  assert ('Without any, the baselines alone are scored at every resolution '
+          'of --config (give --out)') in ' '.join(out.split())
 
 
 def data_flags(data):
