@@ -14,8 +14,8 @@
    that `sample.py` and upstream score against — and its own clear-mask
    (slot 0 of `mask`: its cloudy pixels have no truth and are scored in no
    pixel split), the target's clear-mask (slot T-1 of `mask`) that splits
-   the pixels into cloudy and clear, and the baselines (`FILLS`) from the
-   model's inputs at that resolution; every method is also scored as a
+   the pixels into cloudy and clear, and the baselines (`baselines.FILLS`)
+   from the model's inputs at that resolution; every method is also scored as a
    *composite* (`baselines.composite`: its output where the target is
    cloudy, the target's pixels where clear);
 3. score every output with `metrics.score` (the protocol's metrics per pixel
@@ -59,17 +59,7 @@ from evaluation import baselines
 from evaluation import calibration
 from evaluation import metrics
 
-# The baselines: name -> fill(targets cube, mask cube, C) -> (N, s, s, C),
-# from the inputs alone (`evaluation/baselines.py`).
-FILLS = {
-    'cloudy input': lambda cube, _, c: baselines.cloudy_input(cube, c),
-    'least cloudy': baselines.least_cloudy,
-    'mosaic': baselines.mosaic,
-    'corrected least cloudy': baselines.corrected_least_cloudy,
-    'corrected mosaic': baselines.corrected_mosaic,
-    'local corrected mosaic': baselines.local_corrected_mosaic,
-}
-BASELINES = tuple(FILLS)
+BASELINES = tuple(baselines.FILLS)
 # A method's composite is named `<method>` + COMPOSITE.
 COMPOSITE = ' [composite]'
 PSNR = metrics.PROTOCOL['psnr01'].header
@@ -259,7 +249,7 @@ def gather(config, subset, sides, skip, count=None):
       parts[side, 'truth'].append(targets[..., :c])
       parts[side, 'known'].append(mask[..., 0])
       parts[side, 'clear'].append(mask[..., -1])
-      for name, fill in FILLS.items():
+      for name, fill in baselines.FILLS.items():
         parts[side, name].append(fill(targets, mask, c))
   found = sum(len(t) for t in parts['tile'])
   if not found or (count is not None and found < count):
