@@ -141,7 +141,7 @@ clean:
 	rm -rf $(DEMO)
 
 # ---------------------------------------------------------------------------
-# make reproduce-small: the results recipe (README, "Results recipe"). The
+# make reproduce-small: the results recipe (docs/reproduce_small.md). The
 # benchmark dataset, the :small core and upsampler, samples of the valid
 # split (every choice) and of the holdout split (the final table), results
 # tables, contact sheets and learning curves, under runs/small/. Each stage

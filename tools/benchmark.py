@@ -1,4 +1,4 @@
-"""Writes the benchmark dataset of `make reproduce-small` (issue 23).
+"""Writes the benchmark dataset of `make reproduce-small`.
 
   python -m tools.benchmark OUT --seed 1
 

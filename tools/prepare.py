@@ -1,4 +1,4 @@
-r"""Cuts dated rasters of one area into the training layout (SPEC §1.1).
+r"""Cuts dated rasters of one area into the training layout.
 
   python -m tools.prepare OUT --inputs 'aoi/*.tif' --scl 'aoi/*_SCL*.tif' \
       --patch 256 --stride 256 --test_fraction 0.2 --seed 0

@@ -1,4 +1,6 @@
-"""Writes a synthetic dataset in the upstream layout (SPEC §1.1).
+"""Writes a synthetic dataset in the upstream layout.
+
+The layout: docs/design.md, Layout on disk.
 
   python -m tools.synthetic OUT --tiles 12 --dates 8 --size 48 --naming l2a
 
