@@ -1,10 +1,12 @@
 """The `:small` configs of `make reproduce-small`: sizes, data, one step."""
 
 import importlib
+import math
 
 import pytest
 
 from configs import common
+import model_helpers
 from jobs import train
 from tools import benchmark
 from utils import distribute
@@ -51,10 +53,17 @@ def data(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name', ['cloudtran_core_train', 'upsampler_train'])
-def test_small_trains_a_step(name, data, tmp_path):
+def test_small_trains_a_step(name, data, tmp_path, monkeypatch):
+  """One step on the benchmark data: finite losses, every weight moved."""
   config = common.use_dataset(load(name), data, 'trainset')
   config.batch_size = 2
   config.max_train_steps = 1
+  record = model_helpers.RecordedTraining(monkeypatch)
   state = train.train(config, str(tmp_path), distribute.make_strategy(
       'CPU', 1), steps_per_summaries=1)
   assert state.step == 1
+  (losses,) = record.losses
+  assert set(losses) == set(state.metric_keys)
+  assert all(math.isfinite(v) for v in losses.values()), losses
+  assert record.variables()
+  assert not record.unchanged()
