@@ -44,8 +44,9 @@ def stamp(tmp_path, names):
 
 def test_a_fresh_run_does_every_stage_on_both_held_out_splits(tmp_path):
   out = dry_run(tmp_path, *STAGES)
-  for command in ('-m tools.benchmark', 'run.py', 'sample.py', 'evaluate.py',
-                  '-m tools.contact_sheet', '-m tools.learning_curve'):
+  for command in ('-m tools.recipe_dataset', 'run.py', 'sample.py',
+                  'evaluate.py', '-m tools.contact_sheet',
+                  '-m tools.learning_curve'):
     assert command in out, command
   assert out.count('sample.py') == 6
   assert out.count('evaluate.py') == 2
@@ -63,7 +64,7 @@ def test_finished_stages_are_skipped(tmp_path):
 def test_a_newer_input_redoes_what_reads_it(tmp_path):
   stamp(tmp_path, STAMPS + ['train-upsampler-2000'])   # trained again
   out = dry_run(tmp_path, *STAGES)
-  for done in ('tools.benchmark', 'run.py'):
+  for done in ('tools.recipe_dataset', 'run.py'):
     assert done not in out
   assert out.count('sample.py') == 6
   assert out.count('evaluate.py') == 2
