@@ -84,8 +84,9 @@ CLOUD_TRIES = 200
 COVER_MIXTURE = ((0.20, None), (0.25, (0.6, 12.0)), (0.20, (2.0, 2.0)),
                  (0.35, (8.0, 1.0)))
 # Cloud and shadow rim the masks miss (noise deviations below the mask's
-# threshold): 1-2 px of faint cloud, as real masks miss thin edges.
-CLOUD_FRINGE = 0.25
+# threshold): ~2 px (up to 4) of thin edge, opacity ~0.14 next to the mask,
+# as 20 m cloud masks miss the thin edges of clouds and shadows.
+CLOUD_FRINGE = 0.4
 # The pipeline's clear limit (%): a test reference is cloudier than it on
 # every central crop, and a split's first date is moderate (the synthetic
 # cloud pool).
