@@ -301,14 +301,20 @@ def save_date(dirs, name, tile, day, image, clouds):
   return 100.0 * float(np.mean(mask > 0))
 
 
+def start_tile(out, tile, seed, stream):
+  """(Generator, tile name, first day, (image, mask) folders) of a tile;
+  `stream` keeps the versions' random draws apart."""
+  rng = np.random.default_rng([seed, stream, tile.serial])
+  name = synthetic.tile_name('l2a', tile.serial)
+  day = synthetic.FIRST_DAY + datetime.timedelta(days=int(rng.integers(365)))
+  return rng, name, day, folders(out, tile)
+
+
 def write_tile_v1(out, tile, land, changes, plan, seed, size):
   """Renders and writes every date of a version 1 tile; returns (tile
   name, per-date cover %)."""
   _, categories = plan
-  rng = np.random.default_rng([seed, 1, tile.serial])
-  name = synthetic.tile_name('l2a', tile.serial)
-  day = synthetic.FIRST_DAY + datetime.timedelta(days=int(rng.integers(365)))
-  dirs = folders(out, tile)
+  rng, name, day, dirs = start_tile(out, tile, seed, 1)
   covers = []
   for category in categories:
     clouds = (cloud_shapes.make_clouds(
@@ -328,10 +334,7 @@ def write_tile_v2(out, tile, land, changes, plan, seed, size, slopes,
   """Renders and writes every date of a version 2 tile; returns (tile
   name, per-date cover %)."""
   refs, dates = plan
-  rng = np.random.default_rng([seed, 4, tile.serial])
-  name = synthetic.tile_name('l2a', tile.serial)
-  day = synthetic.FIRST_DAY + datetime.timedelta(days=int(rng.integers(365)))
-  dirs = folders(out, tile)
+  rng, name, day, dirs = start_tile(out, tile, seed, 4)
   clouds = plan_clouds(rng, refs, dates, size, timeline, tile.number == 0)
   clear = clear_references(refs)
   covers = []
