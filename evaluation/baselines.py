@@ -255,13 +255,7 @@ def corrected_mosaic(cube, mask_cube, n_channels):
   mean of the target's clear pixels (the target date as is if none is
   clear; the data pipeline drops tiles with such pixels).
 
-  Args:
-    cube: (..., H, W, T·C) image cube; slot 0 (the truth) is never read.
-    mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
-    n_channels: C.
-
-  Returns:
-    (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
+  Arguments and result as `corrected_least_cloudy`'s.
   """
   return _corrected_newest_clear(cube, mask_cube, n_channels)
 
@@ -291,6 +285,19 @@ def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW):
                      f'{window}.')
   return _corrected_newest_clear(cube, mask_cube, n_channels, window)
 
+
+
+# Every fill by its table name: name -> fn(cube, mask_cube, n_channels) ->
+# (..., H, W, C), from the inputs alone.
+FILLS = {
+    'cloudy input': lambda cube, _, n_channels: cloudy_input(cube,
+                                                             n_channels),
+    'least cloudy': least_cloudy,
+    'mosaic': mosaic,
+    'corrected least cloudy': corrected_least_cloudy,
+    'corrected mosaic': corrected_mosaic,
+    'local corrected mosaic': local_corrected_mosaic,
+}
 
 
 def composite(output, cube, mask_cube, n_channels):

@@ -191,12 +191,13 @@ def test_baselines_never_read_the_truth():
   mask[:3, :, 2] = 0
   garbage = cube.copy()
   garbage[..., :2] = np.nan
-  for fn in (baselines.corrected_least_cloudy, baselines.corrected_mosaic,
-             baselines.local_corrected_mosaic, baselines.mosaic,
-             baselines.least_cloudy):
-    expected = fn(cube, mask, 2)
-    assert np.isfinite(expected).all()
-    np.testing.assert_array_equal(fn(garbage, mask, 2), expected)
+  for name, fill in baselines.FILLS.items():
+    expected = fill(cube, mask, 2)
+    assert expected.shape == (8, 8, 2) and expected.dtype == cube.dtype
+    assert np.isfinite(expected).all(), name
+    np.testing.assert_array_equal(fill(garbage, mask, 2), expected, name)
+  np.testing.assert_array_equal(
+      baselines.FILLS['cloudy input'](cube, mask, 2), cube[..., 6:])
 
 
 def test_local_corrected_mosaic_follows_light_that_varies_across_the_image():
