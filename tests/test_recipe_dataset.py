@@ -4,8 +4,6 @@ version 1 as published, version 2 cloudy and lit as real series are."""
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -19,7 +17,6 @@ from tests import ondisk_helpers
 from tools import recipe_dataset
 from utils import cloud_shapes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ['--train', '5', '--valid', '3', '--holdout', '3', '--dates', '6',
          '--size', '32']
 # `ondisk_helpers.dataset_digest` of the SMALL dataset with seed 3 without
@@ -216,10 +213,12 @@ def test_holdout_is_a_valid_subset_for_the_pipeline(made):
   assert batch['tile'].shape[0] == len(written['holdout'])
 
 
-def test_cli_bad_arguments_exit_2():
-  bad = subprocess.run(
-      [sys.executable, '-m', 'tools.recipe_dataset', '/tmp/unused', '--valid',
-       '0'], capture_output=True, text=True, cwd=ROOT, check=False,
-      env=dict(os.environ, PYTHONPATH=ROOT))
-  assert bad.returncode == 2
-  assert bad.stderr.startswith('error: need --train, --valid, --holdout >= 1')
+@pytest.mark.parametrize('argv', [['--valid', '0'],
+                                  ['--timeline', '2', '--dates', '3']])
+def test_bad_arguments_exit_2_with_one_line(argv, capsys):
+  with pytest.raises(SystemExit) as stopped:
+    recipe_dataset.main(['/tmp/unused'] + argv)
+  assert stopped.value.code == 2
+  error = capsys.readouterr().err
+  assert error.startswith('error: need --train, --valid, --holdout >= 1')
+  assert error.count('\n') == 1
