@@ -21,7 +21,7 @@ from ml_collections import config_dict
 
 # Where the synthetic demo dataset is written by `make demo-data`.
 DEMO_DATA = './runs/demo/data'
-# Where `make reproduce-small` writes its benchmark dataset (tools.benchmark).
+# Where `make reproduce-small` writes its dataset (tools.recipe_dataset).
 SMALL_DATA = './runs/small/data'
 
 

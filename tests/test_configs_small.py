@@ -8,7 +8,7 @@ import pytest
 from configs import common
 import model_helpers
 from jobs import train
-from tools import benchmark
+from tools import recipe_dataset
 from utils import distribute
 
 CONFIGS = ['cloudtran_core_train', 'cloudtran_core_test', 'upsampler_train',
@@ -47,8 +47,8 @@ def test_unknown_variant_names_the_choices():
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
   out = str(tmp_path_factory.mktemp('small') / 'data')
-  benchmark.main([out, '--train', '3', '--valid', '1', '--holdout', '1',
-                  '--size', '64'])
+  recipe_dataset.main([out, '--train', '3', '--valid', '1', '--holdout',
+                       '1', '--size', '64'])
   return out
 
 
