@@ -105,8 +105,8 @@ def _check_sources(values):
     misplaced = _given(values, STAC_ONLY)
     if misplaced:
       raise DataError(f'{_are(misplaced)} for STAC Items, not --inputs '
-                      'files — drop it (narrow the --inputs pattern to '
-                      'choose dates).')
+                      f'files — drop {"it" if len(misplaced) == 1 else "them"}'
+                      ' (narrow the --inputs pattern to choose dates).')
     return
   misplaced = _given(values, FILE_ONLY)
   if misplaced:

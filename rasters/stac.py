@@ -289,10 +289,12 @@ def by_date(items, tile=None):
   """
   if tile:
     wanted = tile.removeprefix('T')
-    items = [item for item in items if item_tile(item) == wanted]
-    if not items:
+    kept = [item for item in items if item_tile(item) == wanted]
+    if not kept:
+      tiles = sorted({item_tile(i) or '?' for i in items})
       raise DataError(f'No Item is of MGRS tile {wanted} (--tile) — choose '
-                      'one of the tiles the Items cover.')
+                      f'one of the tiles of the Items: {", ".join(tiles)}.')
+    items = kept
   table = {}
   for item in items:
     table.setdefault(item_date(item), []).append(item)

@@ -328,6 +328,10 @@ def test_tile_keeps_one_of_two_items_on_a_date(scene, tmp_path):
     stac.open_series(stac.read_items(path))
   with stac.open_series(stac.read_items(path), tile='T32TQM') as series:
     assert len(series.dates) == 4
+  with pytest.raises(DataError, match=(
+      r'^No Item is of MGRS tile 33TUL \(--tile\) — choose one of the tiles '
+      r'of the Items: 32TQM, 32TQN.$')):
+    stac.open_series(stac.read_items(path), tile='33TUL')
 
 
 def shifted(item, degrees):
@@ -639,7 +643,7 @@ FLAG_CASES = [
     # Before: ignored with --inputs.
     (['--inputs=x', '--scl=y', '--datetime=2024-05-01/2024-06-01',
       '--tile=32TQM'],
-     '--datetime, --tile are for STAC Items, not --inputs files — drop it'),
+     '--datetime, --tile are for STAC Items, not --inputs files — drop them'),
     (['--stac_items=c.json', '--datetime=garbage'],
      '--datetime=garbage: '),
     (['--stac_items=c.json', '--assets=red,green'],
