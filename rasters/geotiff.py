@@ -7,6 +7,8 @@ directory, then copied by GDAL's COG driver (deflate, internal tiles,
 overviews) to their final names through a temporary file, so a finished
 name is always a whole file. The quicklooks are decimated from the 8-bit
 image and from the spread's colours (`spread_colours`) as blocks go by.
+An error writing a file (a full disk, a denied permission) is an OSError
+naming it (`utils.errors.writing`).
 """
 
 import math
@@ -16,9 +18,11 @@ import numpy as np
 from PIL import Image
 import rasterio
 from rasterio import shutil as rio_shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
 from utils import colormaps
+from utils.errors import writing
 
 BLOCK = 256
 QUICKLOOK_SIDE = 1024
@@ -26,6 +30,8 @@ QUICKLOOK_SIDE = 1024
 FILL_KEPT, FILL_MODEL, FILL_NO_CLEAR = 0, 1, 2
 # The spread (8-bit values) shown brightest in its quicklook; above it too.
 SPREAD_LOOK_MAX = 32
+# What GDAL raises when it cannot write a file.
+GDAL_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError)
 
 
 def paths(out, spread=False):
@@ -79,10 +85,10 @@ class Writer:
     common = dict(driver='GTiff', width=grid.width, height=grid.height,
                   crs=grid.crs, transform=grid.transform, tiled=True,
                   blockxsize=BLOCK, blockysize=BLOCK, compress='deflate')
-    self.image = rasterio.open(scratch('image.tif'), 'w', count=count,
-                               dtype=dtype, **common)
-    self.fill = rasterio.open(scratch('fill.tif'), 'w', count=1,
-                              dtype='uint8', **common)
+    self.image = _create(scratch('image.tif'), count=count, dtype=dtype,
+                         **common)
+    self.fill = _create(scratch('fill.tif'), count=1, dtype='uint8',
+                        **common)
     self.fill.update_tags(1, FILL=f'{FILL_KEPT} = clear target pixel kept, '
                           f'{FILL_MODEL} = filled by the model, '
                           f'{FILL_NO_CLEAR} = filled, no clear date among '
@@ -90,8 +96,8 @@ class Writer:
     self.quicklook = Quicklook(grid.height, grid.width)
     self.spread = self.spread_quicklook = None
     if spread_unit is not None:
-      self.spread = rasterio.open(scratch('spread.tif'), 'w', count=count,
-                                  dtype='float32', **common)
+      self.spread = _create(scratch('spread.tif'), count=count,
+                            dtype='float32', **common)
       self.spread_quicklook = Quicklook(grid.height, grid.width)
 
   def write(self, window, image, fill, rgb8, spread=None):
@@ -100,12 +106,11 @@ class Writer:
     (h, w, C) `spread` in the image's units too."""
     top, left, height, width = window
     win = Window(left, top, width, height)
-    self.image.write(np.moveaxis(image, -1, 0), window=win)
-    self.fill.write(fill[None], window=win)
+    _write(self.image, np.moveaxis(image, -1, 0), win)
+    _write(self.fill, fill[None], win)
     self.quicklook.add(window, rgb8)
     if self.spread is not None:
-      self.spread.write(np.moveaxis(spread, -1, 0).astype(np.float32),
-                        window=win)
+      _write(self.spread, np.moveaxis(spread, -1, 0).astype(np.float32), win)
       self.spread_quicklook.add(
           window, spread_colours(spread / self.spread_unit))
 
@@ -119,14 +124,28 @@ class Writer:
       looks.append(('spread_quicklook', self.spread_quicklook))
     names = paths(out, self.spread is not None)
     for key, resampling, dataset in files:
-      dataset.close()
+      with writing(dataset.name, GDAL_ERRORS):
+        dataset.close()
       tmp = names[key] + '.tmp'
-      rio_shutil.copy(self.scratch(f'{key}.tif'), tmp, driver='COG',
-                      COMPRESS='DEFLATE', BLOCKSIZE=str(BLOCK),
-                      OVERVIEW_RESAMPLING=resampling)
+      with writing(names[key], GDAL_ERRORS):
+        rio_shutil.copy(self.scratch(f'{key}.tif'), tmp, driver='COG',
+                        COMPRESS='DEFLATE', BLOCKSIZE=str(BLOCK),
+                        OVERVIEW_RESAMPLING=resampling)
       os.replace(tmp, names[key])
     for key, look in looks:
       tmp = names[key] + '.tmp'
-      Image.fromarray(look.image).save(tmp, format='PNG')
+      with writing(names[key]):
+        Image.fromarray(look.image).save(tmp, format='PNG')
       os.replace(tmp, names[key])
     return names
+
+
+def _create(path, **profile):
+  """A GeoTIFF opened for writing."""
+  with writing(path, GDAL_ERRORS):
+    return rasterio.open(path, 'w', **profile)
+
+
+def _write(dataset, values, window):
+  with writing(dataset.name, GDAL_ERRORS):
+    dataset.write(values, window=window)
