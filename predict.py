@@ -33,6 +33,15 @@ target pixels are kept bit for bit unless --replace_all. `--shard i/n` does
 every n-th tile (for n machines sharing the output directory); the last
 shard to finish, or `--merge`, writes the output. A killed run started again
 resumes from `<out>.work/`.
+
+The output's STAC Item keeps the record of what made it: the inputs (sizes
+and modification times, or STAC Item ids), the models, and the flags that
+change its bytes (`jobs.records`). Run again with the same record, a
+finished output is complete (nothing is done), an unfinished one resumes
+and one that lost a file is written again; any other record is refused,
+naming what differs, unless --overwrite, which replaces the output with
+all its companion files (spread, fill map, quicklooks, STAC Item, work
+directory).
 """
 
 import os
@@ -65,6 +74,9 @@ flags.DEFINE_integer('draws', 1, '1: the core\'s argmax. K > 1: the median '
                      'spread in <stem>_spread.tif; a model call is then one '
                      'tile\'s K draws.')
 flags.DEFINE_integer('seed', 0, 'Seed of the draws (with the tile index).')
+flags.DEFINE_bool('overwrite', False, 'Replace an output made with other '
+                  'inputs, models or settings, with all its companion files; '
+                  'without it such an output is refused.')
 flags.mark_flags_as_required(['out'])
 
 FLAGS = flags.FLAGS
@@ -85,13 +97,13 @@ def main(_):
   tile_size = up_config.resolution[0]
   options = predict.Options(
       tile_size=tile_size, timeline=core_config.timeline,
-      overlap=predictor_flags.overlap(FLAGS, tile_size),
+      overlap=FLAGS.overlap,
       batch_size=FLAGS.batch_size,
       shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
       replace_all=FLAGS.replace_all,
       output_reflectance=FLAGS.output_reflectance,
       allow_unobserved=FLAGS.allow_unobserved, draws=FLAGS.draws,
-      seed=FLAGS.seed)
+      seed=FLAGS.seed, overwrite=FLAGS.overwrite)
   out = os.path.abspath(FLAGS.out)
   # The checkpoints are checked against the configs before the inputs.
   predictor, identity = predictor_flags.load(FLAGS, core_config, up_config)

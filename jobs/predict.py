@@ -44,6 +44,7 @@ from datasets import transforms
 from jobs import checkpoints
 from jobs import predict_draws
 from jobs import predict_workdir
+from jobs import records
 from models import base
 from rasters import geotiff
 from rasters import radiometry
@@ -142,22 +143,29 @@ def check_configs(core_config, upsampler_config):
                      'must be square (it is the tile size).')
 
 
+def model_identity(core_config, core_logdir, upsampler_config,
+                   upsampler_logdir, only_parallel):
+  """The identity of the models `load_predictor` loads (the newest
+  checkpoint paths, mode and configs), for records and STAC Items, found
+  without loading them."""
+  return {'core': os.path.abspath(checkpoints.newest_checkpoint(core_logdir)),
+          'upsampler': os.path.abspath(
+              checkpoints.newest_checkpoint(upsampler_logdir)),
+          'only_parallel': bool(only_parallel),
+          'core_config': _config_dict(core_config),
+          'upsampler_config': _config_dict(upsampler_config)}
+
+
 def load_predictor(core_config, core_logdir, upsampler_config,
                    upsampler_logdir, only_parallel):
   """A ModelPredictor with the averaged weights of both runs, and its
-  identity (checkpoint paths, mode and configs) for the work directory and
-  the output's STAC Item. The configs are those `check_configs` accepts."""
-  core_path = os.path.abspath(checkpoints.newest_checkpoint(core_logdir))
-  upsampler_path = os.path.abspath(
-      checkpoints.newest_checkpoint(upsampler_logdir))
+  `model_identity`. The configs are those `check_configs` accepts."""
+  identity = model_identity(core_config, core_logdir, upsampler_config,
+                            upsampler_logdir, only_parallel)
   core = checkpoints.restore_averaged_model(core_config, core_logdir,
-                                            core_path)
+                                            identity['core'])
   upsampler = checkpoints.restore_averaged_model(
-      upsampler_config, upsampler_logdir, upsampler_path)
-  identity = {'core': core_path, 'upsampler': upsampler_path,
-              'only_parallel': bool(only_parallel),
-              'core_config': _config_dict(core_config),
-              'upsampler_config': _config_dict(upsampler_config)}
+      upsampler_config, upsampler_logdir, identity['upsampler'])
   return ModelPredictor(core, upsampler, core_config, upsampler_config,
                         only_parallel), identity
 
@@ -188,14 +196,22 @@ class ModelPredictor:
     return np.clip(np.asarray(out), 0, 255).astype(np.uint8)
 
 
-def _window(tile):
-  return Window(tile.left, tile.top, tile.width, tile.height)
+def window(top, left, height, width):
+  """The rasterio Window of the area (top, left, height, width)."""
+  return Window(left, top, width, height)
+
+
+def block_windows(grid):
+  """[(block (top, left, h, w), its Window)]: the grid's output blocks of
+  `geotiff.BLOCK` px, row-major (`tiling.blocks`)."""
+  return [(block, window(*block))
+          for block in tiling.blocks(grid.height, grid.width, geotiff.BLOCK)]
 
 
 def _read_tile(series, tile, slots, size):
   """One tile's (T-1, S, S, C) uint8 dates and (T-1, S, S) clear masks,
   padded to S, and its (h, w) map of pixels clear on none of the dates."""
-  rgb, cloudy, _ = series.read(_window(tile), slots)
+  rgb, cloudy, _ = series.read(window(*tile[3:]), slots)
   clear = ~cloudy
   pad = lambda a: np.moveaxis(tiling.pad_to(np.moveaxis(a, 0, 2), size), 2, 0)
   return pad(rgb), pad(clear), ~clear.any(axis=0)
@@ -320,18 +336,15 @@ def clear_tiles(series, tiles, candidates, size, overlap):
   """The tiles of `candidates` (some of `tiles`, the grid) whose target
   pixels are all clear, read block by block as `assemble` reads them, so
   the two agree on every pixel."""
-  grid = series.grid
   open_, cloudy = {t.index for t in candidates}, set()
-  for window in tiling.blocks(grid.height, grid.width, geotiff.BLOCK):
-    pending = [t for t in tiling.covering(tiles, window, size, overlap)
+  for block, win in block_windows(series.grid):
+    pending = [t for t in tiling.covering(tiles, block, size, overlap)
                if t.index in open_ and t.index not in cloudy]
     if not pending:
       continue
-    top, left, height, width = window
-    target_cloudy = series.read(Window(left, top, width, height),
-                                [series.target_index])[1][0]
+    target_cloudy = series.read(win, [series.target_index])[1][0]
     for t in pending:
-      if target_cloudy[tiling.shared(t, window)[0]].any():
+      if target_cloudy[tiling.shared(t, block)[0]].any():
         cloudy.add(t.index)
   return [t for t in candidates if t.index not in cloudy]
 
@@ -365,12 +378,10 @@ def check_observed(series, slots, allow_unobserved):
   grid = series.grid
   uncovered = np.zeros(len(slots), np.int64)
   any_clear = False
-  for top, left, height, width in tiling.blocks(grid.height, grid.width,
-                                                geotiff.BLOCK):
-    window = Window(left, top, width, height)
+  for _, win in block_windows(grid):
     for i, t in enumerate(slots):
-      uncovered[i] += series.mask_outside(window, t).sum()
-    any_clear = any_clear or not series.read(window, slots)[1].all()
+      uncovered[i] += series.mask_outside(win, t).sum()
+    any_clear = any_clear or not series.read(win, slots)[1].all()
   pixels = grid.height * grid.width
   problems = [f'the mask {series.mask_paths[t]} covers only '
               f'{100 * (1 - n / pixels):.0f} % of the target\'s grid (the '
@@ -410,29 +421,29 @@ def report_fill(counts, series, slots):
         _dates(series, slots), len(slots) - 1, series.target)
 
 
-def blended(window, tiles, cache, size, overlap, needed=None, spread=False):
-  """(model, no_clear, spread) over `window` (top, left, h, w), from the
+def blended(area, tiles, cache, size, overlap, needed=None, spread=False):
+  """(model, no_clear, spread) over `area` (top, left, h, w), from the
   tiles of `cache` (a `TileCache`) that cover it: the blended model output
   (h, w, C) uint8, the (h, w) map of pixels with no clear date and, if
   `spread`, the tiles' (h, w, C) float32 spreads blended with the same
   weights (else None). Tiles committed without output (clear) are left out:
   the `needed` pixels (default all) must be covered by the others; the rest
   may be 0."""
-  height, width = window[2:]
-  covering = tiling.covering(tiles, window, size, overlap)
+  height, width = area[2:]
+  covering = tiling.covering(tiles, area, size, overlap)
   parts = [(t, cache[t.index]) for t in covering]
   parts = [(t, record) for t, record in parts if record is not None]
   no_clear = np.zeros((height, width), bool)
   spreads = np.zeros((height, width, CHANNELS), np.float32) if spread else None
   if not parts and needed is not None and not needed.any():
     return np.zeros((height, width, CHANNELS), np.uint8), no_clear, spreads
-  model = tiling.blend(window, [(t, record[0]) for t, record in parts], size,
+  model = tiling.blend(area, [(t, record[0]) for t, record in parts], size,
                        overlap, needed)
   if spread:
-    spreads = tiling.blend_mean(window, [(t, record[2]) for t, record in parts],
+    spreads = tiling.blend_mean(area, [(t, record[2]) for t, record in parts],
                                 size, overlap, needed).astype(np.float32)
   for t, record in parts:
-    ours, theirs = tiling.shared(t, window)
+    ours, theirs = tiling.shared(t, area)
     no_clear[ours] = record[1][theirs]
   return model, no_clear, spreads
 
@@ -449,16 +460,14 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
                           unit if spread else None)
   cache = TileCache(work)
   target = series.target_index
-  blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
+  blocks = block_windows(grid)
   ticker = Ticker('assembly', len(blocks))
   counts = np.zeros(3, np.int64)
-  for b, window in enumerate(blocks):
-    top, left, height, width = window
-    win = Window(left, top, width, height)
+  for b, (block, win) in enumerate(blocks):
     rgb, cloudy, _ = series.read(win, [target])
     clear = ~cloudy[0]
     keep = np.zeros_like(clear) if replace_all else clear
-    model, no_clear, spreads = blended(window, tiles, cache, size, overlap,
+    model, no_clear, spreads = blended(block, tiles, cache, size, overlap,
                                        ~keep, spread)
     fill = np.where(clear, geotiff.FILL_KEPT,
                     np.where(no_clear, geotiff.FILL_NO_CLEAR,
@@ -472,19 +481,37 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
                        model_dn)
     if spread:
       spreads = np.where(keep[..., None], 0, spreads * unit)
-    writer.write(window, image, fill, rgb8, spreads)
+    writer.write(block, image, fill, rgb8, spreads)
     ticker.update(b + 1)
   return writer.finish(out), counts
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-  """How `predict` tiles, shards and writes a scene (predict.py's flags).
+class Tiling:
+  """How a scene is cut into the models' tiles.
 
   tile_size: side of the model's tiles (the upsampler resolution).
   timeline: the models' `config.timeline`.
-  overlap: pixels shared by neighbouring tiles.
+  overlap: pixels shared by neighbouring tiles; None: an eighth of the
+    tile.
   batch_size: tiles per model call.
+  """
+  tile_size: int
+  timeline: int
+  overlap: int | None = None
+  batch_size: int = 4
+
+  def __post_init__(self):
+    if self.overlap is None:
+      object.__setattr__(self, 'overlap', self.tile_size // 8)
+    tiling.check_overlap(self.tile_size, self.overlap)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(Tiling):
+  """How `predict` tiles, shards and writes a scene (predict.py's flags):
+  `Tiling`, and
+
   shard: (i, n): do the tiles whose index is i modulo n; checked here.
   merge: only assemble (every tile must be done).
   replace_all: use the model's output for clear pixels too.
@@ -496,11 +523,8 @@ class Options:
   draws: K; above 1, each tile's output is the median of K draws of the
     models, and their spread is written too (`predict_draws`).
   seed: the seed of the draws (with the tile's index).
+  overwrite: replace an output made otherwise (`jobs.records.claim`).
   """
-  tile_size: int
-  timeline: int
-  overlap: int = 32
-  batch_size: int = 4
   shard: tuple[int, int] = (0, 1)
   merge: bool = False
   replace_all: bool = False
@@ -509,8 +533,10 @@ class Options:
   every_tile: bool = False
   draws: int = 1
   seed: int = 0
+  overwrite: bool = False
 
   def __post_init__(self):
+    super().__post_init__()
     index, count = self.shard
     if not 0 <= index < count:
       raise DataError(f'--shard={index}/{count}: need 0 <= i < n.')
@@ -552,8 +578,9 @@ def predict(series, predictor, out, options, identity=None):
       clear pixel share one prediction).
     out: the output GeoTIFF path.
     options: an `Options`.
-    identity: JSON-ready description of the models; a work directory made
-      with another identity (or other inputs or tiling) is refused.
+    identity: JSON-ready description of the models, part of the output's
+      record (`record`): an output or work directory of another record is
+      refused (`jobs.records.claim`).
 
   Returns:
     {'image', 'fill', 'quicklook', 'item'} paths once assembled (the item
@@ -570,14 +597,12 @@ def predict(series, predictor, out, options, identity=None):
   sampling = {'draws': options.draws}
   if drawn:
     sampling['seed'] = options.seed
-  manifest = {'inputs': [str(p) for p in series.paths],
-              'masks': [str(p) for p in series.mask_paths],
-              'target': str(series.target), 'grid': grid.to_dict(),
-              'tile_size': tile_size, 'overlap': overlap, 'models': identity,
-              'skip_clear_tiles': skip_clear, **sampling}
+  manifest = output_record(series, options, identity,
+                           skip_clear_tiles=skip_clear,
+                           tile_size=tile_size, overlap=overlap,
+                           **sampling)
   names = geotiff.paths(out, drawn)
-  if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
-    logging.info('%s exists: this prediction is complete.', out)
+  if claim_output(out, manifest, names, options.overwrite):
     return {**names, 'item': stac_item.path(out)}
   if not options.merge:
     check_observed(series, slots, options.allow_unobserved)
@@ -613,8 +638,36 @@ def predict(series, predictor, out, options, identity=None):
     logging.info('Another job is assembling %s.', out)
     return None
   models = {**(identity or {}), **sampling} if drawn else identity
-  names['item'] = stac_item.write(out, names, series, models)
+  names['item'] = stac_item.write(out, names, series, models, manifest)
   work.remove()
   report_fill(counts, series, slots)
   logging.info('Wrote %s.', ', '.join(names.values()))
   return names
+
+
+def output_record(series, options, identity, **settings):
+  """The record of a prediction (`jobs.records`): the inputs, the target,
+  the models' `identity`, the flags that change the output's bytes and the
+  method's `settings`."""
+  return records.normalized({
+      **records.series_record(series), 'target': str(series.target),
+      'models': identity, 'replace_all': options.replace_all,
+      'output_reflectance': options.output_reflectance, **settings})
+
+
+def claim_output(out, manifest, names, overwrite):
+  """True when output `out` of record `manifest` is complete; else clears
+  what stands in its way (`jobs.records.claim`).
+
+  Raises:
+    DataError: `out` is a directory, or an output of another record is
+      there (without `overwrite`).
+  """
+  if os.path.isdir(out):
+    raise DataError(f'--out={out} is a directory — name the output GeoTIFF, '
+                    f'e.g. --out={os.path.join(out, "clear.tif")}.')
+  item = stac_item.path(out)
+  companions = [*geotiff.paths(out, spread=True).values(), item]
+  return records.claim(out, manifest, stac_item.read_record(item),
+                       [*names.values(), item], companions,
+                       predict_workdir.work_dir(out), overwrite)

@@ -2,8 +2,8 @@
 
     predictor_flags.define()            # at import, beside the series flags
     core, upsampler = predictor_flags.configs(FLAGS)
-    overlap = predictor_flags.overlap(FLAGS, tile_size)
     predictor, identity = predictor_flags.load(FLAGS, core, upsampler)
+    identity = predictor_flags.identity(FLAGS, core, upsampler)  # unloaded
 
 Each model is built from its run's config.yaml, unless --core_config /
 --upsampler_config is given; --<name>.<key>=value overrides one key either
@@ -38,7 +38,7 @@ def define():
   flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
   flags.DEFINE_integer('overlap', None, 'Pixels shared by neighbouring tiles '
                        '(at most half the tile); default an eighth of the '
-                       'tile.')
+                       'tile (`jobs.predict.Tiling`).')
   flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
   flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel "
                     'head instead of its autoregressive argmax.')
@@ -69,13 +69,17 @@ def configs(values):
   return core, upsampler
 
 
-def overlap(values, tile_size):
-  """--overlap, or an eighth of the tile."""
-  return tile_size // 8 if values.overlap is None else values.overlap
+def _runs(values, core, upsampler):
+  return (core, values.core_logdir, upsampler, values.upsampler_logdir,
+          values.only_parallel)
+
+
+def identity(values, core, upsampler):
+  """The identity of the models `load` loads, without loading them."""
+  return predict.model_identity(*_runs(values, core, upsampler))
 
 
 def load(values, core, upsampler):
   """(predictor, identity) of the two runs' newest checkpoints, each checked
   against its config before anything is read."""
-  return predict.load_predictor(core, values.core_logdir, upsampler,
-                                values.upsampler_logdir, values.only_parallel)
+  return predict.load_predictor(*_runs(values, core, upsampler))

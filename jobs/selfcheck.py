@@ -30,6 +30,7 @@ averages images.
 
 import collections
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -38,13 +39,13 @@ from absl import logging
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
-from rasterio.windows import Window
 
 from datasets import transforms
 from evaluation import baselines
 from evaluation import metrics
 from jobs import predict
 from jobs import predict_workdir
+from jobs import records
 from rasters import geotiff
 from rasters import tiling
 from utils import images
@@ -64,28 +65,26 @@ REPORT = 'selfcheck'
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-  """How the self-check draws pairs and tiles the scene.
+class Options(predict.Tiling):
+  """How the self-check tiles the scene (`jobs.predict.Tiling`) and draws
+  pairs:
 
-  tile_size, timeline, overlap, batch_size: as `jobs.predict.Options`.
   pairs: at most this many (target, mask date) pairs.
   seed: of the draw of pairs.
   max_target_cloud: percent of cloudy pixels above which a date cannot be
     a target.
+  overwrite: replace a report made otherwise (`jobs.records.claim`).
   """
-  tile_size: int
-  timeline: int
-  overlap: int = 32
-  batch_size: int = 4
   pairs: int = 4
   seed: int = 0
   max_target_cloud: float = 20.
+  overwrite: bool = False
 
   def __post_init__(self):
     if self.pairs < 1:
       raise DataError(f'--pairs={self.pairs}: the self-check needs at least '
                       'one pair; give --pairs 1 or more.')
-    tiling.check_overlap(self.tile_size, self.overlap)
+    super().__post_init__()
 
 
 class MovedMask:
@@ -114,15 +113,6 @@ class MovedMask:
     return rgb[:n], cloudy[:n], missing[:n]
 
 
-def _blocks(grid):
-  return tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
-
-
-def _window(block):
-  top, left, height, width = block
-  return Window(left, top, width, height)
-
-
 def scan(series):
   """{'pixels', 'cloudy' [D], 'hidden' [D][D]}: the grid's pixel count,
   each date's cloudy pixels, and hidden[t][m], the pixels clear in date t
@@ -130,10 +120,10 @@ def scan(series):
   dates = len(series.dates)
   cloudy_count = np.zeros(dates, np.int64)
   hidden = np.zeros((dates, dates), np.int64)
-  blocks = _blocks(series.grid)
+  blocks = predict.block_windows(series.grid)
   ticker = predict.Ticker('scan', len(blocks))
-  for b, block in enumerate(blocks):
-    cloudy = series.read(_window(block))[1].reshape(dates, -1)
+  for b, (_, win) in enumerate(blocks):
+    cloudy = series.read(win)[1].reshape(dates, -1)
     cloudy_count += cloudy.sum(axis=1)
     # float32 counts are exact up to 2^24 pixels a block.
     hidden += np.rint((~cloudy).astype(np.float32) @
@@ -145,8 +135,11 @@ def scan(series):
 
 def draw_pairs(series, counts, options):
   """Up to `options.pairs` (target, mask) date indices, drawn with
-  `options.seed` among the pairs that hide at least one pixel, each target
-  and each mask date used again only once all others have been.
+  `options.seed` among the pairs that hide at least one pixel: each next
+  pair is the first, in the seeded order, of those whose dates have served
+  least (the more used of its two dates, then its mask date, then its
+  target), so a mask date serves again only once every other mask date of
+  a pair of as little used dates has served.
 
   Raises:
     DataError: too few dates for the timeline, no date clear enough to be a
@@ -178,16 +171,16 @@ def draw_pairs(series, counts, options):
         'nothing to hide and score — add cloudy dates.')
   order = [candidates[i] for i in
            np.random.default_rng(options.seed).permutation(len(candidates))]
+  uses = collections.Counter()
   chosen = []
   while order and len(chosen) < options.pairs:
-    used_targets, used_masks = set(), set()
-    for target, mask in list(order):
-      if (len(chosen) < options.pairs and target not in used_targets and
-          mask not in used_masks):
-        chosen.append((target, mask))
-        order.remove((target, mask))
-        used_targets.add(target)
-        used_masks.add(mask)
+    # The first pair (in the seeded order) of the least used dates.
+    pair = min(order, key=lambda p: (max(uses['t', p[0]], uses['m', p[1]]),
+                                     uses['m', p[1]], uses['t', p[0]]))
+    order.remove(pair)
+    chosen.append(pair)
+    uses['t', pair[0]] += 1
+    uses['m', pair[1]] += 1
   return chosen
 
 
@@ -195,11 +188,11 @@ def pair_tiles(series, pairs, tiles, options):
   """Per pair, the indices of the tiles holding a hidden pixel."""
   touched = [set() for _ in pairs]
   dates = sorted({d for pair in pairs for d in pair})
-  blocks = _blocks(series.grid)
+  blocks = predict.block_windows(series.grid)
   ticker = predict.Ticker('tiles to run', len(blocks))
-  for b, block in enumerate(blocks):
+  for b, (block, win) in enumerate(blocks):
     top, left = block[:2]
-    cloudy = dict(zip(dates, series.read(_window(block), dates)[1]))
+    cloudy = dict(zip(dates, series.read(win, dates)[1]))
     covering = tiling.covering(tiles, block, options.tile_size,
                                options.overlap)
     for found, (target, mask) in zip(touched, pairs):
@@ -260,11 +253,11 @@ def score_pair(series, target, mask, counts, work, tiles, run, options):
   grid = series.grid
   looks = [geotiff.Quicklook(grid.height, grid.width, QUICKLOOK_SIDE)
            for _ in PANELS]
-  blocks = _blocks(grid)
+  blocks = predict.block_windows(grid)
   ticker = predict.Ticker('scoring', len(blocks))
-  for b, block in enumerate(blocks):
+  for b, (block, _) in enumerate(blocks):
     grown, inner = _grown(block, grid, SSIM_MARGIN)
-    rgb, cloudy, _ = series.read(_window(grown), slots + [mask])
+    rgb, cloudy, _ = series.read(predict.window(*grown), slots + [mask])
     hidden = ~cloudy[-2] & cloudy[-1]
     seen = ~cloudy[:-1]
     seen[-1] &= ~cloudy[-1]
@@ -325,39 +318,39 @@ def quicklook_sheet(panels):
   return canvas
 
 
-def selfcheck(series, load, out, options):
+def selfcheck(series, load, out, options, identify=lambda: None):
   """Runs the self-check of `series` into directory `out` (see the module
   doc).
 
   Args:
     series: a `rasters.reader.Series` (its target date is not used).
-    load: callable returning (predictor, identity) as
-      `jobs.predict.load_predictor`, called once the pairs are drawn (so
-      bad input is reported before the models load).
+    load: callable returning the predictor (as `jobs.predict.ModelPredictor`),
+      called once the pairs are drawn (so bad input is reported before the
+      models load).
     out: the report's directory.
     options: an `Options`.
+    identify: callable returning the models' identity (as
+      `jobs.predict.model_identity`), part of the report's record: a report
+      or work directory of another record is refused (`jobs.records.claim`).
+      Called once the pairs are drawn, as `load`.
 
   Returns:
     The report (what `<out>/selfcheck.json` holds).
   """
   names = report_paths(out)
-  work_dir = predict_workdir.work_dir(out)
-  if os.path.exists(names['json']) and not os.path.exists(work_dir):
-    logging.info('%s exists: this self-check is complete.', names['json'])
-    with open(names['json']) as f:
-      return json.load(f)
+  check_out(out)
   grid, dates = series.grid, series.dates
   tiles = tiling.grid(grid.height, grid.width, options.tile_size,
                       options.overlap)
   counts = scan(series)
   pairs = draw_pairs(series, counts, options)
+  identity = identify()
+  manifest = report_record(series, options, identity)
+  if claim_report(out, names, manifest, options.overwrite):
+    with open(names['json']) as f:
+      return json.load(f)
   runs = pair_tiles(series, pairs, tiles, options)
-  predictor, identity = load()
-  manifest = {'inputs': [str(p) for p in series.paths],
-              'masks': [str(p) for p in series.mask_paths],
-              'grid': grid.to_dict(), 'options': dataclasses.asdict(options),
-              'pairs': [[str(dates[t]), str(dates[m])] for t, m in pairs],
-              'models': identity}
+  predictor = load()
   work = predict_workdir.WorkDir(out, manifest)
   rows = []
   with work.lock('selfcheck'):
@@ -369,11 +362,46 @@ def selfcheck(series, load, out, options):
           series, predictor, work, counts, (target, mask), k + 1, run,
           tiles, options, out)))
   report = _report(series, counts, rows, options, identity)
+  report['record'] = manifest
   write_report(report, names)
   work.remove()
   logging.info('Wrote %s, %s and %s.', names['md'], names['csv'],
                names['json'])
   return report
+
+
+def report_record(series, options, identity):
+  """The record of a report (`jobs.records`): the inputs, the models'
+  `identity` and the options that change its figures."""
+  settings = dataclasses.asdict(options)
+  for unrecorded in ('batch_size', 'overwrite'):
+    del settings[unrecorded]
+  return records.normalized({**records.series_record(series), **settings,
+                             'models': identity})
+
+
+def check_out(out):
+  """DataError when `out`, the report's directory, is a file."""
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise DataError(f'--out={out} is a file — name a directory for the '
+                    'report.')
+
+
+def claim_report(out, names, manifest, overwrite):
+  """True when the report in `out` of record `manifest` is complete; else
+  clears what stands in its way (`jobs.records.claim`).
+
+  Raises:
+    DataError: a report of another record is there (without `overwrite`).
+  """
+  kept = records.read_json(names['json'])
+  kept_looks = [os.path.join(out, r['quicklook'])
+                for r in (kept or {}).get('pairs', [])]
+  looks = glob.glob(os.path.join(glob.escape(out), 'pair_*.png'))
+  return records.claim(out, manifest, (kept or {}).get('record'),
+                       [*names.values(), *kept_looks],
+                       [*names.values(), *looks],
+                       predict_workdir.work_dir(out), overwrite)
 
 
 def _cached(work, name, compute):

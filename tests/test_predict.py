@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -457,3 +458,44 @@ def test_bad_input_is_one_error_line(case, flags, damage, message,
 def test_a_shard_out_of_range_is_refused(shard):
   with pytest.raises(DataError, match=r'need 0 <= i < n'):
     options(shard=shard)
+
+
+def never(rgb, clear):
+  raise AssertionError('a complete output ran the models')
+
+
+def test_out_naming_a_directory_or_an_unrecorded_file_is_refused(scene,
+                                                                 tmp_path):
+  with pytest.raises(DataError, match=r'--out=.* is a directory — name the '
+                     r'output GeoTIFF, e\.g\. --out=.*clear\.tif'):
+    run(scene, tmp_path)
+  out = tmp_path / 'out.tif'
+  out.write_bytes(b'not ours')
+  with pytest.raises(DataError, match=r'out\.tif exists with no record of '
+                     'what made it — use --overwrite to replace it'):
+    run(scene, out)
+  names = run(scene, out, overwrite=True)
+  assert read(names['image'])[0].shape == (3, 50, 70)
+
+
+def test_a_rerun_is_complete_only_with_the_same_record(scene, tmp_path):
+  root = str(tmp_path / 'scene')
+  shutil.copytree(scene, root)
+  out = tmp_path / 'out.tif'
+  names = run(root, out)
+  before = {key: digest(path) for key, path in names.items()}
+  assert run(root, out, never) == names
+  with pytest.raises(DataError, match=r'was made with different overlap '
+                     r'\(8 → 4\) — rerun with the same settings, or use '
+                     '--overwrite'):
+    run(root, out, overlap=4)
+  with pytest.raises(DataError, match=r'different replace_all \(False → '
+                     r'True\), skip_clear_tiles \(True → False\) — '):
+    run(root, out, replace_all=True)
+  image = sorted(os.listdir(os.path.join(root, 'images')))[0]
+  os.utime(os.path.join(root, 'images', image), ns=(0, 0))
+  with pytest.raises(DataError, match=r'different inputs — '):
+    run(root, out)
+  assert {key: digest(path) for key, path in names.items()} == before
+  replaced = run(root, out, echo_target, overwrite=True)
+  assert digest(replaced['image']) != before['image']

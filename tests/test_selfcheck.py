@@ -69,7 +69,7 @@ def run(root, out, predictor, **kwargs):
                                  'overlap': OVERLAP, 'max_target_cloud': 30.,
                                  **kwargs})
   with open_scene(root) as series:
-    return selfcheck.selfcheck(series, lambda: (predictor, None), str(out),
+    return selfcheck.selfcheck(series, lambda: predictor, str(out),
                                options)
 
 
@@ -205,6 +205,11 @@ def test_pairs_are_seeded_and_spread_over_targets_and_masks():
            for s in range(5)}
   assert len(draws) > 1
   assert len(selfcheck.draw_pairs(Dates(5), counts, options(0, 50))) == 12
+  for seed in range(10):
+    # Every mask date serves before any serves twice; targets too.
+    pairs = selfcheck.draw_pairs(Dates(5), counts, options(seed, 5))
+    assert sorted(m for _, m in pairs) == [0, 1, 2, 3, 4], pairs
+    assert len({t for t, _ in pairs[:3]}) == 3, pairs
   counts['hidden'] = [[0] * 5 for _ in range(5)]
   with pytest.raises(DataError, match='No date is cloudy where a target'):
     selfcheck.draw_pairs(Dates(5), counts, options(0))
@@ -261,3 +266,22 @@ def test_the_command_with_tiny_models(tmp_path):
   assert len(report['pairs']) == 1 and report['models']['core']
   assert report['pairs'][0]['hidden_pixels'] > 0
   assert os.path.exists(tmp_path / 'out' / 'pair_1.png')
+
+
+def never(rgb, clear):
+  raise AssertionError('a complete report ran the models')
+
+
+def test_a_rerun_is_complete_or_refused_by_its_record(scene, tmp_path):
+  out = tmp_path / 'out'
+  report = run(scene, out, mirrored)
+  assert len(report['pairs']) == 3
+  assert run(scene, out, never) == report
+  with pytest.raises(DataError, match=r'out was made with different pairs '
+                     r'\(4 → 1\), seed \(0 → 3\) — .* use --overwrite'):
+    run(scene, out, mirrored, pairs=1, seed=3)
+  run(scene, out, mirrored, pairs=1, seed=3, overwrite=True)
+  assert sorted(os.listdir(out)) == ['pair_1.png', 'selfcheck.csv',
+                                     'selfcheck.json', 'selfcheck.md']
+  with pytest.raises(DataError, match=r'--out=.*selfcheck\.md is a file'):
+    run(scene, out / 'selfcheck.md', mirrored)

@@ -13,7 +13,9 @@ scored against the target's real values: the evaluation protocol's metrics
 for the model, the mosaic, the least cloudy date and the cloudy input, per
 pair and overall (`jobs.selfcheck`). Writes, in --out: selfcheck.md,
 selfcheck.csv, selfcheck.json and pair_<k>.png (truth, masked input, model,
-mosaic). A killed run started again resumes from `<out>.work/`.
+mosaic). A killed run started again resumes from `<out>.work/`; a finished
+report run again with the same inputs, models and settings is complete,
+with others it is refused unless --overwrite (`jobs.records`).
 """
 
 import os
@@ -34,6 +36,9 @@ flags.DEFINE_integer('pairs', 4, 'At most this many (target, mask date) '
 flags.DEFINE_integer('seed', 0, 'Seed of the draw of pairs.')
 flags.DEFINE_float('max_target_cloud', 20., 'Percent of cloudy pixels above '
                    'which a date is not used as a target.')
+flags.DEFINE_bool('overwrite', False, 'Replace a report made with other '
+                  'inputs, models or settings (its files and pair '
+                  'quicklooks); without it such a report is refused.')
 flags.mark_flags_as_required(['out'])
 
 FLAGS = flags.FLAGS
@@ -44,12 +49,14 @@ def main(_):
   tile_size = up_config.resolution[0]
   options = selfcheck.Options(
       tile_size=tile_size, timeline=core_config.timeline,
-      overlap=predictor_flags.overlap(FLAGS, tile_size),
-      batch_size=FLAGS.batch_size, pairs=FLAGS.pairs, seed=FLAGS.seed,
-      max_target_cloud=FLAGS.max_target_cloud)
-  load = lambda: predictor_flags.load(FLAGS, core_config, up_config)
+      overlap=FLAGS.overlap, batch_size=FLAGS.batch_size, pairs=FLAGS.pairs,
+      seed=FLAGS.seed, max_target_cloud=FLAGS.max_target_cloud,
+      overwrite=FLAGS.overwrite)
+  identify = lambda: predictor_flags.identity(FLAGS, core_config, up_config)
+  load = lambda: predictor_flags.load(FLAGS, core_config, up_config)[0]
   with reader_flags.open_series(FLAGS, 'grid_date') as series:
-    selfcheck.selfcheck(series, load, os.path.abspath(FLAGS.out), options)
+    selfcheck.selfcheck(series, load, os.path.abspath(FLAGS.out), options,
+                        identify)
 
 
 if __name__ == '__main__':
