@@ -25,27 +25,25 @@ first; the shares of the fill codes are logged at the end.
 A killed job started again skips the committed tiles and writes the same
 bytes; SIGTERM or SIGINT stops a job after its current batch of tiles.
 
-`ModelPredictor` turns tiles into the batches the models take and runs the
-core and the upsampler (or, given a seed, the core's draws); tests swap in
-any callable with its signature.
+The predictor is a `jobs.predict_models.ModelPredictor` (the core and the
+upsampler, or given a seed the core's draws); tests swap in any callable
+with its signature. With a classical method (`jobs.classical`) there is no
+predictor and no tile: the fill is computed block by block as the output
+is written.
 """
 
 import collections
 import dataclasses
-import json
 import os
 import time
 
 from absl import logging
 import numpy as np
-from rasterio.windows import Window
 
-from datasets import transforms
-from jobs import checkpoints
+from jobs import classical
 from jobs import predict_draws
 from jobs import predict_workdir
 from jobs import records
-from models import base
 from rasters import geotiff
 from rasters import radiometry
 from rasters import stac_item
@@ -81,137 +79,10 @@ def slot_dates(series, timeline):
   return list(range(target - need, target)) + [target]
 
 
-def model_batch(rgb, clear, downsample_res):
-  """The example dict the models read, from a batch of tiles.
-
-  Args:
-    rgb: (B, T-1, S, S, C) uint8, the model's dates oldest first, the target
-      last.
-    clear: (B, T-1, S, S) bool, True = clear.
-    downsample_res: the core's side `h`.
-
-  Returns:
-    {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`}
-    int32, slot 0 = the target, slots 1..T-1 = the dates (SPEC §1.3), cloudy
-    pixels set to 40 in `targets`, resized as the data pipeline does.
-  """
-  dates = rgb.shape[1]
-  image = transforms.to_slots([rgb[:, t].astype(np.int32)
-                               for t in range(dates)])
-  mask = transforms.to_slots([clear[:, t, ..., None].astype(np.int32)
-                              for t in range(dates)])
-  batch = {'targets': transforms.mask_targets(image, mask, rgb.shape[-1]),
-           'mask': mask}
-  return transforms.add_downsampled(batch, ['targets', 'mask'],
-                                    downsample_res, rgb.shape[2])
-
-
-def generate(core, upsampler, batch, only_parallel, seed=None):
-  """Core then upsampler on a model batch: (B, S, S, C) int. The core takes
-  its argmax, or with `seed` draws (`mode='sample'`, one per row); the
-  upsampler takes its argmax.
-
-  The one place that calls the models' `sample`.
-  """
-  mode = 'argmax' if seed is None else 'sample'
-  low = core.sample(batch, mode=mode, only_parallel=only_parallel,
-                    seed=seed)[base.OUTPUT]
-  batch = upsampler.with_low_res(batch, low)
-  return upsampler.sample(batch, mode='argmax')[base.OUTPUT]
-
-
-def check_configs(core_config, upsampler_config):
-  """ValueError naming the key when the two models cannot work together."""
-  if core_config.model.name != 'cloudtran_core':
-    raise ValueError(f'--core_config is a {core_config.model.name!r} config; '
-                     'give configs/cloudtran_core_test.py.')
-  if upsampler_config.model.name != 'upsampler':
-    raise ValueError(f'--upsampler_config is a '
-                     f'{upsampler_config.model.name!r} config; give '
-                     'configs/upsampler_test.py.')
-  for key in ('timeline', 'downsample_res', 'n_channels'):
-    if core_config[key] != upsampler_config[key]:
-      raise ValueError(
-          f'config.{key} differs between the core ({core_config[key]}) and '
-          f'the upsampler ({upsampler_config[key]}); the two runs must match.')
-  if core_config.n_channels != 3:
-    raise ValueError(f'config.n_channels={core_config.n_channels}: predict.py '
-                     'fills RGB scenes and needs models with 3 channels.')
-  height, width = upsampler_config.resolution
-  if height != width:
-    raise ValueError(f'config.resolution={(height, width)} of the upsampler '
-                     'must be square (it is the tile size).')
-
-
-def model_identity(core_config, core_logdir, upsampler_config,
-                   upsampler_logdir, only_parallel):
-  """The identity of the models `load_predictor` loads (the newest
-  checkpoint paths, mode and configs), for records and STAC Items, found
-  without loading them."""
-  return {'core': os.path.abspath(checkpoints.newest_checkpoint(core_logdir)),
-          'upsampler': os.path.abspath(
-              checkpoints.newest_checkpoint(upsampler_logdir)),
-          'only_parallel': bool(only_parallel),
-          'core_config': _config_dict(core_config),
-          'upsampler_config': _config_dict(upsampler_config)}
-
-
-def load_predictor(core_config, core_logdir, upsampler_config,
-                   upsampler_logdir, only_parallel):
-  """A ModelPredictor with the averaged weights of both runs, and its
-  `model_identity`. The configs are those `check_configs` accepts."""
-  identity = model_identity(core_config, core_logdir, upsampler_config,
-                            upsampler_logdir, only_parallel)
-  core = checkpoints.restore_averaged_model(core_config, core_logdir,
-                                            identity['core'])
-  upsampler = checkpoints.restore_averaged_model(
-      upsampler_config, upsampler_logdir, identity['upsampler'])
-  return ModelPredictor(core, upsampler, core_config, upsampler_config,
-                        only_parallel), identity
-
-
-def _config_dict(config):
-  """A config as JSON-ready dict (its values that JSON can hold)."""
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-class ModelPredictor:
-  """(B, T-1, S, S, C) uint8 dates + (B, T-1, S, S) clear -> (B, S, S, C)
-  uint8, by the core (argmax or its parallel head) and the upsampler; the
-  dates' cloudy pixels are masked (`model_batch`), so only the clear ones
-  count. Given `seed` (a pair of ints), the core draws instead of its
-  argmax, each row of the batch its own draw (`generate`)."""
-
-  def __init__(self, core, upsampler, core_config, upsampler_config,
-               only_parallel):
-    self.core, self.upsampler = core, upsampler
-    self.downsample_res = core_config.downsample_res
-    self.tile_size = upsampler_config.resolution[0]
-    self.only_parallel = only_parallel
-
-  def __call__(self, rgb, clear, seed=None):
-    batch = model_batch(rgb, clear, self.downsample_res)
-    out = generate(self.core, self.upsampler, batch, self.only_parallel,
-                   seed)
-    return np.clip(np.asarray(out), 0, 255).astype(np.uint8)
-
-
-def window(top, left, height, width):
-  """The rasterio Window of the area (top, left, height, width)."""
-  return Window(left, top, width, height)
-
-
-def block_windows(grid):
-  """[(block (top, left, h, w), its Window)]: the grid's output blocks of
-  `geotiff.BLOCK` px, row-major (`tiling.blocks`)."""
-  return [(block, window(*block))
-          for block in tiling.blocks(grid.height, grid.width, geotiff.BLOCK)]
-
-
 def _read_tile(series, tile, slots, size):
   """One tile's (T-1, S, S, C) uint8 dates and (T-1, S, S) clear masks,
   padded to S, and its (h, w) map of pixels clear on none of the dates."""
-  rgb, cloudy, _ = series.read(window(*tile[3:]), slots)
+  rgb, cloudy, _ = series.read(geotiff.window(*tile[3:]), slots)
   clear = ~cloudy
   pad = lambda a: np.moveaxis(tiling.pad_to(np.moveaxis(a, 0, 2), size), 2, 0)
   return pad(rgb), pad(clear), ~clear.any(axis=0)
@@ -337,7 +208,7 @@ def clear_tiles(series, tiles, candidates, size, overlap):
   pixels are all clear, read block by block as `assemble` reads them, so
   the two agree on every pixel."""
   open_, cloudy = {t.index for t in candidates}, set()
-  for block, win in block_windows(series.grid):
+  for block, win in geotiff.block_windows(series.grid):
     pending = [t for t in tiling.covering(tiles, block, size, overlap)
                if t.index in open_ and t.index not in cloudy]
     if not pending:
@@ -378,7 +249,7 @@ def check_observed(series, slots, allow_unobserved):
   grid = series.grid
   uncovered = np.zeros(len(slots), np.int64)
   any_clear = False
-  for _, win in block_windows(grid):
+  for _, win in geotiff.block_windows(grid):
     for i, t in enumerate(slots):
       uncovered[i] += series.mask_outside(win, t).sum()
     any_clear = any_clear or not series.read(win, slots)[1].all()
@@ -448,27 +319,28 @@ def blended(area, tiles, cache, size, overlap, needed=None, spread=False):
   return model, no_clear, spreads
 
 
-def assemble(series, work, tiles, size, overlap, out, replace_all,
-             output_reflectance, spread=False):
-  """Blends the committed tiles and writes the output files (with `spread`,
-  the spread too: in the image's units, 0 where the target is kept);
-  returns their paths and the pixel count of each fill code."""
+def assemble(series, scratch, filled, out, replace_all, output_reflectance,
+             spread=False):
+  """Writes the output files block by block from `filled(block, needed)`,
+  which returns a block's (fill (h, w, C) uint8, no_clear (h, w) bool,
+  spread (h, w, C) float32 or None) with the `needed` pixels filled (as
+  `blended`); with `spread`, the spread too: in the image's units, 0 where
+  the target is kept. Returns the files' paths and the pixel count of each
+  fill code."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
   unit = radiometry.step(dtype)
-  writer = geotiff.Writer(work.scratch, grid, CHANNELS, dtype,
+  writer = geotiff.Writer(scratch, grid, CHANNELS, dtype,
                           unit if spread else None)
-  cache = TileCache(work)
   target = series.target_index
-  blocks = block_windows(grid)
+  blocks = geotiff.block_windows(grid)
   ticker = Ticker('assembly', len(blocks))
   counts = np.zeros(3, np.int64)
   for b, (block, win) in enumerate(blocks):
     rgb, cloudy, _ = series.read(win, [target])
     clear = ~cloudy[0]
     keep = np.zeros_like(clear) if replace_all else clear
-    model, no_clear, spreads = blended(block, tiles, cache, size, overlap,
-                                       ~keep, spread)
+    model, no_clear, spreads = filled(block, ~keep)
     fill = np.where(clear, geotiff.FILL_KEPT,
                     np.where(no_clear, geotiff.FILL_NO_CLEAR,
                              geotiff.FILL_MODEL)).astype(np.uint8)
@@ -496,12 +368,14 @@ class Tiling:
     tile.
   batch_size: tiles per model call.
   """
-  tile_size: int
-  timeline: int
+  tile_size: int | None
+  timeline: int | None
   overlap: int | None = None
   batch_size: int = 4
 
   def __post_init__(self):
+    if self.tile_size is None:  # no model
+      return
     if self.overlap is None:
       object.__setattr__(self, 'overlap', self.tile_size // 8)
     tiling.check_overlap(self.tile_size, self.overlap)
@@ -523,6 +397,8 @@ class Options(Tiling):
   draws: K; above 1, each tile's output is the median of K draws of the
     models, and their spread is written too (`predict_draws`).
   seed: the seed of the draws (with the tile's index).
+  method: 'model', or one of `jobs.classical.METHODS` (no model: the tiling
+    fields are None and there are no draws, shards or merges).
   overwrite: replace an output made otherwise (`jobs.records.claim`).
   """
   shard: tuple[int, int] = (0, 1)
@@ -533,6 +409,7 @@ class Options(Tiling):
   every_tile: bool = False
   draws: int = 1
   seed: int = 0
+  method: str = 'model'
   overwrite: bool = False
 
   def __post_init__(self):
@@ -541,6 +418,17 @@ class Options(Tiling):
     if not 0 <= index < count:
       raise DataError(f'--shard={index}/{count}: need 0 <= i < n.')
     predict_draws.check(self.draws, self.seed)
+    if self.method not in ('model', *classical.METHODS):
+      raise DataError(f'--method={self.method}: give model or one of '
+                      f'{", ".join(classical.METHODS)}.')
+    unused = [flag for flag, used in (
+        (f'--draws={self.draws}', self.draws == 1),
+        (f'--shard={index}/{count}', count == 1), ('--merge', not self.merge))
+              if not used]
+    if self.method != 'model' and unused:
+      raise DataError(f'{unused[0]} with --method={self.method}: a classical '
+                      'fill takes seconds in one job and has no draws — drop '
+                      f'{unused[0].split("=")[0]}.')
 
 
 def run_model_tiles(series, predictor, work, tiles, mine, slots, options,
@@ -587,6 +475,8 @@ def predict(series, predictor, out, options, identity=None):
     is the STAC Item, `rasters.stac_item`; with K draws also 'spread' and
     'spread_quicklook'), else None (other shards still have tiles to do).
   """
+  if options.method != 'model':
+    return predict_classical(series, out, options)
   index, count = options.shard
   tile_size, overlap = options.tile_size, options.overlap
   skip_clear = not (options.replace_all or options.every_tile)
@@ -597,7 +487,7 @@ def predict(series, predictor, out, options, identity=None):
   sampling = {'draws': options.draws}
   if drawn:
     sampling['seed'] = options.seed
-  manifest = output_record(series, options, identity,
+  manifest = output_record(series, options, identity, method='model',
                            skip_clear_tiles=skip_clear,
                            tile_size=tile_size, overlap=overlap,
                            **sampling)
@@ -627,9 +517,12 @@ def predict(series, predictor, out, options, identity=None):
     logging.info('%d tile(s) of other shards remain; the last shard to '
                  'finish (or --merge) writes %s.', left, out)
     return None
+  cache = TileCache(work)
+  filled = lambda block, needed: blended(block, tiles, cache, tile_size,
+                                         overlap, needed, drawn)
   try:
     with work.lock('assemble'):
-      names, counts = assemble(series, work, tiles, tile_size, overlap, out,
+      names, counts = assemble(series, work.scratch, filled, out,
                                options.replace_all,
                                options.output_reflectance, drawn)
   except runlock.LockHeld:
@@ -638,6 +531,34 @@ def predict(series, predictor, out, options, identity=None):
     logging.info('Another job is assembling %s.', out)
     return None
   models = {**(identity or {}), **sampling} if drawn else identity
+  return _finish(series, work, out, names, counts, slots, models, manifest)
+
+
+def predict_classical(series, out, options):
+  """`predict` with a classical method (`jobs.classical`): its scene-wide
+  fit, then the output block by block, in one job."""
+  indices = classical.dates(series)
+  manifest = output_record(series, options, None, method=options.method)
+  names = geotiff.paths(out)
+  if claim_output(out, manifest, names, options.overwrite):
+    return {**names, 'item': stac_item.path(out)}
+  check_observed(series, indices, options.allow_unobserved)
+  work = predict_workdir.WorkDir(out, manifest)
+  logging.info('%dx%d px, %s on the dates %s.', series.grid.width,
+               series.grid.height, options.method, _dates(series, indices))
+  with work.lock('assemble'):
+    scene = classical.fit(series, indices)
+    filled = lambda block, needed: (*classical.fill(
+        series, options.method, indices, scene, block), None)
+    names, counts = assemble(series, work.scratch, filled, out,
+                             options.replace_all, options.output_reflectance)
+  return _finish(series, work, out, names, counts, indices,
+                 {'method': options.method}, manifest)
+
+
+def _finish(series, work, out, names, counts, slots, models, manifest):
+  """Writes the output's STAC Item, removes the work directory, logs the
+  fill codes; returns the output's paths."""
   names['item'] = stac_item.write(out, names, series, models, manifest)
   work.remove()
   report_fill(counts, series, slots)

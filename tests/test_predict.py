@@ -24,6 +24,7 @@ from rasterio.transform import from_origin
 from bench import predict as bench_predict
 from datasets import pipeline
 from jobs import predict
+from jobs import predict_models
 from jobs import predict_workdir
 from rasters import geotiff
 from rasters import radiometry
@@ -298,7 +299,7 @@ def test_model_batch_slots_masks_and_low_resolution():
     rgb[:, t] = 10 * (t + 1)
   clear = np.ones((1, 3, 32, 32), bool)
   clear[:, 2, :16] = False
-  batch = predict.model_batch(rgb, clear, 16)
+  batch = predict_models.model_batch(rgb, clear, 16)
   targets = batch['targets'].numpy().reshape(1, 32, 32, 4, 3)
   # slot 0 and T-1 = the target (masked to 40), slots 1..2 the dates.
   assert (targets[0, 20, :, :, 0] == [30, 10, 20, 30]).all()
@@ -315,7 +316,7 @@ def test_model_batch_equals_the_data_pipeline(tiny_config):
   shape = image.shape[:3] + (config.timeline, c)
   rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
   clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
-  ours = predict.model_batch(rgb, clear, size)
+  ours = predict_models.model_batch(rgb, clear, size)
   for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
               f'mask_{size}'):
     np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),

@@ -21,6 +21,7 @@ import pytest
 import rasterio
 
 from jobs import predict
+from jobs import predict_models
 from jobs import predict_workdir
 from rasters import geotiff
 from rasters import radiometry
@@ -301,7 +302,7 @@ def test_tiny_models_draw_the_same_bytes_whole_and_in_shards(tmp_path):
   core_config = model_helpers.core_config()
   upsampler_config = model_helpers.upsampler_config()
   tf.keras.utils.set_random_seed(0)
-  predictor = predict.ModelPredictor(
+  predictor = predict_models.ModelPredictor(
       models.build(core_config), models.build(upsampler_config), core_config,
       upsampler_config, only_parallel=False)
   height, width = 24, 28

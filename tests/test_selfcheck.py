@@ -14,6 +14,8 @@ import pytest
 from bench import predict as bench_predict
 from datasets import transforms
 from evaluation import metrics
+from evaluation import baselines
+from jobs import classical
 from jobs import predict_workdir
 from jobs import selfcheck
 from rasters import geotiff
@@ -87,9 +89,17 @@ def test_a_model_returning_the_truth_scores_zero_and_the_mosaic_does_not(
   for scores in [r['scores'] for r in report['pairs']] + [report['overall']]:
     assert scores['model'] == {'rmse': 0., 'mae': 0., 'psnr01': 100.,
                                'ssim01': 1., 'sam': 0.}
-    assert scores['mosaic']['rmse'] > 0.05
+    for method in classical.METHODS:
+      assert scores[method]['rmse'] > 0.01, method
+  assert report['best'] == 'model' and report['ranking'][0] == 'model'
   text = open(tmp_path / 'out' / 'selfcheck.md').read()
   assert '| all |  |  | 5020 | model | 0.0000 | 0.0000 | 100.0000 |' in text
+  best = report['best_classical']
+  assert text.endswith(
+      'Best on this area: **model** (100.00 dB PSNR on the hidden pixels, '
+      'over all pairs); fill a date with it: `predict.py --method model`.\n'
+      f'The model: {100 - report["overall"][best]["psnr01"]:+.2f} dB against '
+      f'the best classical fill, {best}.\n')
   for name in ('selfcheck.csv', 'pair_1.png', 'pair_2.png', 'pair_3.png'):
     assert os.path.exists(tmp_path / 'out' / name)
   assert not os.path.exists(predict_workdir.work_dir(str(tmp_path / 'out')))
@@ -99,7 +109,7 @@ def test_a_model_returning_the_cloudy_input_scores_the_cloudy_input_row(
     scene, tmp_path):
   report = run(scene, tmp_path / 'out', cloudy_input)
   for scores in [r['scores'] for r in report['pairs']] + [report['overall']]:
-    assert scores['model'] == scores['cloudy input']
+    assert scores['model'] == scores['cloudy_input']
     assert scores['model'] != scores['mosaic']
 
 
@@ -285,3 +295,45 @@ def test_a_rerun_is_complete_or_refused_by_its_record(scene, tmp_path):
                                      'selfcheck.json', 'selfcheck.md']
   with pytest.raises(DataError, match=r'--out=.*selfcheck\.md is a file'):
     run(scene, out / 'selfcheck.md', mirrored)
+
+
+def test_classical_rows_score_the_baselines_and_rank_without_a_model(
+    scene, tmp_path):
+  """No model: each classical row scores the `evaluation.baselines` function
+  of that name on the whole pair (every date before the target, the mask
+  date's clouds moved onto the target), and the best PSNR is named."""
+  options = selfcheck.Options(tile_size=None, timeline=None, pairs=2,
+                              max_target_cloud=30.)
+  with open_scene(scene) as series:
+    report = selfcheck.selfcheck(series, None, str(tmp_path / 'out'),
+                                 options)
+  dates, rgb, cloudy = whole_scene(scene)
+  functions = {'mosaic': baselines.mosaic,
+               'least_cloudy': baselines.least_cloudy,
+               'corrected_least_cloudy': baselines.corrected_least_cloudy,
+               'corrected_mosaic': baselines.corrected_mosaic,
+               'local_corrected_mosaic': baselines.local_corrected_mosaic}
+  for pair in report['pairs']:
+    assert set(pair['scores']) == {*functions, 'cloudy_input'}
+    target, mask = dates.index(pair['target']), dates.index(pair['mask_date'])
+    hidden = ~cloudy[target] & cloudy[mask]
+    seen = ~cloudy[:target + 1]
+    seen[-1] &= ~cloudy[mask]
+    cube = np.concatenate([np.zeros_like(rgb[0]), *rgb[:target + 1]], -1)
+    masks = np.stack([np.zeros_like(seen[0]), *seen], -1)
+    real = metrics.to_unit(rgb[target])
+    for method, function in functions.items():
+      image = np.where(hidden[..., None], function(cube, masks, 3),
+                       rgb[target])
+      for name in ('rmse', 'mae', 'sam'):
+        np.testing.assert_allclose(
+            pair['scores'][method][name], metrics.PROTOCOL[name].fn(
+                metrics.to_unit(image), real, hidden), rtol=1e-9,
+            err_msg=f'{method} {name}')
+  psnr = {m: report['overall'][m]['psnr01'] for m in functions}
+  assert report['best'] == report['best_classical'] == max(psnr,
+                                                           key=psnr.get)
+  assert report['ranking'] == sorted(psnr, key=psnr.get, reverse=True)
+  text = open(tmp_path / 'out' / 'selfcheck.md').read()
+  assert f'Best on this area: **{report["best"]}**' in text
+  assert 'The model' not in text
