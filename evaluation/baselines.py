@@ -279,8 +279,7 @@ def corrected_mosaic(cube, mask_cube, n_channels, fit=None, fill=None):
     cube: (..., H, W, T·C) image cube; slot 0 (the truth) is never read.
     mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
     n_channels: C.
-    fit: (gain, offset), each (..., T-2, C), to use instead of fitting
-      them on this image (a whole scene's, read block by block).
+    fit: as `corrected_least_cloudy`.
     fill: (..., C), the value of a pixel clear in no date instead of the
       mean of this image's clear target pixels.
 
