@@ -29,7 +29,7 @@ def model_batch(rgb, clear, downsample_res):
 
   Returns:
     {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`}
-    int32, slot 0 = the target, slots 1..T-1 = the dates (SPEC §1.3), cloudy
+    int32, slot 0 = the target, slots 1..T-1 = the dates, cloudy
     pixels set to 40 in `targets`, resized as the data pipeline does.
   """
   dates = rgb.shape[1]
