@@ -112,12 +112,10 @@ demo-sheets: $(VENV)/installed
 demo-geotiff: $(VENV)/installed
 	$(PY) -m tools.synthetic_geotiff $(GEO)/scene --width 600 --height 520 \
 	  --dates 6 --seed 0
-	rm -rf $(GEO)/clear.tif $(GEO)/clear_fill.tif $(GEO)/clear.png \
-	  $(GEO)/clear.tif.work
 	$(PY) predict.py --core_config $(CORE_TEST) --upsampler_config $(UP_TEST) \
 	  --core_logdir $(CORE) --upsampler_logdir $(UP) \
 	  --inputs '$(GEO)/scene/images/*.tif' --scl '$(GEO)/scene/scl/*.tif' \
-	  --overlap 8 --batch_size 8 --out $(GEO)/clear.tif
+	  --overlap 8 --batch_size 8 --overwrite --out $(GEO)/clear.tif
 
 # How well the demo's models fill the demo scene (after demo-geotiff).
 demo-selfcheck: $(VENV)/installed

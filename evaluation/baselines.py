@@ -116,11 +116,20 @@ def _least_squares(source, target, valid, total):
   weight = np.broadcast_to(np.asarray(valid, bool)[..., None], source.shape)
   # Invalid pixels are zeroed, not weighted: a NaN there stays out.
   source, target = np.where(weight, source, 0.), np.where(weight, target, 0.)
-  count = total(weight.astype(np.float64))
+  return solve_gain_offset(total(weight.astype(np.float64)), total(source),
+                           total(target), total(source ** 2),
+                           total(source * target))
+
+
+def solve_gain_offset(count, sum_s, sum_t, sum_ss, sum_st):
+  """Gain, offset and whether the gain was fitted (else 1, offset only) of
+  `fit_gain_offset`, from the sums over the valid pixels of 1, source,
+  target, source² and source · target (sums streamed over a whole scene
+  give the scene's fit)."""
   n = np.maximum(count, 1.)
-  mean_s, mean_t = total(source) / n, total(target) / n
-  var_s = total(source ** 2) / n - mean_s ** 2
-  cov = total(source * target) / n - mean_s * mean_t
+  mean_s, mean_t = sum_s / n, sum_t / n
+  var_s = sum_ss / n - mean_s ** 2
+  cov = sum_st / n - mean_s * mean_t
   sloped = (count >= MIN_GAIN_PIXELS) & (
       var_s > 1e-10 * np.maximum(mean_s ** 2, 1.))
   gain = np.where(sloped, cov / np.where(sloped, var_s, 1.), 1.)
@@ -169,18 +178,22 @@ def _window_sum(values, window):
   return values
 
 
-def _corrected_context(slots, mask_cube, window=None):
+def _corrected_context(slots, mask_cube, window=None, fit=None):
   """Every context date (slots 1..T-2) in the target's light, (..., H, W,
   T-2, C) float64: `fit_gain_offset` from it to the target (slot T-1) over
-  the pixels clear in both; with `window`, a gain and offset per pixel
-  fitted in the window around it, the whole image's where the window cannot
-  fit a gain."""
+  the pixels clear in both (or `fit`, (gain, offset) each (..., T-2, C));
+  with `window`, a gain and offset per pixel fitted in the window around
+  it, the whole image's (or `fit`) where the window cannot fit a gain."""
   dates, clear = _context_dates(slots, mask_cube)
   # Dates first, (..., T-2, H, W, C), to fit one gain per date and channel.
   source = np.moveaxis(dates, -2, -4)
   target = slots[..., -1, :][..., None, :, :, :]
   valid = np.moveaxis((clear > 0) & (mask_cube[..., -1:] > 0), -1, -3)
-  gain, offset, _ = _least_squares(source, target, valid, _image_sum)
+  if fit is None:
+    gain, offset, _ = _least_squares(source, target, valid, _image_sum)
+  else:
+    gain, offset = (np.asarray(v, np.float64)[..., None, None, :]
+                    for v in fit)
   if window:
     local_gain, local_offset, sloped = _least_squares(
         source, target, valid, lambda v: _window_sum(v, window))
@@ -198,7 +211,7 @@ def _as_dtype(values, dtype):
   return values.astype(dtype)
 
 
-def corrected_least_cloudy(cube, mask_cube, n_channels):
+def corrected_least_cloudy(cube, mask_cube, n_channels, fit=None):
   """The least cloudy context date, whole, in the target date's light.
 
   Among slots 1..T-2 (the context dates; the target would be its own
@@ -211,12 +224,14 @@ def corrected_least_cloudy(cube, mask_cube, n_channels):
     cube: (..., H, W, T·C) image cube; slot 0 (the truth) is never read.
     mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
     n_channels: C.
+    fit: (gain, offset), each (..., T-2, C), to use instead of fitting
+      them on this image (a whole scene's, read block by block).
 
   Returns:
     (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
   """
   slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
-  corrected = _corrected_context(slots, mask_cube)
+  corrected = _corrected_context(slots, mask_cube, fit=fit)
   counts = (mask_cube[..., 1:-1] > 0).sum(axis=(-3, -2))  # (..., T-2)
   # argmax finds the first maximum from the end: the newest of a tie.
   chosen = counts.shape[-1] - 1 - np.argmax(counts[..., ::-1], axis=-1)
@@ -225,26 +240,31 @@ def corrected_least_cloudy(cube, mask_cube, n_channels):
                    slots.dtype)
 
 
-def _corrected_newest_clear(cube, mask_cube, n_channels, window=None):
+def _corrected_newest_clear(cube, mask_cube, n_channels, window=None,
+                            fit=None, fill=None):
   """`mosaic` over the target and its context dates in the target's light
-  (`_corrected_context`); a pixel clear in no date takes the per-channel
-  mean of the target's clear pixels (slot T-1 as is if it has none)."""
+  (`_corrected_context`, with `fit`); a pixel clear in no date takes `fill`
+  ((..., C)), by default the per-channel mean of the target's clear pixels
+  (slot T-1 as is if it has none)."""
   slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
   # Slot 0 (the truth) replaced by zeros: `_newest_clear` never takes it.
   corrected = np.concatenate(
       [np.zeros(slots[..., :1, :].shape),
-       _corrected_context(slots, mask_cube, window), slots[..., -1:, :]],
+       _corrected_context(slots, mask_cube, window, fit), slots[..., -1:, :]],
       axis=-2)
   values, found = _newest_clear(corrected, mask_cube)
-  target_clear = mask_cube[..., -1] > 0
-  count = target_clear.sum(axis=(-2, -1))[..., None, None, None]
-  mean = _image_sum(np.where(target_clear[..., None], values, 0.)) / (
-      np.maximum(count, 1))
-  fill = np.where(count > 0, mean, values)
+  if fill is None:
+    target_clear = mask_cube[..., -1] > 0
+    count = target_clear.sum(axis=(-2, -1))[..., None, None, None]
+    mean = _image_sum(np.where(target_clear[..., None], values, 0.)) / (
+        np.maximum(count, 1))
+    fill = np.where(count > 0, mean, values)
+  else:
+    fill = np.asarray(fill, np.float64)[..., None, None, :]
   return _as_dtype(np.where(found[..., None], values, fill), slots.dtype)
 
 
-def corrected_mosaic(cube, mask_cube, n_channels):
+def corrected_mosaic(cube, mask_cube, n_channels, fit=None, fill=None):
   """`mosaic` of the context dates corrected to the target date's light.
 
   Every context date (slots 1..T-2) is mapped per channel by
@@ -255,12 +275,23 @@ def corrected_mosaic(cube, mask_cube, n_channels):
   mean of the target's clear pixels (the target date as is if none is
   clear; the data pipeline drops tiles with such pixels).
 
-  Arguments and result as `corrected_least_cloudy`'s.
+  Args:
+    cube: (..., H, W, T·C) image cube; slot 0 (the truth) is never read.
+    mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
+    n_channels: C.
+    fit: as `corrected_least_cloudy`.
+    fill: (..., C), the value of a pixel clear in no date instead of the
+      mean of this image's clear target pixels.
+
+  Returns:
+    (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
   """
-  return _corrected_newest_clear(cube, mask_cube, n_channels)
+  return _corrected_newest_clear(cube, mask_cube, n_channels, fit=fit,
+                                 fill=fill)
 
 
-def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW):
+def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW,
+                           fit=None, fill=None):
   """`corrected_mosaic` with a gain and offset per pixel, fitted in the
   window × window square around it.
 
@@ -276,6 +307,7 @@ def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW):
     mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
     n_channels: C.
     window: odd side of the window, in pixels.
+    fit, fill: as `corrected_mosaic`.
 
   Returns:
     (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
@@ -283,21 +315,9 @@ def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW):
   if window < 1 or window % 2 == 0:
     raise ValueError(f'The window side must be odd and positive, got '
                      f'{window}.')
-  return _corrected_newest_clear(cube, mask_cube, n_channels, window)
+  return _corrected_newest_clear(cube, mask_cube, n_channels, window, fit,
+                                 fill)
 
-
-
-# Every fill by its table name: name -> fn(cube, mask_cube, n_channels) ->
-# (..., H, W, C), from the inputs alone.
-FILLS = {
-    'cloudy input': lambda cube, _, n_channels: cloudy_input(cube,
-                                                             n_channels),
-    'least cloudy': least_cloudy,
-    'mosaic': mosaic,
-    'corrected least cloudy': corrected_least_cloudy,
-    'corrected mosaic': corrected_mosaic,
-    'local corrected mosaic': local_corrected_mosaic,
-}
 
 
 def composite(output, cube, mask_cube, n_channels):

@@ -22,6 +22,7 @@ import socket
 
 import numpy as np
 
+from jobs import records
 from utils import runlock
 from utils.errors import DataError
 
@@ -47,13 +48,12 @@ class WorkDir:
     if os.path.exists(path):
       with open(path) as f:
         old = json.load(f)
-      changed = sorted(k for k in set(old) | set(manifest)
-                       if old.get(k) != manifest.get(k))
+      changed = records.differences(old, manifest)
       if changed:
         raise DataError(
             f'{self.dir} holds tiles of another run (different '
-            f'{", ".join(changed)}); use the same settings to resume, or '
-            'delete that directory to start again.')
+            f'{", ".join(changed)}) — use the same settings to resume, or '
+            '--overwrite to start again.')
     else:
       with open(path + '.tmp', 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)

@@ -21,6 +21,7 @@ from rasterio import shutil as rio_shutil
 from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
+from rasters import tiling
 from utils import colormaps
 from utils.errors import writing
 
@@ -32,6 +33,29 @@ FILL_KEPT, FILL_MODEL, FILL_NO_CLEAR = 0, 1, 2
 SPREAD_LOOK_MAX = 32
 # What GDAL raises when it cannot write a file.
 GDAL_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError)
+
+
+def window(top, left, height, width):
+  """The rasterio Window of the area (top, left, height, width)."""
+  return Window(left, top, width, height)
+
+
+def block_windows(grid):
+  """[(block (top, left, h, w), its Window)]: the output blocks of BLOCK px
+  of `grid` (a `rasters.reader.Grid`), row-major (`tiling.blocks`)."""
+  return [(block, window(*block))
+          for block in tiling.blocks(grid.height, grid.width, BLOCK)]
+
+
+def grown(area, grid, margin):
+  """`area` (top, left, h, w) grown by `margin` px on each side, inside
+  `grid`, and the area's (rows, cols) slices in it."""
+  top, left, height, width = area
+  t, l = max(0, top - margin), max(0, left - margin)
+  b = min(grid.height, top + height + margin)
+  r = min(grid.width, left + width + margin)
+  return (t, l, b - t, r - l), (slice(top - t, top - t + height),
+                                slice(left - l, left - l + width))
 
 
 def paths(out, spread=False):
