@@ -27,7 +27,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
 	demo-evaluate demo-sheets demo-geotiff reproduce-small small-data \
 	small-train-core small-train-upsampler small-sample small-evaluate \
-	small-sheets small-curve small-geotiff clean-small demo-selfcheck
+	small-sheets small-curve small-geotiff clean-small demo-selfcheck small-classical
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -295,6 +295,14 @@ small-geotiff: $(VENV)/installed
 	  --inputs '$(SMALL_GEO)/scene/images/*.tif' \
 	  --scl '$(SMALL_GEO)/scene/scl/*.tif' --overlap 8 --draws 8 \
 	  --out $(SMALL_GEO)/clear.tif
+
+# The classical fills alone (evaluate.py without samples) on both held-out
+# splits of the recipe's dataset: no model needed.
+small-classical: $(DONE)/data
+	$(foreach split,valid holdout,$(PY) evaluate.py --config $(S_CORE_TEST) \
+	  $(DATA_$(split)) --subset=valid --split_name="$(split) split" \
+	  --out $(SMALL)/eval_classical_$(split) &&) true
+	cat $(SMALL)/eval_classical_holdout/results.md
 
 clean-small:
 	rm -rf $(SMALL)
