@@ -24,6 +24,7 @@ import numpy as np
 
 from jobs import records
 from utils import runlock
+from utils import errors
 from utils.errors import DataError
 
 # How a tile was committed: the models' output, or a marker.
@@ -138,6 +139,6 @@ def _spread_of(data):
 
 def _save_npz(path, tmp, **arrays):
   """Writes `arrays` to `tmp`, then renames it to `path`."""
-  with open(tmp, 'wb') as f:
+  with errors.writing(tmp), open(tmp, 'wb') as f:
     np.savez(f, **arrays)
   os.replace(tmp, path)

@@ -15,6 +15,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
+from utils import cli
 from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +39,8 @@ def define():
                        '(at most half the tile); default an eighth of the '
                        'tile (`jobs.predict.Tiling`).')
   flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
+  cli.check_range('overlap', 0)
+  cli.check_range('batch_size', 1)
   flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel "
                     'head instead of its autoregressive argmax.')
 

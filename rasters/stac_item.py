@@ -18,6 +18,7 @@ from pystac.extensions.projection import ProjectionExtension
 from rasterio import warp
 
 from rasters import geotiff
+from utils import errors
 
 # The Item property holding the record of what made the output.
 RECORD = 'cloudtran:record'
@@ -134,7 +135,7 @@ def write(out, names, series, models=None, record=None):
   item = make(names, series, models)
   if record is not None:
     item.properties[RECORD] = record
-  with open(target + '.tmp', 'w') as f:
+  with errors.writing(target), open(target + '.tmp', 'w') as f:
     json.dump(item.to_dict(include_self_link=False, transform_hrefs=False),
               f, indent=1)
   os.replace(target + '.tmp', target)

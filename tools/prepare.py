@@ -360,6 +360,10 @@ def define_flags():
                        'most --patch).')
   flags.DEFINE_float('max_coverage', Options.max_coverage,
                      'config.max_coverage.')
+  for name in ('patch', 'stride', 'block', 'timeline', 'resolution'):
+    cli.check_range(name, 1)
+  cli.check_range('test_fraction', 0, 1, 'a share')
+  cli.check_range('max_coverage', 0, 100, 'a percentage')
 
 
 def main(argv):
