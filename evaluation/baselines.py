@@ -319,6 +319,18 @@ def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW,
                                  fill)
 
 
+# Every fill by its table name: name -> fn(cube, mask_cube, n_channels) ->
+# (..., H, W, C), from the inputs alone.
+FILLS = {
+    'cloudy input': lambda cube, _, n_channels: cloudy_input(cube,
+                                                             n_channels),
+    'least cloudy': least_cloudy,
+    'mosaic': mosaic,
+    'corrected least cloudy': corrected_least_cloudy,
+    'corrected mosaic': corrected_mosaic,
+    'local corrected mosaic': local_corrected_mosaic,
+}
+
 
 def composite(output, cube, mask_cube, n_channels):
   """A model's output where the target date is cloudy, the target's own

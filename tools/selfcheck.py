@@ -41,7 +41,6 @@ flags.DEFINE_bool('overwrite', False, 'Replace a report made with other '
                   'inputs, models or settings (its files and pair '
                   'quicklooks); without it such a report is refused.')
 flags.mark_flags_as_required(['out'])
-cli.check_range('pairs', 1)
 cli.check_range('max_target_cloud', 0, 100, 'a percentage')
 
 FLAGS = flags.FLAGS
