@@ -245,6 +245,7 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
   changed = (runconfig.check_resume(config, logdir, allow_config_change)
              if checkpoints.saved_paths(logdir) else [])
   state = TrainState(config, strategy)
+  logging.info(models.precision.describe(config))
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir, config)
   if state.step > config.max_train_steps:
