@@ -57,7 +57,10 @@ LAYOUT_TYPES = {'Transpose', 'Reshape', 'ConcatV2', 'Split', 'SplitV', 'Pad',
 CLASSES = (
     ('input', lambda name, kind: kind in ('IteratorGetNext',
                                           'MultiDeviceIteratorGetNextFromShard')),
-    ('discriminator', lambda name, kind: 'discriminator' in name),
+    # Convolutions are the discriminator's only (some of its gradient ops,
+    # made by a custom gradient, are outside its name scope).
+    ('discriminator', lambda name, kind: 'discriminator' in name
+     or kind.startswith('Conv2D')),
     ('ema', lambda name, kind: '/ema/' in name or name.startswith('ema/')
      or 'ema_update' in name),
     ('optimizer', lambda name, kind: 'rmsprop' in name.lower()
