@@ -25,23 +25,35 @@ Rates: `gflop_per_step` counts the matrix-product FLOPs of one model
 training step (forward, backward, update; the discriminator not counted) in
 XLA's optimized HLO at batch 1, times B (bench/hlo_flops.py); GFLOP/s and
 their fraction of the `tf.matmul` peak in the case's precision measured at
-the start of the same run (`matmul_peak`, one per precision), and the same
-per CPU second (moves less with a shared machine's load). `--devices 2`
+the start of each round of the same run (`matmul_peak`, one per precision
+per round), and the same per CPU second (moves less with a shared
+machine's load). `--devices 2`
 splits the CPU into two logical devices sharing the same cores: it shows the
 overhead of mirroring, not a speed-up.
+
+Side by side: `--trees` runs every case from each of several source trees
+(e.g. an older commit unpacked with `git archive <commit> | tar -x -C DIR`),
+and `--repeats` runs the whole list of cases that many times, alternating,
+with the matmul peak measured again before each round, so old and new code
+see the same load. Each result then also names its tree and round, and
+`summary` gives per case the median CPU seconds and seconds per step and
+the median fractions of peak.
 
 bench/train_step.py times one compiled step alone; this loop is what
 training runs, and the figure of record.
 """
 
 import argparse
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from utils import distribute  # pylint: disable=g-import-not-at-top
@@ -107,20 +119,48 @@ def child(args):
   print(json.dumps(result))
 
 
-def run_child(args, model, batch, devices, precision, jit_compile):
-  """Runs one case in a child process; its result, or why it failed."""
-  command = [sys.executable, os.path.abspath(__file__), '--child',
+def run_child(args, tree, model, batch, devices, precision, jit_compile):
+  """Runs one case in a child process from the source tree `tree`; its
+  result, or why it failed."""
+  command = [sys.executable, os.path.join(tree, 'bench', 'train_loop.py'),
+             '--child',
              '--models', model, '--batches_one', str(batch),
              '--devices_one', str(devices), '--steps', str(args.steps),
              '--variant', args.variant, '--precision_one', precision,
              '--jit_one', str(jit_compile)]
-  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  load = os.getloadavg()[0]
+  done = subprocess.run(command, capture_output=True, text=True, check=False,
+                        cwd=tree)
   if done.returncode:
     tail = (done.stderr.strip().splitlines() or ['(no output)'])[-1]
     why = ('killed by signal %d (out of memory?)' % -done.returncode
            if done.returncode < 0 else tail[:300])
     return {'failed': why}
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  result['load_average'] = [round(load, 2), round(os.getloadavg()[0], 2)]
+  return result
+
+
+def with_rates(result, steps, peak):
+  """`result` with seconds and CPU seconds per step and the rates of
+  `measure.rates` against `peak`."""
+  seconds, cpu = result.pop('seconds'), result.pop('cpu_seconds')
+  result['seconds_per_step'] = round(seconds / steps, 3)
+  result['cpu_seconds_per_step'] = round(cpu / steps, 3)
+  result.update(measure.rates(result['gflop_per_step'] * 1e9 * steps,
+                              seconds, cpu, peak))
+  return result
+
+
+def summary(results):
+  """Median per-step seconds, CPU seconds and fractions of peak of the
+  results that did not fail."""
+  good = [r for r in results if 'failed' not in r]
+  if not good:
+    return {'failed': len(results)}
+  return {key: round(statistics.median(r[key] for r in good), 3)
+          for key in ('seconds_per_step', 'cpu_seconds_per_step',
+                      'fraction_of_peak', 'fraction_of_peak_per_cpu_second')}
 
 
 def main(argv=None):
@@ -142,6 +182,11 @@ def main(argv=None):
   parser.add_argument('--jit_compile', default=None,
                       help='config.jit_compile values, comma-separated '
                       '(false,true); default the config\'s')
+  parser.add_argument('--trees', default=ROOT,
+                      help='source trees to run every case from, '
+                      'comma-separated (default this one)')
+  parser.add_argument('--repeats', type=int, default=1,
+                      help='rounds of all the cases, alternating')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   parser.add_argument('--batches_one', type=int, help=argparse.SUPPRESS)
   parser.add_argument('--devices_one', type=int, help=argparse.SUPPRESS)
@@ -150,35 +195,51 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.child:
     return child(args)
+  if args.repeats < 1 or args.steps < 1:
+    parser.error('--repeats and --steps must be at least 1')
+  trees = [os.path.abspath(tree) for tree in args.trees.split(',')]
+  missing = [tree for tree in trees if not os.path.isfile(
+      os.path.join(tree, 'bench', 'train_loop.py'))]
+  if missing:
+    parser.error(f'{", ".join(missing)} has no bench/train_loop.py')
   dtypes = args.dtypes.split(',')
   jit_modes = ([None] if args.jit_compile is None else
                [parse_bool(mode) for mode in args.jit_compile.split(',')])
   report = {'device': 'CPU', 'cpus': os.cpu_count(),
             'tensorflow': tf.__version__, 'variant': args.variant,
             'load_average': [round(os.getloadavg()[0], 2)],
-            'matmul_peak': {precision: measure.matmul_peak(dtype=precision)
-                            for precision in dtypes},
-            'flops_method': measure.FLOPS_METHOD}
+            'matmul_peak': [], 'flops_method': measure.FLOPS_METHOD}
+  cases = []
   for model in args.models.split(','):
     config = train_step.CONFIGS[model](args.variant)
     report[model] = {'hidden_size': config.model.hidden_size,
                      'use_discriminator': config.use_discriminator}
-    for batch in args.batches.split(','):
-      for devices in args.devices.split(','):
-        for precision in dtypes:
-          for jit_compile in jit_modes:
-            jit_compile = (config.jit_compile if jit_compile is None
-                           else jit_compile)
-            result = run_child(args, model, int(batch), int(devices),
-                               precision, jit_compile)
-            if 'failed' not in result:
-              result.update(measure.rates(
-                  result['gflop_per_step'] * 1e9 * args.steps,
-                  result.pop('seconds'), result.pop('cpu_seconds'),
-                  report['matmul_peak'][precision]))
-            mode = 'xla' if jit_compile else 'plain'
-            report[model][f'batch_{batch}_devices_{devices}_{precision}_'
-                          f'{mode}'] = result
+    for batch, devices, precision, jit_compile, tree in itertools.product(
+        args.batches.split(','), args.devices.split(','), dtypes, jit_modes,
+        trees):
+      jit_compile = config.jit_compile if jit_compile is None else jit_compile
+      name = (f'batch_{batch}_devices_{devices}_{precision}_'
+              f'{"xla" if jit_compile else "plain"}')
+      if len(trees) > 1:
+        name += f'_tree_{trees.index(tree)}'
+      cases.append((model, name, (tree, model, int(batch), int(devices),
+                                  precision, jit_compile)))
+  for round_index in range(args.repeats):
+    peaks = {precision: measure.matmul_peak(dtype=precision)
+             for precision in dtypes}
+    report['matmul_peak'].append(peaks)
+    for model, name, case in cases:
+      result = run_child(args, *case)
+      if 'failed' not in result:
+        with_rates(result, args.steps, peaks[case[4]])
+      if args.repeats == 1 and len(trees) == 1:
+        report[model][name] = result
+      else:
+        result.update(tree=case[0], round=round_index)
+        report[model].setdefault(name, []).append(result)
+  if args.repeats > 1 or len(trees) > 1:
+    report['summary'] = {f'{model} {name}': summary(report[model][name])
+                         for model, name, _ in cases}
   report['load_average'].append(round(os.getloadavg()[0], 2))
   print(json.dumps(report, indent=2))
 

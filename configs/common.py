@@ -107,10 +107,12 @@ def training_config(config, eval_num_examples, eval_batch_size):
   config.optimizer.type = 'rmsprop'
   config.optimizer.learning_rate = 3e-4
   # New: compute precision of the models (training, evaluation, sampling,
-  # predict.py): 'float32', or 'bfloat16' for bfloat16 activations and
-  # matrix products with float32 variables, logits and losses; checkpoints
-  # restore under either (models/precision.py). Slower on a CPU without
-  # bfloat16 instructions (README, Configs).
+  # predict.py): 'float32', 'bfloat16' for bfloat16 activations and matrix
+  # products with float32 variables, logits and losses, or 'auto': bfloat16
+  # on a GPU or a CPU with bfloat16 instructions, float32 elsewhere (where
+  # bfloat16 is slower); checkpoints restore under either
+  # (models/precision.py). The upstream configs and `:tiny` compute as the
+  # original, in float32; `:small` takes 'auto'.
   config.precision = 'float32'
   # New: compile the training step's forward and backward pass with XLA
   # (jit_compile=True) instead of a plain tf.function, which was faster on
@@ -328,6 +330,7 @@ def small(config, split, spec):
   # An averaging horizon of ~200 steps, short beside the run.
   config.polyak_decay = 0.995
   config.optimizer.learning_rate = 1e-3
+  config.precision = 'auto'
   if 'sample' in config:
     config.sample.batch_size = 8
     config.sample.num_outputs = 48

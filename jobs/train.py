@@ -156,11 +156,14 @@ def make_train_step(state):
   def step(inputs):
     model_vars = state.model.trainable_variables
     losses, grads, disc_grads = gradients(inputs)
-    state.optimizer.apply_gradients(zip(grads, model_vars))
+    with tf.name_scope('optimizer'):
+      state.optimizer.apply_gradients(zip(grads, model_vars))
     if disc_grads is not None:
-      disc_vars = state.discriminator.trainable_variables
-      state.disc_optimizer.apply_gradients(zip(disc_grads, disc_vars))
-    state.ema.apply(model_vars)
+      with tf.name_scope('discriminator_optimizer'):
+        disc_vars = state.discriminator.trainable_variables
+        state.disc_optimizer.apply_gradients(zip(disc_grads, disc_vars))
+    with tf.name_scope('ema'):
+      state.ema.apply(model_vars)
     return losses
 
   return step
@@ -245,6 +248,7 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
   changed = (runconfig.check_resume(config, logdir, allow_config_change)
              if checkpoints.saved_paths(logdir) else [])
   state = TrainState(config, strategy)
+  logging.info(models.precision.describe(config))
   how = checkpoints.restore_or_pretrain(state.checkpoint, state.weights_only,
                                         logdir, pretrain_dir, config)
   if state.step > config.max_train_steps:

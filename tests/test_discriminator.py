@@ -77,3 +77,18 @@ def test_checkpoint_round_trip(tmp_path):
   batch = [_images(1, 8, 0), _images(1, 8, 1), tf.constant([2])]
   np.testing.assert_array_equal(other(batch, training=False),
                                 disc(batch, training=False))
+
+
+@pytest.mark.parametrize('padding,size', [('same', 9), ('valid', 8)])
+def test_stride1_conv_gradients_equal_tensorflows(padding, size):
+  x = tf.random.stateless_normal([2, size, size, 3], [0, 0])
+  w = tf.random.stateless_normal([4, 4, 3, 5], [0, 1])
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch([x, w])
+    ours = discriminator._stride1_conv(x, w, padding)  # pylint: disable=protected-access
+    theirs = tf.nn.conv2d(x, w, 1, padding.upper())
+    losses = [tf.reduce_sum(y * tf.sin(y)) for y in (ours, theirs)]
+  np.testing.assert_array_equal(ours, theirs)
+  for a, b in zip(tape.gradient(losses[0], [x, w]),
+                  tape.gradient(losses[1], [x, w])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())

@@ -11,6 +11,7 @@ from jobs import checkpoints
 from jobs import train
 from models import base
 from models import precision
+from utils import cpu_flags
 from utils import distribute
 
 PRECISIONS = ('float32', 'bfloat16')
@@ -179,3 +180,77 @@ def test_a_config_without_the_key_is_float32(tiny_config):
   del recorded['precision']
   assert precision.of(recorded) == 'float32'
   precision.check(recorded)
+
+
+# The first lines of /proc/cpuinfo on two x86 CPUs (flags shortened) and an
+# ARM one.
+CPUINFO_AVX2 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC
+flags\t\t: fpu sse2 avx fma avx2
+"""
+CPUINFO_BF16 = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8481C
+flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile
+"""
+CPUINFO_ARM = """processor\t: 0
+Features\t: fp asimd sve bf16
+"""
+
+
+def test_cpu_flags_parsing():
+  assert cpu_flags.parse(CPUINFO_AVX2) == {'fpu', 'sse2', 'avx', 'fma', 'avx2'}
+  assert cpu_flags.bf16_compute(cpu_flags.parse(CPUINFO_AVX2)) == []
+  assert cpu_flags.bf16_compute(cpu_flags.parse(CPUINFO_BF16)) == [
+      'amx_bf16', 'avx512_bf16']
+  assert 'bf16' in cpu_flags.parse(CPUINFO_ARM)
+  assert cpu_flags.parse('processor\t: 0\n') == set()
+  assert cpu_flags.bf16_compute(None) == []
+
+
+def test_cpu_flags_read(tmp_path):
+  path = tmp_path / 'cpuinfo'
+  path.write_text(CPUINFO_BF16 + '\n' + CPUINFO_AVX2)
+  assert 'avx512_bf16' in cpu_flags.read(str(path))  # the first processor
+  assert cpu_flags.read(str(tmp_path / 'missing')) is None
+
+
+@pytest.mark.parametrize('has_gpu, cpuinfo, expected', [
+    (False, CPUINFO_AVX2, 'float32'),
+    (False, CPUINFO_BF16, 'bfloat16'),
+    (False, None, 'float32'),
+    (True, CPUINFO_AVX2, 'bfloat16'),
+])
+def test_auto_is_bfloat16_only_where_the_hardware_computes_it(
+    has_gpu, cpuinfo, expected):
+  flags = None if cpuinfo is None else cpu_flags.parse(cpuinfo)
+  chosen, why = precision.choose_auto(has_gpu, flags)
+  assert chosen == expected
+  assert why and '\n' not in why
+
+
+def test_auto_log_line_on_this_machine(tiny_config, monkeypatch):
+  config = config_of(tiny_config, 'upsampler', 'auto')
+  monkeypatch.setattr(cpu_flags, 'read',
+                      lambda: cpu_flags.parse(CPUINFO_AVX2))
+  monkeypatch.setattr(tf.config, 'list_physical_devices', lambda kind: [])
+  line = precision.describe(config)
+  assert line == ('Compute precision: float32 (config.precision=auto: the '
+                  'CPU has no bfloat16 instructions (none of avx512_bf16, '
+                  'amx_bf16)).')
+  assert float_policies(models.build(config)) == {'float32'}
+  monkeypatch.setattr(cpu_flags, 'read',
+                      lambda: cpu_flags.parse(CPUINFO_BF16))
+  assert precision.describe(config) == (
+      'Compute precision: bfloat16 (config.precision=auto: the CPU has '
+      'amx_bf16, avx512_bf16).')
+  assert 'mixed_bfloat16' in float_policies(models.build(config))
+
+
+def test_small_defaults_to_auto_and_the_others_to_float32():
+  from configs import cloudtran_core_train  # pylint: disable=g-import-not-at-top
+  from configs import upsampler_train  # pylint: disable=g-import-not-at-top
+  for module in (cloudtran_core_train, upsampler_train):
+    assert module.get_config('small').precision == 'auto'
+    assert module.get_config('tiny').precision == 'float32'
+    assert module.get_config('').precision == 'float32'
