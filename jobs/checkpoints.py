@@ -4,7 +4,8 @@ A training checkpoint holds the model, its EMA, the optimizer and, with
 `use_discriminator`, the discriminator and its optimizer. Files are named
 `model-<step>` in the logdir. TensorFlow writes the data files first and the
 `checkpoint` index last, so a run killed mid-save leaves the previous
-checkpoint as the newest readable one.
+checkpoint as the newest readable one, and a `model-<step>_temp` folder that
+the next training start removes.
 
 A checkpoint that cannot be read (truncated or missing files) is moved to
 `<logdir>/corrupt/` with a warning and the one before it is restored; a
@@ -340,6 +341,18 @@ def restore_averaged_model(config, logdir, checkpoint=None):
   averaged = AveragedModel(config)
   averaged.restore(checkpoint or newest_checkpoint(logdir))
   return averaged.model
+
+
+def remove_stale_temp(strategy, logdir):
+  """Removes the `model-<step>_temp` folders of saves killed midway from
+  where this worker writes (the logdir on the chief, its scratch dir on
+  another worker). Call it while this worker alone saves there."""
+  directory = distribute.worker_dir(strategy, logdir)
+  pattern = os.path.join(glob.escape(directory), f'{CHECKPOINT_NAME}-*_temp')
+  for path in sorted(glob.glob(pattern)):
+    shutil.rmtree(path)
+    logging.info('Removed %s, left by a checkpoint save that did not finish.',
+                 path)
 
 
 def remove_worker_scratch(strategy, logdir):
