@@ -30,6 +30,8 @@ OPTIMIZERS = {
 # Longest stretch of training (seconds) between two looks at the checkpoint
 # clock and at a stop signal; a slower step is one stretch.
 CHUNK_SECS = 1.0
+# The training summaries' folder in the logdir.
+SUMMARIES = 'train_summaries'
 
 
 def build_optimizer(optimizer_config):
@@ -264,13 +266,14 @@ def _train(config, logdir, strategy, chosen, pretrain_dir,
         'or use another --logdir')
   iterator = iter(train_dataset(config, strategy, chosen, state.step))
   if chief:
-    runconfig.write(config, logdir, state.step, changed)
+    with checkpoints.writing(runconfig.path_in(logdir), logdir):
+      runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
   if config.disc_chkpt_dir and how != 'resumed':
     load_discriminator(state, config.disc_chkpt_dir)
-  writer = (tf.summary.create_file_writer(os.path.join(logdir,
-                                                       'train_summaries'))
-            if chief else tf.summary.create_noop_writer())
+  with _writing_summaries(logdir):
+    writer = (tf.summary.create_file_writer(os.path.join(logdir, SUMMARIES))
+              if chief else tf.summary.create_noop_writer())
   with stop.requests() as request:
     if state.step == 0:  # As upstream: a checkpoint of the starting weights.
       _save(manager, 0, request)
@@ -278,9 +281,16 @@ def _train(config, logdir, strategy, chosen, pretrain_dir,
                  config.max_train_steps, how)
     _loop(state, logdir, manager, iterator, make_train_loop(state), writer,
           steps_per_summaries, request)
+  with _writing_summaries(logdir):
+    writer.flush()
   checkpoints.remove_worker_scratch(strategy, logdir)
-  writer.flush()
   return state
+
+
+def _writing_summaries(logdir):
+  """Turns a failed write of the training summaries into one line."""
+  summaries = os.path.join(logdir, SUMMARIES)
+  return checkpoints.writing(f'the summaries in {summaries}', logdir)
 
 
 def _save(manager, step, request):
@@ -375,12 +385,14 @@ def _loop(state, logdir, manager, iterator, loop, writer,
         _save(manager, state.step, request)
         last_save = time.monotonic()
     if interval.steps:
-      _summarize(state, interval, writer, tracker)
+      with _writing_summaries(logdir):
+        _summarize(state, interval, writer, tracker)
   newest = manager.latest_checkpoint
   if newest is None or checkpoints.step_of(newest) != state.step:
     newest = _save(manager, state.step, request)
   if request.signal:
-    writer.flush()
+    with _writing_summaries(logdir):
+      writer.flush()
     name = os.path.basename(newest)
     logging.info('saved %s on %s', name, request.name)
     request.stop(f'stopped on {request.name} at step {state.step}: {newest} '

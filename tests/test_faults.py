@@ -815,6 +815,41 @@ def test_a_full_disk_names_the_checkpoint_and_leaves_no_part(
   assert not glob.glob(os.path.join(logdir, 'model-0*'))
 
 
+@pytest.mark.parametrize('error, advice', [
+    (tf.errors.ResourceExhaustedError(None, None, (
+        '{{function_node __wrapped__WriteSummary_device_/job:localhost}} '
+        '/r/train_summaries/events.out; No space left on device\n\tFailed to '
+        'flush 11 events')), 'free space in /r'),
+    (tf.errors.PermissionDeniedError(None, None, (
+        '/r/train_summaries/events.out; Permission denied')),
+     'make /r writable for this user'),
+    (OSError(30, 'Read-only file system'), 'make /r writable for this user'),
+    (OSError(5, 'Input/output error'), 'check that /r can be written'),
+])
+def test_a_failed_write_names_the_path_and_the_fix(error, advice):
+  """Before: TensorFlow's message, `{{function_node ...}}` first, or
+  `[Errno 28] No space left on device` with no path, and no advice."""
+  message = str(checkpoints.write_error(error, 'the summaries in '
+                                        '/r/train_summaries', '/r'))
+  assert message.startswith('Cannot write the summaries in '
+                            '/r/train_summaries (')
+  assert message.endswith(f' — {advice} and run again') or (
+      f' — {advice} (or give another directory) and run again' in message)
+  assert '{{' not in message and '\n' not in message
+
+
+def test_a_full_disk_at_the_lock_names_the_lock_file(tmp_path, monkeypatch):
+  def no_space(*_):
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(runlock.json, 'dump', no_space)
+  with pytest.raises(OSError) as raised:
+    runlock.acquire(str(tmp_path), 'train')
+  lock = str(tmp_path / 'train.lock')
+  assert raised.value.filename == lock and not os.path.exists(lock)
+  assert cli._error_line(raised.value) == (
+      f'No space left on device: {lock} — free space on its disk', 2)
+
+
 def test_eval_of_a_logdir_without_a_run_says_so(synthetic_data, tmp_path):
   config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
   typo = str(tmp_path / 'typo')

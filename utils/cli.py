@@ -43,6 +43,7 @@ from ml_collections import config_dict
 from ml_collections import config_flags
 
 from utils import stop
+from utils.errors import NO_SPACE
 
 FLAGS = flags.FLAGS
 # Flags defined through this module belong to the command calling it, so its
@@ -236,8 +237,9 @@ def _error_line(error):
   if tf_error is not None and isinstance(error, tf_error.OpError):
     return _one_line(error.message.splitlines()[0]), USAGE_EXIT
   if isinstance(error, OSError) and error.filename and error.strerror:
-    return (f'{error.strerror}: {error.filename} — check the path and its '
-            'permissions'), USAGE_EXIT
+    advice = ('free space on its disk' if error.errno in NO_SPACE
+              else 'check the path and its permissions')
+    return f'{error.strerror}: {error.filename} — {advice}', USAGE_EXIT
   if isinstance(error, INPUT_ERRORS):
     return _one_line(error), USAGE_EXIT
   return (f'{type(error).__name__}: {_one_line(error)} — this looks like a '

@@ -52,8 +52,12 @@ def _create(path, holder):
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     return False
-  with os.fdopen(fd, 'w') as f:
-    json.dump(holder, f)
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(holder, f)
+  except OSError as e:                     # a full disk: name the file
+    os.remove(path)
+    raise OSError(e.errno, e.strerror, path) from e
   return True
 
 
