@@ -27,7 +27,7 @@ UP_TEST := configs/upsampler_test.py:tiny
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
 	demo-evaluate demo-sheets demo-geotiff reproduce-small small-data \
 	small-train-core small-train-upsampler small-sample small-evaluate \
-	small-sheets small-curve small-geotiff clean-small demo-selfcheck
+	small-sheets small-curve small-geotiff clean-small demo-selfcheck small-classical
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -112,12 +112,10 @@ demo-sheets: $(VENV)/installed
 demo-geotiff: $(VENV)/installed
 	$(PY) -m tools.synthetic_geotiff $(GEO)/scene --width 600 --height 520 \
 	  --dates 6 --seed 0
-	rm -rf $(GEO)/clear.tif $(GEO)/clear_fill.tif $(GEO)/clear.png \
-	  $(GEO)/clear.tif.work
 	$(PY) predict.py --core_config $(CORE_TEST) --upsampler_config $(UP_TEST) \
 	  --core_logdir $(CORE) --upsampler_logdir $(UP) \
 	  --inputs '$(GEO)/scene/images/*.tif' --scl '$(GEO)/scene/scl/*.tif' \
-	  --overlap 8 --batch_size 8 --out $(GEO)/clear.tif
+	  --overlap 8 --batch_size 8 --overwrite --out $(GEO)/clear.tif
 
 # How well the demo's models fill the demo scene (after demo-geotiff).
 demo-selfcheck: $(VENV)/installed
@@ -141,7 +139,7 @@ clean:
 	rm -rf $(DEMO)
 
 # ---------------------------------------------------------------------------
-# make reproduce-small: the results recipe (README, "Results recipe"). The
+# make reproduce-small: the results recipe (docs/reproduce_small.md). The
 # benchmark dataset, the :small core and upsampler, samples of the valid
 # split (every choice) and of the holdout split (the final table), results
 # tables, contact sheets and learning curves, under runs/small/. Each stage
@@ -157,7 +155,10 @@ SMALL_CORE := $(SMALL)/core
 SMALL_UP := $(SMALL)/upsampler
 DONE := $(SMALL)/.done
 SMALL_SEED ?= 1
-# Extra tools.benchmark arguments, e.g. "--train 24 --valid 8 --holdout 8".
+# Version of the dataset (docs/benchmark_v2.md); 1 is the one of the results
+# published before version 2 (docs/small_results.md).
+SMALL_BENCH_VERSION ?= 2
+# Extra tools.recipe_dataset arguments, e.g. "--train 24 --valid 8 --holdout 8".
 BENCH_ARGS ?=
 SMALL_CORE_STEPS ?= 2000
 SMALL_UP_STEPS ?= 2000
@@ -217,7 +218,8 @@ small-curve: $(DONE)/curve-$(U_TAG)
 $(DONE)/data: | $(VENV)/installed
 	$(call stage,1/9 benchmark dataset)
 	rm -rf $(SMALL_DATA)
-	$(PY) -m tools.benchmark $(SMALL_DATA) --seed $(SMALL_SEED) $(BENCH_ARGS)
+	$(PY) -m tools.recipe_dataset $(SMALL_DATA) --seed $(SMALL_SEED) \
+	  --version $(SMALL_BENCH_VERSION) $(BENCH_ARGS)
 	$(call staged,data)
 
 $(DONE)/train-core-$(C_TAG): $(DONE)/data
@@ -293,6 +295,14 @@ small-geotiff: $(VENV)/installed
 	  --inputs '$(SMALL_GEO)/scene/images/*.tif' \
 	  --scl '$(SMALL_GEO)/scene/scl/*.tif' --overlap 8 --draws 8 \
 	  --out $(SMALL_GEO)/clear.tif
+
+# The classical fills alone (evaluate.py without samples) on both held-out
+# splits of the recipe's dataset: no model needed.
+small-classical: $(DONE)/data
+	$(foreach split,valid holdout,$(PY) evaluate.py --config $(S_CORE_TEST) \
+	  $(DATA_$(split)) --subset=valid --split_name="$(split) split" \
+	  --out $(SMALL)/eval_classical_$(split) &&) true
+	cat $(SMALL)/eval_classical_holdout/results.md
 
 clean-small:
 	rm -rf $(SMALL)

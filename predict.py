@@ -33,12 +33,28 @@ target pixels are kept bit for bit unless --replace_all. `--shard i/n` does
 every n-th tile (for n machines sharing the output directory); the last
 shard to finish, or `--merge`, writes the output. A killed run started again
 resumes from `<out>.work/`.
+
+--method names a classical fill instead of the models (no model flags,
+seconds for a scene; `jobs.classical`): mosaic, least_cloudy,
+corrected_least_cloudy, corrected_mosaic or local_corrected_mosaic, on the
+target and every date before it, with the same outputs (the fill map's 1
+and 2 then mean filled by the method, with or without a clear date).
+
+The output's STAC Item keeps the record of what made it: the inputs (sizes
+and modification times, or STAC Item ids), the models, and the flags that
+change its bytes (`jobs.records`). Run again with the same record, a
+finished output is complete (nothing is done), an unfinished one resumes
+and one that lost a file is written again; any other record is refused,
+naming what differs, unless --overwrite, which replaces the output with
+all its companion files (spread, fill map, quicklooks, STAC Item, work
+directory).
 """
 
 import os
 
 from absl import flags
 
+from jobs import classical
 from jobs import predict
 from jobs import predict_draws
 from jobs import predictor_flags
@@ -65,6 +81,14 @@ flags.DEFINE_integer('draws', 1, '1: the core\'s argmax. K > 1: the median '
                      'spread in <stem>_spread.tif; a model call is then one '
                      'tile\'s K draws.')
 flags.DEFINE_integer('seed', 0, 'Seed of the draws (with the tile index).')
+flags.DEFINE_enum('method', 'model', ['model', *classical.METHODS],
+                  'model: the core and upsampler (--core_logdir, '
+                  '--upsampler_logdir). Else a classical fill, no model: '
+                  'the mosaic, the least cloudy date, or those corrected to '
+                  "the target's light (`jobs.classical`).")
+flags.DEFINE_bool('overwrite', False, 'Replace an output made with other '
+                  'inputs, models or settings, with all its companion files; '
+                  'without it such an output is refused.')
 flags.mark_flags_as_required(['out'])
 
 FLAGS = flags.FLAGS
@@ -80,21 +104,30 @@ def parse_shard(text):
 
 
 def main(_):
-  core_config, up_config = predictor_flags.configs(FLAGS)
-  predict_draws.check_sampler(FLAGS.draws, FLAGS.only_parallel)
-  tile_size = up_config.resolution[0]
+  modelled = FLAGS.method == 'model'
+  if predictor_flags.given(FLAGS) != modelled:
+    raise DataError(
+        '--method=model needs --core_logdir and --upsampler_logdir — give '
+        'them, or a classical --method (e.g. corrected_mosaic)' if modelled
+        else f'--method={FLAGS.method} uses no model — drop the model flags '
+        '(--core_logdir, --upsampler_logdir, ...).')
+  tile_size = timeline = predictor = identity = None
+  if modelled:
+    core_config, up_config = predictor_flags.configs(FLAGS)
+    predict_draws.check_sampler(FLAGS.draws, FLAGS.only_parallel)
+    tile_size, timeline = up_config.resolution[0], core_config.timeline
   options = predict.Options(
-      tile_size=tile_size, timeline=core_config.timeline,
-      overlap=predictor_flags.overlap(FLAGS, tile_size),
+      tile_size=tile_size, timeline=timeline, overlap=FLAGS.overlap,
       batch_size=FLAGS.batch_size,
       shard=parse_shard(FLAGS.shard), merge=FLAGS.merge,
       replace_all=FLAGS.replace_all,
       output_reflectance=FLAGS.output_reflectance,
       allow_unobserved=FLAGS.allow_unobserved, draws=FLAGS.draws,
-      seed=FLAGS.seed)
+      seed=FLAGS.seed, method=FLAGS.method, overwrite=FLAGS.overwrite)
   out = os.path.abspath(FLAGS.out)
-  # The checkpoints are checked against the configs before the inputs.
-  predictor, identity = predictor_flags.load(FLAGS, core_config, up_config)
+  if modelled:
+    # The checkpoints are checked against the configs before the inputs.
+    predictor, identity = predictor_flags.load(FLAGS, core_config, up_config)
   with reader_flags.open_series(FLAGS, 'target') as series:
     predict.predict(series, predictor, out, options, identity)
 

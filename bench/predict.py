@@ -108,12 +108,13 @@ class Timed:
 def child(args):
   """One prediction in this process; prints its figures as JSON."""
   from jobs import predict  # pylint: disable=g-import-not-at-top
+  from jobs import predict_models  # pylint: disable=g-import-not-at-top
   from rasters import geotiff  # pylint: disable=g-import-not-at-top
   from rasters import reader  # pylint: disable=g-import-not-at-top
   from rasters import tiling  # pylint: disable=g-import-not-at-top
   core_config, up_config = configs(args.models)
   start = time.perf_counter()
-  predictor, identity = predict.load_predictor(
+  predictor, identity = predict_models.load_predictor(
       core_config, args.core_logdir, up_config, args.upsampler_logdir,
       args.only_parallel)
   load_seconds = time.perf_counter() - start

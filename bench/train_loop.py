@@ -31,7 +31,7 @@ splits the CPU into two logical devices sharing the same cores: it shows the
 overhead of mirroring, not a speed-up.
 
 bench/train_step.py times one compiled step alone; this loop is what
-training runs, and the figure README quotes.
+training runs, and the figure of record.
 """
 
 import argparse

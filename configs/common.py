@@ -21,7 +21,7 @@ from ml_collections import config_dict
 
 # Where the synthetic demo dataset is written by `make demo-data`.
 DEMO_DATA = './runs/demo/data'
-# Where `make reproduce-small` writes its benchmark dataset (tools.benchmark).
+# Where `make reproduce-small` writes its dataset (tools.recipe_dataset).
 SMALL_DATA = './runs/small/data'
 
 
@@ -313,8 +313,8 @@ def small(config, split, spec):
   at 32 px (D=64), the upsampler 32 -> 64 px (D=128); upstream depth and
   heads.
 
-  Sizes and steps were chosen by measured steps/s on a 2-core CPU (README,
-  "Results recipe").
+  Sizes and steps were chosen by measured steps/s on a 2-core CPU
+  (docs/reproduce_small.md).
   """
   config.resolution = (64, 64)
   use_dataset(config, SMALL_DATA, split)

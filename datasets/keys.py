@@ -1,9 +1,10 @@
-"""Names of the cubes in the pipeline's example dicts (SPEC §1.3).
+"""Names of the cubes in the pipeline's example dicts.
 
 Every cube (`targets`, `image`, `mask`, `targets_slice`) is at full resolution
 under its own name; with `config.downsample` it also comes at `h =
 config.downsample_res` (`downsampled`) and brought back to full resolution
-(`up_back`). Build those names here, never by hand.
+(`up_back`). Build those names here, never by hand. What the cubes hold:
+docs/design.md, Cubes and the value 40.
 """
 
 

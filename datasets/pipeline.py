@@ -1,4 +1,4 @@
-"""`get_dataset`: the tf.data input pipeline of SPEC §1.3.
+"""`get_dataset`: the tf.data input pipeline (docs/design.md, Data).
 
 Start-up (Python, once): list and check the split, apply the keep/drop rules
 (`selection.select`). Hot path (tf.data, parallel): read and decode the
@@ -246,7 +246,10 @@ class Loader:
     return out
 
   def preprocess(self, example):
-    """Crop, resize, mask and downsample one loaded example (SPEC §1.3)."""
+    """Crop, resize, mask and downsample one loaded example.
+
+    The slots: docs/design.md, Slots.
+    """
     config = self.config
     n_channels, size = config.n_channels, config.resolution[0]
     seeds = self.seeds(example['seed']) if self.train else None

@@ -1,4 +1,4 @@
-"""Which tiles of a split make examples (SPEC §1.2-1.3 keep/drop rules).
+"""Which tiles of a split make examples (docs/design.md, Keep and drop rules).
 
 Rules, applied in this order and logged with the number of tiles each drops:
   1. reference category: a subset with `clear_reference` (train, eval_train,

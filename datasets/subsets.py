@@ -1,4 +1,6 @@
-"""The subsets of a dataset, in one table (SPEC §1.2-1.3).
+"""The subsets of a dataset, in one table.
+
+What each subset means: docs/design.md, Subsets and reference dates.
 
 Every part of the project that names a subset reads it here: the pipeline
 (`get_dataset(config, batch_size, subset)`), the reference index and keep

@@ -1,4 +1,4 @@
-"""Generated images as TFRecords (SPEC §5).
+"""Generated images as TFRecords (docs/design.md, Outputs).
 
 One `tf.train.Example` per image, feature `image` = int64 list of the
 flattened (h, w, C) values and `label` = [0], the one value upstream writes

@@ -1,4 +1,6 @@
-"""Graph-safe transforms of one example (SPEC §1.3), used inside tf.data.map.
+"""Graph-safe transforms of one example, used inside tf.data.map.
+
+What an example is: docs/design.md, Data.
 
 Cubes are (H, W, T·K): the K values of slot 0 first, then slot 1, and so on.
 Masks are 1 = clear, 0 = cloud.
@@ -81,7 +83,7 @@ def to_slots(dates):
 
 
 def brighten(cube, seed):
-  """The augmentation of SPEC §1.3 on a (H, W, N) uint8 cube, one draw.
+  """The training augmentation on a (H, W, N) uint8 cube, one draw.
 
   Contrast x1.5 (around each channel's mean) with probability 0.5, then
   values x3 with probability 0.7, clipped to 0..255 and rounded.

@@ -1,2 +1,3 @@
-"""How good an output is: metrics (per image and per set), baselines (from
-an example's inputs alone) and results (the tables evaluate.py writes)."""
+"""How good an output is: scores per image and per set, the classical fills
+made from an example's inputs alone, the calibration of K draws, and the
+tables evaluate.py writes."""

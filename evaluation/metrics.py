@@ -1,10 +1,12 @@
-"""Image-quality and distribution metrics (SPEC §6, issue 22).
+"""Image-quality and distribution metrics (docs/design.md, Metrics).
 
 The cloud-removal protocol (SEN12MS-CR-TS, UnCRtainTS, DSen2-CR, AllClear):
 values scaled to [0, 1] (`to_unit`: 8-bit values / 255, Sentinel-2 digital
 numbers / 10000), per image RMSE, MAE, PSNR (data range 1), SSIM (Gaussian
 window) and SAM (degrees), each over a pixel mask: all pixels, the cloudy
-ones of the target (reconstructed) or the clear ones (`SPLITS`).
+ones of the target (reconstructed) or the clear ones (`SPLITS`), leaving out
+the pixels the truth itself has no value for; and per set the pooled PSNR
+(`pooled_psnr01`: from the MSE over every pixel of the set).
 Upstream's metrics, kept: PSNR, SSIM and MSE per whole image on uint8-valued
 images, max value 255; per set FID and KID from `(N, d)` activations with
 TF-GAN's formulas, and the Inception-v3 pool features they are usually
@@ -275,20 +277,50 @@ COLUMNS = tuple(
     [Column(name, ALL, name, UPSTREAM_HEADERS[name]) for name in PER_IMAGE])
 
 
-def split_masks(target_clear):
+def split_masks(target_clear, truth_clear=None):
   """{split: (N, H, W) bool, true = pixel in the split} of a target's
-  clear-mask (N, H, W) or (H, W), 1 = clear (SPEC §1.3)."""
+  clear-mask (N, H, W) or (H, W), 1 = clear (docs/design.md, Slots).
+
+  `truth_clear`, the truth's own clear-mask (slot 0 of the mask cube, same
+  shape), leaves its cloudy pixels out of every split: they have no truth.
+  """
   clear = np.asarray(target_clear) > 0
-  return {ALL: np.ones_like(clear), CLOUDY: ~clear, CLEAR: clear}
+  known = (np.ones_like(clear) if truth_clear is None
+           else np.asarray(truth_clear) > 0)
+  return {ALL: known, CLOUDY: ~clear & known, CLEAR: clear & known}
 
 
-def score(outputs, truth, target_clear):
+def pooled_psnr01(a, b, mask=None):
+  """PSNR in dB of a whole set on [0, 1] values: 10·log10(1 / MSE), the MSE
+  pooled over every masked pixel (all channels) of every image, capped at
+  PSNR_CAP_DB; NaN where the mask selects no pixel. Unlike the mean of
+  `psnr01` over images, an image counts by its pixels, and its large errors
+  are not softened by the logarithm first.
+
+  Args:
+    a, b: (N, H, W, C) or (H, W, C) arrays of [0, 1] values.
+    mask: as for `rmse`.
+
+  Returns:
+    A float.
+  """
+  x, y, m = _as_masked_batch(a, b, mask)
+  if not m.any():
+    return float('nan')
+  error = np.mean((x - y) ** 2, axis=-1)[m].mean()
+  return float(10. * np.log10(1. / max(error, 10. ** (-PSNR_CAP_DB / 10.))))
+
+
+def score(outputs, truth, target_clear, truth_clear=None):
   """The metric table of 8-bit outputs against their truth.
 
   Args:
     outputs, truth: (N, H, W, C) or (H, W, C) arrays of values 0..255.
     target_clear: (N, H, W) or (H, W) clear-mask of the target date (the
       cloudy input), 1 = clear: it splits the pixels.
+    truth_clear: None, or the truth's own clear-mask (as `target_clear`):
+      its cloudy pixels are in no split (`split_masks`). Upstream's 8-bit
+      scores are whole-image ones and keep them.
 
   Returns:
     {column key: (N,) float64} for every column of COLUMNS, in order: the
@@ -296,8 +328,8 @@ def score(outputs, truth, target_clear):
     pixel in the split), then upstream's on the 8-bit values.
   """
   x, y = (to_unit(v) for v in _as_batch(outputs, truth))
-  masks = {split: _as_masked_batch(x, y, mask)[2]
-           for split, mask in split_masks(target_clear).items()}
+  masks = {split: _as_masked_batch(x, y, mask)[2] for split, mask in
+           split_masks(target_clear, truth_clear).items()}
   # The SSIM map once per image, averaged over each split's pixels.
   maps = _ssim_maps(x, y, np.ones(len(x), bool))
   table = {}

@@ -1,5 +1,4 @@
-"""Results tables: generated outputs and baselines against the truth (issues
-6, 22).
+"""Results tables: generated outputs and baselines against the truth.
 
 `evaluate(config, subset, samples, out_dir)` is what `evaluate.py` calls:
 1. read each method's `*.tfrecords` (written by `sample.py`); the record
@@ -11,18 +10,20 @@
    `skip_batches · sample.batch_size`);
 2. take the truth from the data pipeline: slot 0 of the `targets` cube at
    each resolution present (`targets_{h}` or `targets`) — the `_gt` image
-   that `sample.py` and upstream score against —, the target's clear-mask
-   (slot T-1 of `mask`) that splits the pixels into cloudy and clear, and
-   three baselines from the model's inputs at that resolution: *cloudy
-   input* (slot T-1 of `targets`), *least cloudy* (`baselines.least_cloudy`)
-   and *mosaic* (`baselines.mosaic`); every method is also scored as a
+   that `sample.py` and upstream score against — and its own clear-mask
+   (slot 0 of `mask`: its cloudy pixels have no truth and are scored in no
+   pixel split), the target's clear-mask (slot T-1 of `mask`) that splits
+   the pixels into cloudy and clear, and the baselines (`baselines.FILLS`)
+   from the model's inputs at that resolution; every method is also scored as a
    *composite* (`baselines.composite`: its output where the target is
    cloudy, the target's pixels where clear);
 3. score every output with `metrics.score` (the protocol's metrics per pixel
    split, upstream's 8-bit PSNR, SSIM and MSE) and average per method with
-   `metrics.average`, and every set (FID, KID on Inception-v3 features), over
-   all outputs and per coverage bin of the target date (the pipeline's
-   `coverage`: cloud % of slot T-1's mask);
+   `metrics.average`, and every set (pooled PSNR; FID, KID on Inception-v3
+   features), over all outputs and per coverage bin of the target date (the
+   pipeline's `coverage`: cloud % of slot T-1's mask); name the *best
+   classical* baseline per resolution (`best_classical`) and give every
+   row's PSNR difference to it;
    A method sampled with K > 1 draws per input is scored by their
    per-pixel median, and `calibration.py` reports the draws' coverage and
    spread on the cloudy pixels;
@@ -31,8 +32,11 @@
    tables) and `results.json` (the rows, the config, and the checkpoints and
    sample directories scored).
 
+Without samples, the baselines alone are scored at every resolution the
+config provides (the benchmark without models).
+
 Only the valid and train subsets have a truth: the test subset's reference
-date is the cloudy image to restore (SPEC §1.2).
+date is the cloudy image to restore.
 """
 
 import collections
@@ -54,16 +58,25 @@ from evaluation import baselines
 from evaluation import calibration
 from evaluation import metrics
 
-BASELINES = ('cloudy input', 'least cloudy', 'mosaic')
+BASELINES = tuple(baselines.FILLS)
 # A method's composite is named `<method>` + COMPOSITE.
 COMPOSITE = ' [composite]'
-# The protocol's columns (on [0, 1] values, per pixel split), then
-# upstream's (8-bit values, whole images): headers with scale and unit.
-PROTOCOL_SCORES = tuple(m.header for m in metrics.PROTOCOL.values())
+PSNR = metrics.PROTOCOL['psnr01'].header
+POOLED_PSNR = 'PSNR pooled [dB, range 1]'
+DELTA_PSNR = 'Δ PSNR vs best classical [dB]'
+BEST = 'best classical'
+# The protocol's columns (on [0, 1] values, per pixel split; PSNR per output
+# then its difference to the best classical row's and the set's pooled
+# PSNR), then upstream's (8-bit values, whole images): headers with scale
+# and unit.
+_HEADERS = [m.header for m in metrics.PROTOCOL.values()]
+PROTOCOL_SCORES = tuple(_HEADERS[:_HEADERS.index(PSNR) + 1] +
+                        [DELTA_PSNR, POOLED_PSNR] +
+                        _HEADERS[_HEADERS.index(PSNR) + 1:])
 UPSTREAM_SCORES = tuple(metrics.UPSTREAM_HEADERS[name]
                         for name in metrics.PER_IMAGE) + ('FID', 'KID')
 COLUMNS = ('method', 'resolution', 'pixels', 'coverage', 'n',
-           *PROTOCOL_SCORES, *UPSTREAM_SCORES)
+           *PROTOCOL_SCORES, *UPSTREAM_SCORES, BEST)
 ALL = 'all'
 MISSING = 'n/a'
 # Examples per batch of the data pipeline while gathering (order-neutral).
@@ -211,19 +224,20 @@ def resolutions(config):
   return sides
 
 
-def gather(config, subset, sides, skip, count):
-  """Truth, target masks, baselines, tiles and coverage of outputs
-  skip..skip+count-1.
+def gather(config, subset, sides, skip, count=None):
+  """Truth, masks, baselines, tiles and coverage of outputs
+  skip..skip+count-1 (count None: every output after `skip`).
 
   Returns:
     {'tile': (N,), 'coverage': (N,), side: {'truth', *BASELINES: (N, s, s,
-    C) uint8, 'clear': (N, s, s) the target's clear-mask, 1 = clear}} for
-    each side of `sides`.
+    C) uint8, 'clear': (N, s, s) the target's clear-mask, 'known': (N, s, s)
+    the truth's own clear-mask, 1 = clear}} for each side of `sides`.
   """
   c = config.n_channels
   ds = pipeline.get_dataset(config, PIPELINE_BATCH,
                             subsets.EVALUATED[subset].name)
-  ds = ds.unbatch().skip(skip).take(count).batch(PIPELINE_BATCH)
+  ds = ds.unbatch().skip(skip).take(-1 if count is None else count).batch(
+      PIPELINE_BATCH)
   parts = collections.defaultdict(list)
   for batch in ds.as_numpy_iterator():
     parts['tile'].append(batch['tile'])
@@ -232,28 +246,29 @@ def gather(config, subset, sides, skip, count):
       targets = batch[keys.at_side('targets', side, config)]
       mask = batch[keys.at_side('mask', side, config)]
       parts[side, 'truth'].append(targets[..., :c])
+      parts[side, 'known'].append(mask[..., 0])
       parts[side, 'clear'].append(mask[..., -1])
-      parts[side, 'cloudy input'].append(baselines.cloudy_input(targets, c))
-      parts[side, 'least cloudy'].append(
-          baselines.least_cloudy(targets, mask, c))
-      parts[side, 'mosaic'].append(baselines.mosaic(targets, mask, c))
+      for name, fill in baselines.FILLS.items():
+        parts[side, name].append(fill(targets, mask, c))
   found = sum(len(t) for t in parts['tile'])
-  if found < count:
+  if not found or (count is not None and found < count):
     raise ValueError(f'The {subset} subset has {found} examples after the '
-                     f'first {skip}, fewer than the {count} outputs to '
+                     f'first {skip}, fewer than the {count or 1} outputs to '
                      'evaluate: check --config, --subset and --skip_outputs.')
   out = {key: np.concatenate(parts.pop(key)) for key in ('tile', 'coverage')}
   for side in sides:
     out[side] = {name: np.concatenate(parts[side, name]).astype(np.uint8)
                  for name in ('truth',) + BASELINES}
-    out[side]['clear'] = np.concatenate(parts[side, 'clear'])
+    for mask in ('clear', 'known'):
+      out[side][mask] = np.concatenate(parts[side, mask])
   return out
 
 
 def check_splits(data, sides):
   """Refuses a pixel split that no evaluated output has a pixel in."""
   for side in sorted(sides):
-    for split, mask in metrics.split_masks(data[side]['clear']).items():
+    for split, mask in metrics.split_masks(
+        data[side]['clear'], data[side].get('known')).items():
       if not mask.any():
         raise ValueError(
             f'No evaluated output has a {split} pixel in its target\'s mask '
@@ -322,7 +337,7 @@ def fid(a, b):
   return metrics.fid_from_activations(a @ basis.T, b @ basis.T)
 
 
-def score_rows(entry, truth, clear, groups, features=None):
+def score_rows(entry, truth, clear, known, groups, features=None):
   """The table rows of one method or baseline: one per pixel split and
   coverage group.
 
@@ -330,6 +345,8 @@ def score_rows(entry, truth, clear, groups, features=None):
     entry: an Entry.
     truth: (N, s, s, C) truth images at the entry's side.
     clear: (N, s, s) the target's clear-masks, 1 = clear.
+    known: (N, s, s) the truth's own clear-masks: its cloudy pixels are in
+      no split.
     groups: [(label, indices)] from `coverage_groups`.
     features: None, or (features of the outputs, features of the truth).
 
@@ -337,20 +354,25 @@ def score_rows(entry, truth, clear, groups, features=None):
     [dict keyed by COLUMNS], split-major; a value that cannot be computed is
     None: a protocol score without a pixel of the split in the group,
     upstream's scores outside the 'all' split, FID and KID without features
-    or 2 outputs. `n` counts the outputs with pixels in the split.
+    or 2 outputs, and the best classical columns (`best_classical` fills
+    them). `n` counts the outputs with pixels in the split.
   """
-  table = metrics.score(entry.images, truth, clear)
-  selected = {split: mask.any(axis=(1, 2)) for split, mask in
-              metrics.split_masks(clear).items()}
+  table = metrics.score(entry.images, truth, clear, known)
+  masks = metrics.split_masks(clear, known)
+  x, y = metrics.to_unit(entry.images), metrics.to_unit(truth)
   rows = []
   for split in metrics.SPLITS:
+    selected = masks[split].any(axis=(1, 2))
     for label, idx in groups:
       row = dict.fromkeys(COLUMNS)
       row.update(method=entry.name, resolution=entry.side, pixels=split,
-                 coverage=label, n=int(selected[split][idx].sum()))
+                 coverage=label, n=int(selected[idx].sum()))
       for column in metrics.COLUMNS:
         if column.split == split:
           row[column.header] = metrics.average(table[column.key][idx])
+      if row['n']:
+        row[POOLED_PSNR] = metrics.pooled_psnr01(x[idx], y[idx],
+                                                 masks[split][idx])
       if split == metrics.ALL and features is not None and len(idx) >= 2:
         out, ref = features[0][idx], features[1][idx]
         row.update(FID=fid(out, ref),
@@ -373,12 +395,38 @@ def entries_at(data, side, methods):
   return entries
 
 
-def table_rows(data, methods, groups, features=None):
+def best_classical(rows):
+  """Names each resolution's best classical baseline in every row (BEST)
+  and gives each row's PSNR minus that baseline's in the same pixel split
+  and coverage group (DELTA_PSNR).
+
+  The best classical baseline is the one with the highest PSNR (mean over
+  outputs) on the cloudy pixels of the whole set at that resolution (the
+  first in BASELINES of a tie): one choice per resolution, in every table.
+  """
+  best = {}
+  for side in {r['resolution'] for r in rows}:
+    candidates = [r for r in rows if r['resolution'] == side and
+                  r['method'] in BASELINES and r['coverage'] == ALL and
+                  r['pixels'] == metrics.CLOUDY and r[PSNR] is not None]
+    if candidates:
+      best[side] = max(candidates, key=lambda r: r[PSNR])['method']
+  reference = {(r['resolution'], r['pixels'], r['coverage']): r[PSNR]
+               for r in rows if r['method'] == best.get(r['resolution'])}
+  for row in rows:
+    row[BEST] = best.get(row['resolution'])
+    base = reference.get((row['resolution'], row['pixels'], row['coverage']))
+    if row[PSNR] is not None and base is not None:
+      row[DELTA_PSNR] = row[PSNR] - base
+
+
+def table_rows(data, sides, methods, groups, features=None):
   """Rows of every resolution: its baselines, then its methods and their
-  composites.
+  composites, each with its difference to the best classical baseline.
 
   Args:
     data: `gather`'s result.
+    sides: the resolutions to score (those of `methods`, or any).
     methods: Entries, as many images as `data` has examples.
     groups: [(label, indices)] from `coverage_groups`.
     features: as for `evaluate`.
@@ -388,13 +436,15 @@ def table_rows(data, methods, groups, features=None):
     then entry.
   """
   rows = []
-  for side in sorted({m.side for m in methods}):
-    truth, clear = data[side]['truth'], data[side]['clear']
+  for side in sorted(sides):
+    truth, known = data[side]['truth'], data[side]['known']
     truth_features = None if features is None else features(truth)
     for entry in entries_at(data, side, methods):
       pair = (None if features is None
               else (features(entry.images), truth_features))
-      rows += score_rows(entry, truth, clear, groups, pair)
+      rows += score_rows(entry, truth, data[side]['clear'], known, groups,
+                         pair)
+  best_classical(rows)
   labels = [label for label, _ in groups]
   return sorted(rows, key=lambda r: (metrics.SPLITS.index(r['pixels']),
                                      labels.index(r['coverage'])))
@@ -430,42 +480,66 @@ def _protocol_notes():
   """What the protocol's tables hold, for results.md."""
   return [
       'Truth: slot 0 of the targets cube (the clear reference date, as '
-      'sample.py scores it) at each method\'s resolution.',
+      'sample.py scores it) at each method\'s resolution. Its own cloudy '
+      'pixels (slot 0 of the mask cube) have no truth: they are in no pixel '
+      'split (upstream\'s whole-image scores keep them).',
       '',
       'Protocol (README, "Evaluation protocol"): values / 255 in [0, 1]; '
       'per output RMSE, MAE, PSNR = 20·log10(1 / RMSE) (capped at '
       f'{metrics.PSNR_CAP_DB:g} dB: an exact output), SSIM (11×11 Gaussian '
       'window, σ 1.5, its map averaged over the pixels scored) and SAM (mean '
       'spectral angle, degrees), then the mean over the n outputs that have '
-      'pixels of the split. Cloudy / clear: by the target date\'s cloud mask '
+      'pixels of the split. *PSNR pooled*: 10·log10(1 / MSE) with the MSE '
+      'over every pixel of the split in all n outputs (an output counts by '
+      'its pixels). Cloudy / clear: by the target date\'s cloud mask '
       '(slot T-1) at the method\'s resolution.',
       '',
-      'Baselines: *cloudy input* (the target date as the model sees it), '
-      '*least cloudy* (the input date with the fewest cloudy pixels, whole), '
-      '*mosaic* (per pixel the most recent clear date). '
+      'Baselines, from the inputs alone: *cloudy input* (the target date as '
+      'the model sees it), *least cloudy* (the input date with the fewest '
+      'cloudy pixels, whole), *mosaic* (per pixel the most recent clear '
+      'date), *corrected least cloudy* (the least cloudy earlier date with a '
+      'least-squares gain and offset per channel fitted on the pixels clear '
+      'in both it and the target), *corrected mosaic* (the mosaic of the '
+      'earlier dates corrected so), *local corrected mosaic* (the same with '
+      f'a gain and offset per pixel from a {baselines.LOCAL_WINDOW}×'
+      f'{baselines.LOCAL_WINDOW} window). **Best classical**: per '
+      'resolution, the baseline with the highest PSNR on the cloudy pixels '
+      'of all outputs, the same row in every table; '
+      f'*{DELTA_PSNR}*: a row\'s PSNR minus that baseline\'s, in the same '
+      'pixel split and coverage group. '
       f'`<method>{COMPOSITE}`: the method\'s output where the target is '
       'cloudy, the target\'s own pixels where clear (what predict.py '
       'writes).']
 
 
+# Under the tables of a pixel split other than all pixels.
+SSIM_NOTE = ('SSIM of a pixel split: the whole image\'s SSIM map averaged '
+             'over the split\'s pixels; each pixel\'s 11×11 window also sees '
+             'pixels outside the split.')
+
+
 def write_markdown(path, rows, split_name, notes, digits=4):
   """The protocol's tables per pixel split, then by coverage (all and cloudy
   pixels; clear ones, and empty bins, are in results.csv), then upstream's
-  metrics."""
+  metrics; each resolution's best classical row is marked."""
 
   # Coverage bins without any output are left out (results.csv has them).
   filled = {r['coverage'] for r in rows
             if r['pixels'] == metrics.ALL and r['n']}
 
   def pick(split, overall):
-    return [r for r in rows if r['pixels'] == split and
+    return [dict(r, method=f'**{r["method"]}** ({BEST})'
+                 if r['method'] == r[BEST] else r['method'])
+            for r in rows if r['pixels'] == split and
             (r['coverage'] == ALL) == overall and r['coverage'] in filled]
 
   def table(split, overall, scores):
     columns = ('method', 'resolution', 'n') + scores
     if not overall:
       columns = ('coverage',) + columns
-    return markdown_table(pick(split, overall), columns, digits)
+    lines = markdown_table(pick(split, overall), columns, digits)
+    return lines + ([] if split == metrics.ALL or scores != PROTOCOL_SCORES
+                    else ['', SSIM_NOTE])
 
   lines = [f'# Results on the {split_name}', '', *_protocol_notes(),
            *notes]
@@ -509,7 +583,15 @@ def write_json(path, rows, config, subset, sources, count, skip_outputs,
           'psnr_cap_db': metrics.PSNR_CAP_DB,
           'ssim': dict(metrics.SSIM_SETTINGS, window=11),
           'sam': 'degrees',
+          'ssim_of_a_split': SSIM_NOTE,
+          'psnr': 'mean over outputs of each one\'s PSNR',
+          'psnr_pooled': '10·log10(1 / MSE over every pixel of the split '
+                         'in the outputs)',
+          'no_truth': 'pixels cloudy in the truth\'s own mask (slot 0 of '
+                      'the mask cube) are in no pixel split',
           'baselines': list(BASELINES),
+          'best_classical': 'per resolution, the baseline with the highest '
+                            'PSNR on the cloudy pixels of all outputs',
           'composite_suffix': COMPOSITE},
       'samples': sources,
       'config': _as_json(config.to_dict()),
@@ -538,7 +620,8 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   Args:
     config: a config with the data keys (configs/common.py).
     subset: 'valid' or 'train' (the test subset has no truth).
-    samples: {method name: sample directory or TFRecord file}.
+    samples: {method name: sample directory or TFRecord file}; empty: the
+      baselines alone, at every resolution the config provides.
     out_dir: where the results go.
     features: callable (N, s, s, C) uint8 -> (N, d) activations (e.g.
       `load_features()`), or None: FID and KID are then n/a.
@@ -551,9 +634,6 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   Returns:
     The rows written, dicts keyed by COLUMNS.
   """
-  if not samples:
-    raise ValueError('No method to evaluate: give at least one sample '
-                     'directory.')
   if subset not in subsets.WITH_TRUTH:
     raise ValueError(f'subset must be one of {subsets.WITH_TRUTH}, got '
                      f'{subset!r}: the test subset\'s reference date is '
@@ -565,9 +645,9 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   methods = [read_entry(name, path, config.n_channels, sides,
                         (jobs[name] or {}).get('num_samples', 1))
              for name, path in samples.items()]
-  count = min(len(m.images) for m in methods)
-  if num_outputs:
-    count = min(count, num_outputs)
+  # None (baselines alone, no num_outputs): every output of the subset.
+  count = min([len(m.images) for m in methods] +
+              ([num_outputs] if num_outputs else []), default=None)
   for m in methods:
     if len(m.images) > count:
       logging.info('%s: evaluating the first %d of %d outputs.', m.name,
@@ -575,13 +655,14 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
   methods = [m._replace(images=m.images[:count],
                         draws=None if m.draws is None else m.draws[:count])
              for m in methods]
-  method_sides = {m.side for m in methods}
-  data = gather(config, subset, method_sides, skip_outputs, count)
+  scored_sides = {m.side for m in methods} or sides
+  data = gather(config, subset, scored_sides, skip_outputs, count)
+  count = len(data['tile'])
   for path in samples.values():
     check_numbering(path, skip_outputs, data['tile'])
-  check_splits(data, method_sides)
+  check_splits(data, scored_sides)
   groups = coverage_groups(data['coverage'], coverage_bins)
-  rows = table_rows(data, methods, groups, features)
+  rows = table_rows(data, scored_sides, methods, groups, features)
   split_name = split_name or f'{subset} subset'
 
   os.makedirs(out_dir, exist_ok=True)
@@ -604,9 +685,12 @@ def evaluate(config, subset, samples, out_dir, features=None, skip_outputs=0,
     notes += ['', 'Methods sampled with K > 1 draws per input are scored by '
               'the per-pixel median of their draws; calibration.md has how '
               'well the draws cover the truth.']
+    cloudy = {side: metrics.split_masks(
+        data[side]['clear'], data[side]['known'])[metrics.CLOUDY]
+              for side in scored_sides}
     calibration.write(out_dir, [
         calibration.report(m.name, m.draws, data[m.side]['truth'],
-                           data[m.side]['clear'] == 0) for m in drawn],
+                           cloudy[m.side]) for m in drawn],
                       f'{split_name}, the target\'s cloudy pixels')
   write_csv(os.path.join(out_dir, 'results.csv'), rows)
   write_markdown(os.path.join(out_dir, 'results.md'), rows, split_name,

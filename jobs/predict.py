@@ -25,26 +25,25 @@ first; the shares of the fill codes are logged at the end.
 A killed job started again skips the committed tiles and writes the same
 bytes; SIGTERM or SIGINT stops a job after its current batch of tiles.
 
-`ModelPredictor` turns tiles into the batches the models take and runs the
-core and the upsampler (or, given a seed, the core's draws); tests swap in
-any callable with its signature.
+The predictor is a `jobs.predict_models.ModelPredictor` (the core and the
+upsampler, or given a seed the core's draws); tests swap in any callable
+with its signature. With a classical method (`jobs.classical`) there is no
+predictor and no tile: the fill is computed block by block as the output
+is written.
 """
 
 import collections
 import dataclasses
-import json
 import os
 import time
 
 from absl import logging
 import numpy as np
-from rasterio.windows import Window
 
-from datasets import transforms
-from jobs import checkpoints
+from jobs import classical
 from jobs import predict_draws
 from jobs import predict_workdir
-from models import base
+from jobs import records
 from rasters import geotiff
 from rasters import radiometry
 from rasters import stac_item
@@ -80,122 +79,10 @@ def slot_dates(series, timeline):
   return list(range(target - need, target)) + [target]
 
 
-def model_batch(rgb, clear, downsample_res):
-  """The example dict the models read, from a batch of tiles.
-
-  Args:
-    rgb: (B, T-1, S, S, C) uint8, the model's dates oldest first, the target
-      last.
-    clear: (B, T-1, S, S) bool, True = clear.
-    downsample_res: the core's side `h`.
-
-  Returns:
-    {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`}
-    int32, slot 0 = the target, slots 1..T-1 = the dates (SPEC §1.3), cloudy
-    pixels set to 40 in `targets`, resized as the data pipeline does.
-  """
-  dates = rgb.shape[1]
-  image = transforms.to_slots([rgb[:, t].astype(np.int32)
-                               for t in range(dates)])
-  mask = transforms.to_slots([clear[:, t, ..., None].astype(np.int32)
-                              for t in range(dates)])
-  batch = {'targets': transforms.mask_targets(image, mask, rgb.shape[-1]),
-           'mask': mask}
-  return transforms.add_downsampled(batch, ['targets', 'mask'],
-                                    downsample_res, rgb.shape[2])
-
-
-def generate(core, upsampler, batch, only_parallel, seed=None):
-  """Core then upsampler on a model batch: (B, S, S, C) int. The core takes
-  its argmax, or with `seed` draws (`mode='sample'`, one per row); the
-  upsampler takes its argmax.
-
-  The one place that calls the models' `sample`.
-  """
-  mode = 'argmax' if seed is None else 'sample'
-  low = core.sample(batch, mode=mode, only_parallel=only_parallel,
-                    seed=seed)[base.OUTPUT]
-  batch = upsampler.with_low_res(batch, low)
-  return upsampler.sample(batch, mode='argmax')[base.OUTPUT]
-
-
-def check_configs(core_config, upsampler_config):
-  """ValueError naming the key when the two models cannot work together."""
-  if core_config.model.name != 'cloudtran_core':
-    raise ValueError(f'--core_config is a {core_config.model.name!r} config; '
-                     'give configs/cloudtran_core_test.py.')
-  if upsampler_config.model.name != 'upsampler':
-    raise ValueError(f'--upsampler_config is a '
-                     f'{upsampler_config.model.name!r} config; give '
-                     'configs/upsampler_test.py.')
-  for key in ('timeline', 'downsample_res', 'n_channels'):
-    if core_config[key] != upsampler_config[key]:
-      raise ValueError(
-          f'config.{key} differs between the core ({core_config[key]}) and '
-          f'the upsampler ({upsampler_config[key]}); the two runs must match.')
-  if core_config.n_channels != 3:
-    raise ValueError(f'config.n_channels={core_config.n_channels}: predict.py '
-                     'fills RGB scenes and needs models with 3 channels.')
-  height, width = upsampler_config.resolution
-  if height != width:
-    raise ValueError(f'config.resolution={(height, width)} of the upsampler '
-                     'must be square (it is the tile size).')
-
-
-def load_predictor(core_config, core_logdir, upsampler_config,
-                   upsampler_logdir, only_parallel):
-  """A ModelPredictor with the averaged weights of both runs, and its
-  identity (checkpoint paths, mode and configs) for the work directory and
-  the output's STAC Item. The configs are those `check_configs` accepts."""
-  core_path = os.path.abspath(checkpoints.newest_checkpoint(core_logdir))
-  upsampler_path = os.path.abspath(
-      checkpoints.newest_checkpoint(upsampler_logdir))
-  core = checkpoints.restore_averaged_model(core_config, core_logdir,
-                                            core_path)
-  upsampler = checkpoints.restore_averaged_model(
-      upsampler_config, upsampler_logdir, upsampler_path)
-  identity = {'core': core_path, 'upsampler': upsampler_path,
-              'only_parallel': bool(only_parallel),
-              'core_config': _config_dict(core_config),
-              'upsampler_config': _config_dict(upsampler_config)}
-  return ModelPredictor(core, upsampler, core_config, upsampler_config,
-                        only_parallel), identity
-
-
-def _config_dict(config):
-  """A config as JSON-ready dict (its values that JSON can hold)."""
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-class ModelPredictor:
-  """(B, T-1, S, S, C) uint8 dates + (B, T-1, S, S) clear -> (B, S, S, C)
-  uint8, by the core (argmax or its parallel head) and the upsampler; the
-  dates' cloudy pixels are masked (`model_batch`), so only the clear ones
-  count. Given `seed` (a pair of ints), the core draws instead of its
-  argmax, each row of the batch its own draw (`generate`)."""
-
-  def __init__(self, core, upsampler, core_config, upsampler_config,
-               only_parallel):
-    self.core, self.upsampler = core, upsampler
-    self.downsample_res = core_config.downsample_res
-    self.tile_size = upsampler_config.resolution[0]
-    self.only_parallel = only_parallel
-
-  def __call__(self, rgb, clear, seed=None):
-    batch = model_batch(rgb, clear, self.downsample_res)
-    out = generate(self.core, self.upsampler, batch, self.only_parallel,
-                   seed)
-    return np.clip(np.asarray(out), 0, 255).astype(np.uint8)
-
-
-def _window(tile):
-  return Window(tile.left, tile.top, tile.width, tile.height)
-
-
 def _read_tile(series, tile, slots, size):
   """One tile's (T-1, S, S, C) uint8 dates and (T-1, S, S) clear masks,
   padded to S, and its (h, w) map of pixels clear on none of the dates."""
-  rgb, cloudy, _ = series.read(_window(tile), slots)
+  rgb, cloudy, _ = series.read(geotiff.window(*tile[3:]), slots)
   clear = ~cloudy
   pad = lambda a: np.moveaxis(tiling.pad_to(np.moveaxis(a, 0, 2), size), 2, 0)
   return pad(rgb), pad(clear), ~clear.any(axis=0)
@@ -320,18 +207,15 @@ def clear_tiles(series, tiles, candidates, size, overlap):
   """The tiles of `candidates` (some of `tiles`, the grid) whose target
   pixels are all clear, read block by block as `assemble` reads them, so
   the two agree on every pixel."""
-  grid = series.grid
   open_, cloudy = {t.index for t in candidates}, set()
-  for window in tiling.blocks(grid.height, grid.width, geotiff.BLOCK):
-    pending = [t for t in tiling.covering(tiles, window, size, overlap)
+  for block, win in geotiff.block_windows(series.grid):
+    pending = [t for t in tiling.covering(tiles, block, size, overlap)
                if t.index in open_ and t.index not in cloudy]
     if not pending:
       continue
-    top, left, height, width = window
-    target_cloudy = series.read(Window(left, top, width, height),
-                                [series.target_index])[1][0]
+    target_cloudy = series.read(win, [series.target_index])[1][0]
     for t in pending:
-      if target_cloudy[tiling.shared(t, window)[0]].any():
+      if target_cloudy[tiling.shared(t, block)[0]].any():
         cloudy.add(t.index)
   return [t for t in candidates if t.index not in cloudy]
 
@@ -365,12 +249,10 @@ def check_observed(series, slots, allow_unobserved):
   grid = series.grid
   uncovered = np.zeros(len(slots), np.int64)
   any_clear = False
-  for top, left, height, width in tiling.blocks(grid.height, grid.width,
-                                                geotiff.BLOCK):
-    window = Window(left, top, width, height)
+  for _, win in geotiff.block_windows(grid):
     for i, t in enumerate(slots):
-      uncovered[i] += series.mask_outside(window, t).sum()
-    any_clear = any_clear or not series.read(window, slots)[1].all()
+      uncovered[i] += series.mask_outside(win, t).sum()
+    any_clear = any_clear or not series.read(win, slots)[1].all()
   pixels = grid.height * grid.width
   problems = [f'the mask {series.mask_paths[t]} covers only '
               f'{100 * (1 - n / pixels):.0f} % of the target\'s grid (the '
@@ -410,56 +292,55 @@ def report_fill(counts, series, slots):
         _dates(series, slots), len(slots) - 1, series.target)
 
 
-def blended(window, tiles, cache, size, overlap, needed=None, spread=False):
-  """(model, no_clear, spread) over `window` (top, left, h, w), from the
+def blended(area, tiles, cache, size, overlap, needed=None, spread=False):
+  """(model, no_clear, spread) over `area` (top, left, h, w), from the
   tiles of `cache` (a `TileCache`) that cover it: the blended model output
   (h, w, C) uint8, the (h, w) map of pixels with no clear date and, if
   `spread`, the tiles' (h, w, C) float32 spreads blended with the same
   weights (else None). Tiles committed without output (clear) are left out:
   the `needed` pixels (default all) must be covered by the others; the rest
   may be 0."""
-  height, width = window[2:]
-  covering = tiling.covering(tiles, window, size, overlap)
+  height, width = area[2:]
+  covering = tiling.covering(tiles, area, size, overlap)
   parts = [(t, cache[t.index]) for t in covering]
   parts = [(t, record) for t, record in parts if record is not None]
   no_clear = np.zeros((height, width), bool)
   spreads = np.zeros((height, width, CHANNELS), np.float32) if spread else None
   if not parts and needed is not None and not needed.any():
     return np.zeros((height, width, CHANNELS), np.uint8), no_clear, spreads
-  model = tiling.blend(window, [(t, record[0]) for t, record in parts], size,
+  model = tiling.blend(area, [(t, record[0]) for t, record in parts], size,
                        overlap, needed)
   if spread:
-    spreads = tiling.blend_mean(window, [(t, record[2]) for t, record in parts],
+    spreads = tiling.blend_mean(area, [(t, record[2]) for t, record in parts],
                                 size, overlap, needed).astype(np.float32)
   for t, record in parts:
-    ours, theirs = tiling.shared(t, window)
+    ours, theirs = tiling.shared(t, area)
     no_clear[ours] = record[1][theirs]
   return model, no_clear, spreads
 
 
-def assemble(series, work, tiles, size, overlap, out, replace_all,
-             output_reflectance, spread=False):
-  """Blends the committed tiles and writes the output files (with `spread`,
-  the spread too: in the image's units, 0 where the target is kept);
-  returns their paths and the pixel count of each fill code."""
+def assemble(series, scratch, filled, out, replace_all, output_reflectance,
+             spread=False):
+  """Writes the output files block by block from `filled(block, needed)`,
+  which returns a block's (fill (h, w, C) uint8, no_clear (h, w) bool,
+  spread (h, w, C) float32 or None) with the `needed` pixels filled (as
+  `blended`); with `spread`, the spread too: in the image's units, 0 where
+  the target is kept. Returns the files' paths and the pixel count of each
+  fill code."""
   grid = series.grid
   dtype = series.dtype if output_reflectance else np.uint8
   unit = radiometry.step(dtype)
-  writer = geotiff.Writer(work.scratch, grid, CHANNELS, dtype,
+  writer = geotiff.Writer(scratch, grid, CHANNELS, dtype,
                           unit if spread else None)
-  cache = TileCache(work)
   target = series.target_index
-  blocks = tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
+  blocks = geotiff.block_windows(grid)
   ticker = Ticker('assembly', len(blocks))
   counts = np.zeros(3, np.int64)
-  for b, window in enumerate(blocks):
-    top, left, height, width = window
-    win = Window(left, top, width, height)
+  for b, (block, win) in enumerate(blocks):
     rgb, cloudy, _ = series.read(win, [target])
     clear = ~cloudy[0]
     keep = np.zeros_like(clear) if replace_all else clear
-    model, no_clear, spreads = blended(window, tiles, cache, size, overlap,
-                                       ~keep, spread)
+    model, no_clear, spreads = filled(block, ~keep)
     fill = np.where(clear, geotiff.FILL_KEPT,
                     np.where(no_clear, geotiff.FILL_NO_CLEAR,
                              geotiff.FILL_MODEL)).astype(np.uint8)
@@ -472,19 +353,39 @@ def assemble(series, work, tiles, size, overlap, out, replace_all,
                        model_dn)
     if spread:
       spreads = np.where(keep[..., None], 0, spreads * unit)
-    writer.write(window, image, fill, rgb8, spreads)
+    writer.write(block, image, fill, rgb8, spreads)
     ticker.update(b + 1)
   return writer.finish(out), counts
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-  """How `predict` tiles, shards and writes a scene (predict.py's flags).
+class Tiling:
+  """How a scene is cut into the models' tiles.
 
   tile_size: side of the model's tiles (the upsampler resolution).
   timeline: the models' `config.timeline`.
-  overlap: pixels shared by neighbouring tiles.
+  overlap: pixels shared by neighbouring tiles; None: an eighth of the
+    tile.
   batch_size: tiles per model call.
+  """
+  tile_size: int | None
+  timeline: int | None
+  overlap: int | None = None
+  batch_size: int = 4
+
+  def __post_init__(self):
+    if self.tile_size is None:  # no model
+      return
+    if self.overlap is None:
+      object.__setattr__(self, 'overlap', self.tile_size // 8)
+    tiling.check_overlap(self.tile_size, self.overlap)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(Tiling):
+  """How `predict` tiles, shards and writes a scene (predict.py's flags):
+  `Tiling`, and
+
   shard: (i, n): do the tiles whose index is i modulo n; checked here.
   merge: only assemble (every tile must be done).
   replace_all: use the model's output for clear pixels too.
@@ -496,11 +397,10 @@ class Options:
   draws: K; above 1, each tile's output is the median of K draws of the
     models, and their spread is written too (`predict_draws`).
   seed: the seed of the draws (with the tile's index).
+  method: 'model', or one of `jobs.classical.METHODS` (no model: the tiling
+    fields are None and there are no draws, shards or merges).
+  overwrite: replace an output made otherwise (`jobs.records.claim`).
   """
-  tile_size: int
-  timeline: int
-  overlap: int = 32
-  batch_size: int = 4
   shard: tuple[int, int] = (0, 1)
   merge: bool = False
   replace_all: bool = False
@@ -509,12 +409,26 @@ class Options:
   every_tile: bool = False
   draws: int = 1
   seed: int = 0
+  method: str = 'model'
+  overwrite: bool = False
 
   def __post_init__(self):
+    super().__post_init__()
     index, count = self.shard
     if not 0 <= index < count:
       raise DataError(f'--shard={index}/{count}: need 0 <= i < n.')
     predict_draws.check(self.draws, self.seed)
+    if self.method not in ('model', *classical.METHODS):
+      raise DataError(f'--method={self.method}: give model or one of '
+                      f'{", ".join(classical.METHODS)}.')
+    unused = [flag for flag, used in (
+        (f'--draws={self.draws}', self.draws == 1),
+        (f'--shard={index}/{count}', count == 1), ('--merge', not self.merge))
+              if not used]
+    if self.method != 'model' and unused:
+      raise DataError(f'{unused[0]} with --method={self.method}: a classical '
+                      'fill takes seconds in one job and has no draws — drop '
+                      f'{unused[0].split("=")[0]}.')
 
 
 def run_model_tiles(series, predictor, work, tiles, mine, slots, options,
@@ -552,14 +466,17 @@ def predict(series, predictor, out, options, identity=None):
       clear pixel share one prediction).
     out: the output GeoTIFF path.
     options: an `Options`.
-    identity: JSON-ready description of the models; a work directory made
-      with another identity (or other inputs or tiling) is refused.
+    identity: JSON-ready description of the models, part of the output's
+      record (`record`): an output or work directory of another record is
+      refused (`jobs.records.claim`).
 
   Returns:
     {'image', 'fill', 'quicklook', 'item'} paths once assembled (the item
     is the STAC Item, `rasters.stac_item`; with K draws also 'spread' and
     'spread_quicklook'), else None (other shards still have tiles to do).
   """
+  if options.method != 'model':
+    return predict_classical(series, out, options)
   index, count = options.shard
   tile_size, overlap = options.tile_size, options.overlap
   skip_clear = not (options.replace_all or options.every_tile)
@@ -570,14 +487,12 @@ def predict(series, predictor, out, options, identity=None):
   sampling = {'draws': options.draws}
   if drawn:
     sampling['seed'] = options.seed
-  manifest = {'inputs': [str(p) for p in series.paths],
-              'masks': [str(p) for p in series.mask_paths],
-              'target': str(series.target), 'grid': grid.to_dict(),
-              'tile_size': tile_size, 'overlap': overlap, 'models': identity,
-              'skip_clear_tiles': skip_clear, **sampling}
+  manifest = output_record(series, options, identity, method='model',
+                           skip_clear_tiles=skip_clear,
+                           tile_size=tile_size, overlap=overlap,
+                           **sampling)
   names = geotiff.paths(out, drawn)
-  if os.path.exists(out) and not os.path.exists(predict_workdir.work_dir(out)):
-    logging.info('%s exists: this prediction is complete.', out)
+  if claim_output(out, manifest, names, options.overwrite):
     return {**names, 'item': stac_item.path(out)}
   if not options.merge:
     check_observed(series, slots, options.allow_unobserved)
@@ -602,9 +517,12 @@ def predict(series, predictor, out, options, identity=None):
     logging.info('%d tile(s) of other shards remain; the last shard to '
                  'finish (or --merge) writes %s.', left, out)
     return None
+  cache = TileCache(work)
+  filled = lambda block, needed: blended(block, tiles, cache, tile_size,
+                                         overlap, needed, drawn)
   try:
     with work.lock('assemble'):
-      names, counts = assemble(series, work, tiles, tile_size, overlap, out,
+      names, counts = assemble(series, work.scratch, filled, out,
                                options.replace_all,
                                options.output_reflectance, drawn)
   except runlock.LockHeld:
@@ -613,8 +531,64 @@ def predict(series, predictor, out, options, identity=None):
     logging.info('Another job is assembling %s.', out)
     return None
   models = {**(identity or {}), **sampling} if drawn else identity
-  names['item'] = stac_item.write(out, names, series, models)
+  return _finish(series, work, out, names, counts, slots, models, manifest)
+
+
+def predict_classical(series, out, options):
+  """`predict` with a classical method (`jobs.classical`): its scene-wide
+  fit, then the output block by block, in one job."""
+  indices = classical.dates(series)
+  manifest = output_record(series, options, None, method=options.method)
+  names = geotiff.paths(out)
+  if claim_output(out, manifest, names, options.overwrite):
+    return {**names, 'item': stac_item.path(out)}
+  check_observed(series, indices, options.allow_unobserved)
+  work = predict_workdir.WorkDir(out, manifest)
+  logging.info('%dx%d px, %s on the dates %s.', series.grid.width,
+               series.grid.height, options.method, _dates(series, indices))
+  with work.lock('assemble'):
+    scene = classical.fit(series, indices)
+    filled = lambda block, needed: (*classical.fill(
+        series, options.method, indices, scene, block), None)
+    names, counts = assemble(series, work.scratch, filled, out,
+                             options.replace_all, options.output_reflectance)
+  return _finish(series, work, out, names, counts, indices,
+                 {'method': options.method}, manifest)
+
+
+def _finish(series, work, out, names, counts, slots, models, manifest):
+  """Writes the output's STAC Item, removes the work directory, logs the
+  fill codes; returns the output's paths."""
+  names['item'] = stac_item.write(out, names, series, models, manifest)
   work.remove()
   report_fill(counts, series, slots)
   logging.info('Wrote %s.', ', '.join(names.values()))
   return names
+
+
+def output_record(series, options, identity, **settings):
+  """The record of a prediction (`jobs.records`): the inputs, the target,
+  the models' `identity`, the flags that change the output's bytes and the
+  method's `settings`."""
+  return records.normalized({
+      **records.series_record(series), 'target': str(series.target),
+      'models': identity, 'replace_all': options.replace_all,
+      'output_reflectance': options.output_reflectance, **settings})
+
+
+def claim_output(out, manifest, names, overwrite):
+  """True when output `out` of record `manifest` is complete; else clears
+  what stands in its way (`jobs.records.claim`).
+
+  Raises:
+    DataError: `out` is a directory, or an output of another record is
+      there (without `overwrite`).
+  """
+  if os.path.isdir(out):
+    raise DataError(f'--out={out} is a directory — name the output GeoTIFF, '
+                    f'e.g. --out={os.path.join(out, "clear.tif")}.')
+  item = stac_item.path(out)
+  companions = [*geotiff.paths(out, spread=True).values(), item]
+  return records.claim(out, manifest, stac_item.read_record(item),
+                       [*names.values(), item], companions,
+                       predict_workdir.work_dir(out), overwrite)

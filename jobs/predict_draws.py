@@ -54,7 +54,7 @@ class Draws:
 
   def tile(self, predictor, rgb, clear, key):
     """(median (S, S, C) uint8, spread (S, S, C) float32) of the K draws of
-    one tile: `predictor` (as `jobs.predict.ModelPredictor`) on K copies of
+    one tile: `predictor` (as `jobs.predict_models.ModelPredictor`) on K copies of
     its (T-1, S, S, C) dates and (T-1, S, S) clear masks, seeded by
     [seed, key]."""
     copies = lambda a: np.repeat(a[None], self.count, axis=0)

@@ -22,7 +22,9 @@ import socket
 
 import numpy as np
 
+from jobs import records
 from utils import runlock
+from utils import errors
 from utils.errors import DataError
 
 # How a tile was committed: the models' output, or a marker.
@@ -47,13 +49,12 @@ class WorkDir:
     if os.path.exists(path):
       with open(path) as f:
         old = json.load(f)
-      changed = sorted(k for k in set(old) | set(manifest)
-                       if old.get(k) != manifest.get(k))
+      changed = records.differences(old, manifest)
       if changed:
         raise DataError(
             f'{self.dir} holds tiles of another run (different '
-            f'{", ".join(changed)}); use the same settings to resume, or '
-            'delete that directory to start again.')
+            f'{", ".join(changed)}) — use the same settings to resume, or '
+            '--overwrite to start again.')
     else:
       with open(path + '.tmp', 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
@@ -138,6 +139,6 @@ def _spread_of(data):
 
 def _save_npz(path, tmp, **arrays):
   """Writes `arrays` to `tmp`, then renames it to `path`."""
-  with open(tmp, 'wb') as f:
+  with errors.writing(tmp), open(tmp, 'wb') as f:
     np.savez(f, **arrays)
   os.replace(tmp, path)

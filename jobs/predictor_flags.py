@@ -2,8 +2,8 @@
 
     predictor_flags.define()            # at import, beside the series flags
     core, upsampler = predictor_flags.configs(FLAGS)
-    overlap = predictor_flags.overlap(FLAGS, tile_size)
     predictor, identity = predictor_flags.load(FLAGS, core, upsampler)
+    identity = predictor_flags.identity(FLAGS, core, upsampler)  # unloaded
 
 Each model is built from its run's config.yaml, unless --core_config /
 --upsampler_config is given; --<name>.<key>=value overrides one key either
@@ -15,15 +15,14 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from jobs import predict
-from utils import runconfig
+from utils import cli
 from utils.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def define():
-  """Defines the model flags (their logdirs required)."""
+  """Defines the model flags (`check` says which a command needs)."""
   config_flags.DEFINE_config_file(
       'core_config', os.path.join(ROOT, 'configs', 'cloudtran_core_test.py'),
       'Default: the core run\'s config.yaml. Test config of the core '
@@ -38,11 +37,43 @@ def define():
   flags.DEFINE_string('upsampler_logdir', None, 'Upsampler training run.')
   flags.DEFINE_integer('overlap', None, 'Pixels shared by neighbouring tiles '
                        '(at most half the tile); default an eighth of the '
-                       'tile.')
+                       'tile (`jobs.predict.Tiling`).')
   flags.DEFINE_integer('batch_size', 4, 'Tiles per model call.')
+  cli.check_range('overlap', 0)
+  cli.check_range('batch_size', 1)
   flags.DEFINE_bool('only_parallel', False, "Use the core's fast parallel "
                     'head instead of its autoregressive argmax.')
-  flags.mark_flags_as_required(['core_logdir', 'upsampler_logdir'])
+
+
+def _models():
+  """`jobs.predict_models`, imported when the models are used: a classical
+  fill (`predict.py --method`) then runs without loading TensorFlow."""
+  from jobs import predict_models  # pylint: disable=g-import-not-at-top
+  return predict_models
+
+
+LOGDIRS = ('core_logdir', 'upsampler_logdir')
+MODEL_FLAGS = (*LOGDIRS, 'core_config', 'upsampler_config', 'overlap',
+               'batch_size', 'only_parallel')
+
+
+def given(values):
+  """Whether the models are given: True with both logdirs, False with no
+  model flag at all.
+
+  Raises:
+    DataError: one logdir without the other, or another model flag
+      without them.
+  """
+  present = [name for name in MODEL_FLAGS if values[name].present]
+  missing = [name for name in LOGDIRS if name not in present]
+  if not present or not missing:
+    return bool(present)
+  if len(missing) == 1:
+    raise DataError(f'--{LOGDIRS[0]} and --{LOGDIRS[1]} go together: give '
+                    f'--{missing[0]} too.')
+  raise DataError(f'--{present[0]} is a model flag, but no model is given — '
+                  f'give --{LOGDIRS[0]} and --{LOGDIRS[1]}, or drop it.')
 
 
 def _run_config(values, name, logdir_flag):
@@ -52,6 +83,8 @@ def _run_config(values, name, logdir_flag):
   if holder.present:
     return holder.value
   logdir = values[logdir_flag].value
+  # Imported with the models: it reads through TensorFlow (`_models`).
+  from utils import runconfig  # pylint: disable=g-import-not-at-top
   config = runconfig.load(logdir)
   if config is None:
     raise DataError(f'--{logdir_flag}={logdir} holds no config.yaml — point '
@@ -65,17 +98,21 @@ def configs(values):
   """(core config, upsampler config), checked to work together."""
   core = _run_config(values, 'core_config', 'core_logdir')
   upsampler = _run_config(values, 'upsampler_config', 'upsampler_logdir')
-  predict.check_configs(core, upsampler)
+  _models().check_configs(core, upsampler)
   return core, upsampler
 
 
-def overlap(values, tile_size):
-  """--overlap, or an eighth of the tile."""
-  return tile_size // 8 if values.overlap is None else values.overlap
+def _runs(values, core, upsampler):
+  return (core, values.core_logdir, upsampler, values.upsampler_logdir,
+          values.only_parallel)
+
+
+def identity(values, core, upsampler):
+  """The identity of the models `load` loads, without loading them."""
+  return _models().model_identity(*_runs(values, core, upsampler))
 
 
 def load(values, core, upsampler):
   """(predictor, identity) of the two runs' newest checkpoints, each checked
   against its config before anything is read."""
-  return predict.load_predictor(core, values.core_logdir, upsampler,
-                                values.upsampler_logdir, values.only_parallel)
+  return _models().load_predictor(*_runs(values, core, upsampler))

@@ -144,7 +144,7 @@ class Parts:
 
 
 def write_pngs(directory, index, views, j, draws, name, config):
-  """The PNG set of one output (SPEC §5); `_up` at full resolution.
+  """The PNG set of one output; `_up` at full resolution.
 
   `draws` (n, s, s, C): draw 0 is `_<name>`, draw k `_<name>_<k>`. As
   upstream, every image is enlarged `sample.upsample_factor` times but the

@@ -1,28 +1,29 @@
-"""How well the models fill the user's own scene: what `python -m
+"""Which fill works best on the user's own scene: what `python -m
 tools.selfcheck` runs.
 
-`selfcheck(series, predictor, out, options)` takes pairs of dates of the
+`selfcheck(series, load, out, options)` takes pairs of dates of the
 series: a target date with little cloud, and the real cloud mask of another
 date moved onto it (`MovedMask`). The pixels clear in the target and cloudy
-in the moved mask are hidden from the models and scored against what the
+in the moved mask are hidden from every method and scored against what the
 target really shows there; pixels cloudy in the target itself are never
-scored. Each pair is filled exactly as `predict.py` fills a date (the same
-dates, tiling, models and blending, `jobs.predict`), but only on the tiles
-that hold a hidden pixel.
+scored. Each pair is filled exactly as `predict.py` fills a date: by the
+models (the same dates, tiling and blending, `jobs.predict`, but only on
+the tiles that hold a hidden pixel) when they are given, and by every
+classical fill of `predict.py --method` (`jobs.classical`, fitted on the
+pair's scene); the report ranks them and names the best.
 
 Passes over the scene, 256 px block by block, so memory does not grow with
 the scene: a scan counts each date's cloudy pixels and, per pair of dates,
 the pixels one hides in the other; the pairs are drawn (seeded); a second
 pass finds their tiles; per pair, the tiles are predicted and committed,
-then the hidden pixels are scored. The work directory `<out>.work/`
+the classical fills fitted (one pass), then the hidden pixels are scored. The work directory `<out>.work/`
 (`jobs.predict_workdir`) keeps each pair's tiles and scores: a killed job
 started again scans again, resumes, and gives the same report.
 
 Scores (`evaluation.metrics.PROTOCOL`) are on the 8-bit values the models
-see, / 255, for the model and the baselines of the evaluation protocol
-(`evaluation.baselines`): the mosaic, the least cloudy date and the cloudy
-input. Each method's image is its values on the hidden pixels pasted into
-the truth, so SSIM's window sees the real surroundings. Per pair the pixels
+see, / 255, for each method and the cloudy input (the hidden pixels at the
+mask value). Each method's image is its values on the hidden pixels pasted
+into the truth, so SSIM's window sees the real surroundings. Per pair the pixels
 are pooled (RMSE over every hidden pixel; PSNR from that RMSE; SSIM and SAM
 averaged over them); overall is the mean over pairs, as the protocol
 averages images.
@@ -30,6 +31,7 @@ averages images.
 
 import collections
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -38,19 +40,19 @@ from absl import logging
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
-from rasterio.windows import Window
 
 from datasets import transforms
-from evaluation import baselines
 from evaluation import metrics
+from jobs import classical
 from jobs import predict
 from jobs import predict_workdir
+from jobs import records
 from rasters import geotiff
 from rasters import tiling
 from utils import images
 from utils.errors import DataError
 
-METHODS = ('model', 'mosaic', 'least cloudy', 'cloudy input')
+CLOUDY_INPUT = 'cloudy_input'
 # The report's metrics, in PROTOCOL's order.
 METRICS = tuple(metrics.PROTOCOL)
 # Pixels read around a block for SSIM: its map at a pixel depends on the
@@ -58,34 +60,31 @@ METRICS = tuple(metrics.PROTOCOL)
 # keep even a 1 px edge block at least as large as the 11 px window.
 SSIM_MARGIN = 11
 QUICKLOOK_SIDE = 512
-PANELS = ('truth', 'masked input', 'model', 'mosaic')
 LABEL_HEIGHT, GAP = 12, 4
 REPORT = 'selfcheck'
 
 
 @dataclasses.dataclass(frozen=True)
-class Options:
-  """How the self-check draws pairs and tiles the scene.
+class Options(predict.Tiling):
+  """How the self-check tiles the scene (`jobs.predict.Tiling`) and draws
+  pairs:
 
-  tile_size, timeline, overlap, batch_size: as `jobs.predict.Options`.
   pairs: at most this many (target, mask date) pairs.
   seed: of the draw of pairs.
   max_target_cloud: percent of cloudy pixels above which a date cannot be
     a target.
+  overwrite: replace a report made otherwise (`jobs.records.claim`).
   """
-  tile_size: int
-  timeline: int
-  overlap: int = 32
-  batch_size: int = 4
   pairs: int = 4
   seed: int = 0
   max_target_cloud: float = 20.
+  overwrite: bool = False
 
   def __post_init__(self):
     if self.pairs < 1:
       raise DataError(f'--pairs={self.pairs}: the self-check needs at least '
                       'one pair; give --pairs 1 or more.')
-    tiling.check_overlap(self.tile_size, self.overlap)
+    super().__post_init__()
 
 
 class MovedMask:
@@ -114,15 +113,6 @@ class MovedMask:
     return rgb[:n], cloudy[:n], missing[:n]
 
 
-def _blocks(grid):
-  return tiling.blocks(grid.height, grid.width, geotiff.BLOCK)
-
-
-def _window(block):
-  top, left, height, width = block
-  return Window(left, top, width, height)
-
-
 def scan(series):
   """{'pixels', 'cloudy' [D], 'hidden' [D][D]}: the grid's pixel count,
   each date's cloudy pixels, and hidden[t][m], the pixels clear in date t
@@ -130,10 +120,10 @@ def scan(series):
   dates = len(series.dates)
   cloudy_count = np.zeros(dates, np.int64)
   hidden = np.zeros((dates, dates), np.int64)
-  blocks = _blocks(series.grid)
+  blocks = geotiff.block_windows(series.grid)
   ticker = predict.Ticker('scan', len(blocks))
-  for b, block in enumerate(blocks):
-    cloudy = series.read(_window(block))[1].reshape(dates, -1)
+  for b, (_, win) in enumerate(blocks):
+    cloudy = series.read(win)[1].reshape(dates, -1)
     cloudy_count += cloudy.sum(axis=1)
     # float32 counts are exact up to 2^24 pixels a block.
     hidden += np.rint((~cloudy).astype(np.float32) @
@@ -145,19 +135,26 @@ def scan(series):
 
 def draw_pairs(series, counts, options):
   """Up to `options.pairs` (target, mask) date indices, drawn with
-  `options.seed` among the pairs that hide at least one pixel, each target
-  and each mask date used again only once all others have been.
+  `options.seed` among the pairs that hide at least one pixel: each next
+  pair is the first, in the seeded order, of those whose dates have served
+  least (the more used of its two dates, then its mask date, then its
+  target), so a mask date serves again only once every other mask date of
+  a pair of as little used dates has served.
 
   Raises:
     DataError: too few dates for the timeline, no date clear enough to be a
       target, or no other date cloudy where a target is clear.
   """
-  dates, need = series.dates, options.timeline - 2
+  dates = series.dates
+  if options.timeline is None:
+    need, takes = 1, 'The classical fills take a date before the target'
+  else:
+    need = options.timeline - 2
+    takes = (f'The models take {options.timeline} slots, so a target needs '
+             f'{need} earlier dates')
   if len(dates) <= need:
-    raise DataError(
-        f'The models take {options.timeline} slots, so a target needs {need} '
-        f'earlier dates and the self-check at least {need + 1} dates; the '
-        f'inputs have {len(dates)} — add dates.')
+    raise DataError(f'{takes} and the self-check at least {need + 1} dates; '
+                    f'the inputs have {len(dates)} — add dates.')
   share = 100 * np.asarray(counts['cloudy']) / counts['pixels']
   eligible = range(need, len(dates))
   targets = [t for t in eligible if share[t] <= options.max_target_cloud]
@@ -178,16 +175,16 @@ def draw_pairs(series, counts, options):
         'nothing to hide and score — add cloudy dates.')
   order = [candidates[i] for i in
            np.random.default_rng(options.seed).permutation(len(candidates))]
+  uses = collections.Counter()
   chosen = []
   while order and len(chosen) < options.pairs:
-    used_targets, used_masks = set(), set()
-    for target, mask in list(order):
-      if (len(chosen) < options.pairs and target not in used_targets and
-          mask not in used_masks):
-        chosen.append((target, mask))
-        order.remove((target, mask))
-        used_targets.add(target)
-        used_masks.add(mask)
+    # The first pair (in the seeded order) of the least used dates.
+    pair = min(order, key=lambda p: (max(uses['t', p[0]], uses['m', p[1]]),
+                                     uses['m', p[1]], uses['t', p[0]]))
+    order.remove(pair)
+    chosen.append(pair)
+    uses['t', pair[0]] += 1
+    uses['m', pair[1]] += 1
   return chosen
 
 
@@ -195,11 +192,11 @@ def pair_tiles(series, pairs, tiles, options):
   """Per pair, the indices of the tiles holding a hidden pixel."""
   touched = [set() for _ in pairs]
   dates = sorted({d for pair in pairs for d in pair})
-  blocks = _blocks(series.grid)
+  blocks = geotiff.block_windows(series.grid)
   ticker = predict.Ticker('tiles to run', len(blocks))
-  for b, block in enumerate(blocks):
+  for b, (block, win) in enumerate(blocks):
     top, left = block[:2]
-    cloudy = dict(zip(dates, series.read(_window(block), dates)[1]))
+    cloudy = dict(zip(dates, series.read(win, dates)[1]))
     covering = tiling.covering(tiles, block, options.tile_size,
                                options.overlap)
     for found, (target, mask) in zip(touched, pairs):
@@ -228,58 +225,46 @@ class _Committed(predict.TileCache):
             np.zeros((tile.height, tile.width), bool))
 
 
-def _grown(block, grid, margin):
-  """`block` grown by `margin` px on each side, inside the grid, and the
-  block's (rows, cols) slices in it."""
-  top, left, height, width = block
-  t, l = max(0, top - margin), max(0, left - margin)
-  b = min(grid.height, top + height + margin)
-  r = min(grid.width, left + width + margin)
-  return (t, l, b - t, r - l), (slice(top - t, top - t + height),
-                                slice(left - l, left - l + width))
+def methods(modelled):
+  """The methods the self-check scores: the model (if any), every
+  classical fill of `predict.py --method`, and the cloudy input."""
+  return (('model',) if modelled else ()) + classical.METHODS + (
+      CLOUDY_INPUT,)
 
 
-def _least_cloudy(counts, slots, target, mask):
-  """Index in `slots` of the model's date with the most clear pixels (the
-  target under the moved mask), the newest of a tie."""
-  clear = [counts['pixels'] - counts['cloudy'][t] for t in slots]
-  clear[-1] = (counts['pixels'] - counts['cloudy'][target] -
-               counts['hidden'][target][mask])
-  return len(slots) - 1 - int(np.argmax(clear[::-1]))
-
-
-def score_pair(series, target, mask, counts, work, tiles, run, options):
-  """The protocol's metrics of every method on the pair's hidden pixels,
-  and the pair's quicklook panels (PANELS)."""
+def score_pair(series, target, mask, work, tiles, run, options):
+  """The protocol's metrics of every method (`methods`, the model's with
+  `work`) on the pair's hidden pixels, each classical fill with its fit on
+  the pair's scene, and the pair's quicklook panels (`panels`)."""
   view = MovedMask(series, target, mask)
-  slots = predict.slot_dates(view, options.timeline)
-  least = _least_cloudy(counts, slots, target, mask)
-  cache = _Committed(work, tiles, run)
-  sums = {m: collections.Counter() for m in METHODS}
+  indices = classical.dates(view)
+  scene = classical.fit(view, indices)
+  cache = None if work is None else _Committed(work, tiles, run)
+  scored = methods(work is not None)
+  shown = panels(work is not None)
+  sums = {m: collections.Counter() for m in scored}
   pixels = 0
   grid = series.grid
   looks = [geotiff.Quicklook(grid.height, grid.width, QUICKLOOK_SIDE)
-           for _ in PANELS]
-  blocks = _blocks(grid)
+           for _ in shown]
+  blocks = geotiff.block_windows(grid)
   ticker = predict.Ticker('scoring', len(blocks))
-  for b, block in enumerate(blocks):
-    grown, inner = _grown(block, grid, SSIM_MARGIN)
-    rgb, cloudy, _ = series.read(_window(grown), slots + [mask])
-    hidden = ~cloudy[-2] & cloudy[-1]
-    seen = ~cloudy[:-1]
-    seen[-1] &= ~cloudy[-1]
-    masked = np.where(seen[..., None], rgb[:-1], transforms.MASK_VALUE)
-    truth = rgb[-2]
-    model = truth
+  for b, (block, _) in enumerate(blocks):
+    grown, inner = geotiff.grown(block, grid, SSIM_MARGIN)
+    rgb, cloudy, _ = series.read(geotiff.window(*grown), [target, mask])
+    truth = rgb[0]
+    hidden = ~cloudy[0] & cloudy[1]
+    filled = {m: truth for m in scored}
+    filled[CLOUDY_INPUT] = np.where(cloudy.any(axis=0)[..., None],
+                                    transforms.MASK_VALUE, truth)
     if hidden.any():
-      model = predict.blended(grown, tiles, cache, options.tile_size,
-                              options.overlap)[0]
-    cube = np.concatenate([masked[-1], *masked], axis=-1)
-    clear_cube = np.stack([seen[-1], *seen], axis=-1)
-    filled = {'model': model,
-              'mosaic': baselines.mosaic(cube, clear_cube, 3),
-              'least cloudy': masked[least],
-              'cloudy input': baselines.cloudy_input(cube, 3)}
+      if cache is not None:
+        filled['model'] = predict.blended(grown, tiles, cache,
+                                          options.tile_size,
+                                          options.overlap)[0]
+      for method in classical.METHODS:
+        filled[method] = classical.fill(view, method, indices, scene,
+                                        grown)[0]
     filled = {k: np.where(hidden[..., None], v, truth)
               for k, v in filled.items()}
     own = np.zeros_like(hidden)
@@ -294,12 +279,14 @@ def score_pair(series, target, mask, counts, work, tiles, run, options):
           value = float(metrics.PROTOCOL[name].fn(x, y, own))
           sums[method][name] += count * (value ** 2 if name == 'rmse'
                                          else value)
-    for look, image in zip(looks, (truth, masked[-1], filled['model'],
-                                   filled['mosaic'])):
-      look.add(block, image[inner])
+    images_of = {'truth': truth, 'masked input': filled[CLOUDY_INPUT],
+                 **filled}
+    for look, name in zip(looks, shown):
+      look.add(block, images_of[name][inner])
     ticker.update(b + 1)
-  scores = {m: _finish(sums[m], pixels) for m in METHODS}
-  return scores, pixels, series.dates[slots[least]], [l.image for l in looks]
+  scores = {m: _finish(sums[m], pixels) for m in scored}
+  return scores, pixels, [view.dates[t] for t in indices], [
+      l.image for l in looks]
 
 
 def _finish(sums, pixels):
@@ -312,52 +299,63 @@ def _finish(sums, pixels):
   return {name: float(values[name]) for name in METRICS}
 
 
-def quicklook_sheet(panels):
-  """The pair's panels side by side, labelled (PIL image)."""
-  height, width = panels[0].shape[:2]
-  canvas = Image.new('RGB', (len(panels) * (width + GAP) + GAP,
+def panels(modelled):
+  """The panels of a pair's quicklook: the truth, the masked input, the
+  model's fill (if any) and the corrected mosaic."""
+  return ('truth', 'masked input', *(('model',) if modelled else ()),
+          'corrected_mosaic')
+
+
+def quicklook_sheet(labels, images_):
+  """The pair's panels (`images_`, named by `labels`) side by side,
+  labelled (PIL image)."""
+  height, width = images_[0].shape[:2]
+  canvas = Image.new('RGB', (len(images_) * (width + GAP) + GAP,
                              height + LABEL_HEIGHT + 2 * GAP), 'white')
   draw = ImageDraw.Draw(canvas)
-  for i, (label, panel) in enumerate(zip(PANELS, panels)):
+  for i, (label, panel) in enumerate(zip(labels, images_)):
     x = GAP + i * (width + GAP)
     draw.text((x, GAP), label, fill='black')
     canvas.paste(Image.fromarray(panel), (x, GAP + LABEL_HEIGHT))
   return canvas
 
 
-def selfcheck(series, load, out, options):
+def selfcheck(series, load, out, options, identify=lambda: None):
   """Runs the self-check of `series` into directory `out` (see the module
   doc).
 
   Args:
     series: a `rasters.reader.Series` (its target date is not used).
-    load: callable returning (predictor, identity) as
-      `jobs.predict.load_predictor`, called once the pairs are drawn (so
-      bad input is reported before the models load).
+    load: callable returning the predictor (as
+      `jobs.predict_models.ModelPredictor`), called once the pairs are
+      drawn (so bad input is reported before the models load); None: no
+      model, the classical fills only (`options` then has no tiling).
     out: the report's directory.
     options: an `Options`.
+    identify: callable returning the models' identity (as
+      `jobs.predict_models.model_identity`), part of the report's record: a
+      report or work directory of another record is refused
+      (`jobs.records.claim`). Called once the pairs are drawn, as `load`.
 
   Returns:
     The report (what `<out>/selfcheck.json` holds).
   """
   names = report_paths(out)
-  work_dir = predict_workdir.work_dir(out)
-  if os.path.exists(names['json']) and not os.path.exists(work_dir):
-    logging.info('%s exists: this self-check is complete.', names['json'])
-    with open(names['json']) as f:
-      return json.load(f)
+  check_out(out)
   grid, dates = series.grid, series.dates
-  tiles = tiling.grid(grid.height, grid.width, options.tile_size,
-                      options.overlap)
   counts = scan(series)
   pairs = draw_pairs(series, counts, options)
-  runs = pair_tiles(series, pairs, tiles, options)
-  predictor, identity = load()
-  manifest = {'inputs': [str(p) for p in series.paths],
-              'masks': [str(p) for p in series.mask_paths],
-              'grid': grid.to_dict(), 'options': dataclasses.asdict(options),
-              'pairs': [[str(dates[t]), str(dates[m])] for t, m in pairs],
-              'models': identity}
+  identity = identify()
+  manifest = report_record(series, options, identity)
+  if claim_report(out, names, manifest, options.overwrite):
+    with open(names['json']) as f:
+      return json.load(f)
+  tiles, runs, predictor = [], [[] for _ in pairs], None
+  if load is not None:
+    tiles = tiling.grid(grid.height, grid.width, options.tile_size,
+                        options.overlap)
+    runs = pair_tiles(series, pairs, tiles, options)
+    predictor = load()
   work = predict_workdir.WorkDir(out, manifest)
   rows = []
   with work.lock('selfcheck'):
@@ -366,14 +364,50 @@ def selfcheck(series, load, out, options):
                    '%d tile(s).', k + 1, len(pairs), dates[target],
                    dates[mask], counts['hidden'][target][mask], len(run))
       rows.append(_cached(work, f'pair_{k + 1}', lambda: _run_pair(
-          series, predictor, work, counts, (target, mask), k + 1, run,
-          tiles, options, out)))
+          series, predictor, work, (target, mask), k + 1, run, tiles,
+          options, out)))
   report = _report(series, counts, rows, options, identity)
+  report['record'] = manifest
   write_report(report, names)
+  logging.info('Best on this area: %s.', report['best'])
   work.remove()
   logging.info('Wrote %s, %s and %s.', names['md'], names['csv'],
                names['json'])
   return report
+
+
+def report_record(series, options, identity):
+  """The record of a report (`jobs.records`): the inputs, the models'
+  `identity` and the options that change its figures."""
+  settings = dataclasses.asdict(options)
+  for unrecorded in ('batch_size', 'overwrite'):
+    del settings[unrecorded]
+  return records.normalized({**records.series_record(series), **settings,
+                             'models': identity})
+
+
+def check_out(out):
+  """DataError when `out`, the report's directory, is a file."""
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise DataError(f'--out={out} is a file — name a directory for the '
+                    'report.')
+
+
+def claim_report(out, names, manifest, overwrite):
+  """True when the report in `out` of record `manifest` is complete; else
+  clears what stands in its way (`jobs.records.claim`).
+
+  Raises:
+    DataError: a report of another record is there (without `overwrite`).
+  """
+  kept = records.read_json(names['json'])
+  kept_looks = [os.path.join(out, r['quicklook'])
+                for r in (kept or {}).get('pairs', [])]
+  looks = glob.glob(os.path.join(glob.escape(out), 'pair_*.png'))
+  return records.claim(out, manifest, (kept or {}).get('record'),
+                       [*names.values(), *kept_looks],
+                       [*names.values(), *looks],
+                       predict_workdir.work_dir(out), overwrite)
 
 
 def _cached(work, name, compute):
@@ -387,36 +421,49 @@ def _cached(work, name, compute):
     return json.load(f)
 
 
-def _run_pair(series, predictor, work, counts, pair, number, run, tiles,
-              options, out):
-  """Predicts and scores one pair (target, mask); writes its quicklook."""
+def _run_pair(series, predictor, work, pair, number, run, tiles, options,
+              out):
+  """Predicts (with `predictor`, if any) and scores one pair (target,
+  mask); writes its quicklook."""
   target, mask = pair
   view = MovedMask(series, target, mask)
-  slots = predict.slot_dates(view, options.timeline)
-  pair_work = predict_workdir.WorkDir(work.scratch(f'pair_{number}'), {})
-  todo = [tiles[i] for i in run if not pair_work.done(i)]
-  if len(todo) < len(run):
-    logging.info('Resuming: %d tile(s) of this pair already done.',
-                 len(run) - len(todo))
-  predict.run_tiles(view, predictor, pair_work, todo, slots,
-                    options.tile_size, options.batch_size)
-  scores, pixels, least, panels = score_pair(
-      series, target, mask, counts, pair_work, tiles, run, options)
+  row = {'pair': number, 'target': str(series.dates[target]),
+         'mask_date': str(series.dates[mask])}
+  pair_work = None
+  if predictor is not None:
+    slots = predict.slot_dates(view, options.timeline)
+    pair_work = predict_workdir.WorkDir(work.scratch(f'pair_{number}'), {})
+    todo = [tiles[i] for i in run if not pair_work.done(i)]
+    if len(todo) < len(run):
+      logging.info('Resuming: %d tile(s) of this pair already done.',
+                   len(run) - len(todo))
+    predict.run_tiles(view, predictor, pair_work, todo, slots,
+                      options.tile_size, options.batch_size)
+    row.update(tiles=len(run),
+               model_dates=[str(series.dates[t]) for t in slots])
+  scores, pixels, dates, looks = score_pair(series, target, mask, pair_work,
+                                            tiles, run, options)
   quicklook = os.path.join(out, f'pair_{number}.png')
   os.makedirs(out, exist_ok=True)
-  images.save(quicklook, quicklook_sheet(panels))
-  shutil.rmtree(pair_work.dir)
-  return {'pair': number, 'target': str(series.dates[target]),
-          'mask_date': str(series.dates[mask]), 'hidden_pixels': pixels,
-          'tiles': len(run), 'least_cloudy_date': str(least),
-          'model_dates': [str(series.dates[t]) for t in slots],
+  images.save(quicklook, quicklook_sheet(panels(predictor is not None),
+                                         looks))
+  if pair_work is not None:
+    shutil.rmtree(pair_work.dir)
+  return {**row, 'hidden_pixels': pixels,
+          'classical_dates': [str(d) for d in dates],
           'quicklook': os.path.basename(quicklook), 'scores': scores}
 
 
 def _report(series, counts, rows, options, identity):
+  scored = list(rows[0]['scores'])
   overall = {m: {name: metrics.average([r['scores'][m][name] for r in rows])
-                 for name in METRICS} for m in METHODS}
-  return {'pairs': rows, 'overall': overall,
+                 for name in METRICS} for m in scored}
+  ranked = sorted((m for m in scored if m != CLOUDY_INPUT),
+                  key=lambda m: -overall[m]['psnr01'])
+  return {'pairs': rows, 'overall': overall, 'ranking': ranked,
+          'best': ranked[0],
+          'best_classical': next(m for m in ranked
+                                 if m in classical.METHODS),
           'scene': {'dates': [str(d) for d in series.dates],
                     'grid': series.grid.to_dict(),
                     'cloudy_percent': [
@@ -434,18 +481,33 @@ def report_paths(out):
 
 def table_rows(report):
   """[pair, target, mask date, hidden px, method, *METRICS] rows: per pair,
-  then overall (pair 'all')."""
+  then overall (pair 'all'), best PSNR first (the cloudy input last)."""
   rows = []
   for r in report['pairs']:
-    for m in METHODS:
+    for m in r['scores']:
       rows.append([str(r['pair']), r['target'], r['mask_date'],
                    r['hidden_pixels'], m,
                    *(r['scores'][m][n] for n in METRICS)])
   hidden = sum(r['hidden_pixels'] for r in report['pairs'])
-  for m in METHODS:
+  for m in [*report['ranking'], CLOUDY_INPUT]:
     rows.append(['all', '', '', hidden, m,
                  *(report['overall'][m][n] for n in METRICS)])
   return rows
+
+
+def verdict(report):
+  """The report's conclusion: the best method on this area, and the model's
+  difference to the best classical fill."""
+  overall = report['overall']
+  psnr = lambda m: overall[m]['psnr01']
+  best, classic = report['best'], report['best_classical']
+  lines = [f'Best on this area: **{best}** ({psnr(best):.2f} dB PSNR on the '
+           f'hidden pixels, over all pairs); fill a date with it: '
+           f'`predict.py --method {best}`.']
+  if 'model' in overall:
+    lines.append(f'The model: {psnr("model") - psnr(classic):+.2f} dB against '
+                 f'the best classical fill, {classic}.')
+  return lines
 
 
 def write_report(report, names):
@@ -457,6 +519,7 @@ def write_report(report, names):
   md = ['| ' + ' | '.join(headers) + ' |',
         '|' + '---|' * len(headers)]
   md += ['| ' + ' | '.join(fmt(v) for v in row) + ' |' for row in rows]
+  md += [''] + verdict(report)
   csv = [','.join(headers)] + [','.join(
       repr(v) if isinstance(v, float) else str(v) for v in row)
                                for row in rows]

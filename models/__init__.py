@@ -48,7 +48,7 @@ def check_config(config):
 def zero_inputs(config, batch_size=1):
   """A batch of zeros with every key the models read, train and eval.
 
-  Shapes follow the data pipeline (SPEC §1.3): `targets`/`image`
+  Shapes follow the data pipeline (docs/design.md, Data): `targets`/`image`
   `(B, H, W, T·C)`, `mask` `(B, H, W, T)`, their `_{h}` and `_{h}_up_back`
   versions, the random-channel `targets_slice*` `(·, ·, ·, T)` and
   `channel_index` `(B,)`, all int32.
@@ -83,7 +83,7 @@ def generator_resolution(config):
 
 
 def build_discriminator(config):
-  """The PatchGAN of SPEC §4 at the generator's resolution.
+  """The PatchGAN discriminator at the generator's resolution.
 
   Call it as `disc([cloudy, candidate, channel_index], training=...)`; see
   `models.discriminator`.

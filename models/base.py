@@ -4,7 +4,7 @@ The training, evaluation and sampling loops (and `predict.py`) talk to models
 only through `CloudTranModel`'s methods, so a model is a drop-in as long as it
 implements them; nothing outside `models/` asks which model it holds. All
 methods take the batched example dicts of `datasets.pipeline.get_dataset`
-(SPEC §1.3).
+(docs/design.md, Data).
 """
 
 import math
@@ -129,7 +129,7 @@ class CloudTranModel(tf.keras.Model):
   """
 
   # Whether `sample` generates pixel by pixel (its output is then written as
-  # `_gen`, a parallel one as `_sam`; SPEC §5).
+  # `_gen`, a parallel one as `_sam`; docs/design.md, Outputs).
   autoregressive = False
 
   def __init__(self, config, **kwargs):

@@ -1,4 +1,6 @@
-"""The CloudTran core (SPEC §2): time-series encoder, parallel head, decoder.
+"""The CloudTran core: time-series encoder, parallel head, decoder.
+
+What each part does: docs/design.md, The core.
 
 Runs at the downsampled resolution `h × w`. In training (`training=True`)
 the inputs are one random channel per example (`targets_slice_{h}`,

@@ -1,4 +1,4 @@
-"""PatchGAN discriminator on one channel (SPEC §4).
+"""PatchGAN discriminator on one channel (docs/design.md, The discriminator).
 
 Call signature of the model `build` returns:
 

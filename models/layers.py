@@ -1,4 +1,4 @@
-"""Building blocks of the CloudTran models (SPEC §2).
+"""Building blocks of the CloudTran models (docs/design.md, Models).
 
 Every layer creates its weights in `__init__` from explicit sizes, so a model
 is complete (and checkpointable) as soon as it is constructed. Images are

@@ -1,4 +1,6 @@
-"""Fast autoregressive sampling of the CloudTran core (SPEC §2, sampling).
+"""Fast autoregressive sampling of the CloudTran core.
+
+What it computes: docs/design.md, Sampling.
 
 `Sampler(model)` is what `CloudTranCore.generate` (and so `sample`) runs:
 the encoder, the parallel head and the raster-order decode of a batch are

@@ -1,10 +1,11 @@
-"""The upsampler (SPEC §3): low resolution target -> full resolution logits.
+"""The upsampler: low resolution target -> full resolution logits.
 
 Deterministic and parallel at `H × W = config.resolution`. Conditioned on the
 full resolution masked slots 1..T-1 of `targets` (all channels) and, per
 channel, on the low resolution target brought back to full size
 (slot 0 of `targets_{h}_up_back`: the truth, or a generated core output
-resized to `H × W` by `Upsampler.with_low_res`).
+resized to `H × W` by `Upsampler.with_low_res`). See docs/design.md, The
+upsampler.
 """
 
 import tensorflow as tf

@@ -7,6 +7,8 @@ directory, then copied by GDAL's COG driver (deflate, internal tiles,
 overviews) to their final names through a temporary file, so a finished
 name is always a whole file. The quicklooks are decimated from the 8-bit
 image and from the spread's colours (`spread_colours`) as blocks go by.
+An error writing a file (a full disk, a denied permission) is an OSError
+naming it (`utils.errors.writing`).
 """
 
 import math
@@ -16,9 +18,12 @@ import numpy as np
 from PIL import Image
 import rasterio
 from rasterio import shutil as rio_shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.windows import Window
 
+from rasters import tiling
 from utils import colormaps
+from utils.errors import writing
 
 BLOCK = 256
 QUICKLOOK_SIDE = 1024
@@ -26,6 +31,31 @@ QUICKLOOK_SIDE = 1024
 FILL_KEPT, FILL_MODEL, FILL_NO_CLEAR = 0, 1, 2
 # The spread (8-bit values) shown brightest in its quicklook; above it too.
 SPREAD_LOOK_MAX = 32
+# What GDAL raises when it cannot write a file.
+GDAL_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError)
+
+
+def window(top, left, height, width):
+  """The rasterio Window of the area (top, left, height, width)."""
+  return Window(left, top, width, height)
+
+
+def block_windows(grid):
+  """[(block (top, left, h, w), its Window)]: the output blocks of BLOCK px
+  of `grid` (a `rasters.reader.Grid`), row-major (`tiling.blocks`)."""
+  return [(block, window(*block))
+          for block in tiling.blocks(grid.height, grid.width, BLOCK)]
+
+
+def grown(area, grid, margin):
+  """`area` (top, left, h, w) grown by `margin` px on each side, inside
+  `grid`, and the area's (rows, cols) slices in it."""
+  top, left, height, width = area
+  t, l = max(0, top - margin), max(0, left - margin)
+  b = min(grid.height, top + height + margin)
+  r = min(grid.width, left + width + margin)
+  return (t, l, b - t, r - l), (slice(top - t, top - t + height),
+                                slice(left - l, left - l + width))
 
 
 def paths(out, spread=False):
@@ -79,10 +109,10 @@ class Writer:
     common = dict(driver='GTiff', width=grid.width, height=grid.height,
                   crs=grid.crs, transform=grid.transform, tiled=True,
                   blockxsize=BLOCK, blockysize=BLOCK, compress='deflate')
-    self.image = rasterio.open(scratch('image.tif'), 'w', count=count,
-                               dtype=dtype, **common)
-    self.fill = rasterio.open(scratch('fill.tif'), 'w', count=1,
-                              dtype='uint8', **common)
+    self.image = _create(scratch('image.tif'), count=count, dtype=dtype,
+                         **common)
+    self.fill = _create(scratch('fill.tif'), count=1, dtype='uint8',
+                        **common)
     self.fill.update_tags(1, FILL=f'{FILL_KEPT} = clear target pixel kept, '
                           f'{FILL_MODEL} = filled by the model, '
                           f'{FILL_NO_CLEAR} = filled, no clear date among '
@@ -90,8 +120,8 @@ class Writer:
     self.quicklook = Quicklook(grid.height, grid.width)
     self.spread = self.spread_quicklook = None
     if spread_unit is not None:
-      self.spread = rasterio.open(scratch('spread.tif'), 'w', count=count,
-                                  dtype='float32', **common)
+      self.spread = _create(scratch('spread.tif'), count=count,
+                            dtype='float32', **common)
       self.spread_quicklook = Quicklook(grid.height, grid.width)
 
   def write(self, window, image, fill, rgb8, spread=None):
@@ -100,12 +130,11 @@ class Writer:
     (h, w, C) `spread` in the image's units too."""
     top, left, height, width = window
     win = Window(left, top, width, height)
-    self.image.write(np.moveaxis(image, -1, 0), window=win)
-    self.fill.write(fill[None], window=win)
+    _write(self.image, np.moveaxis(image, -1, 0), win)
+    _write(self.fill, fill[None], win)
     self.quicklook.add(window, rgb8)
     if self.spread is not None:
-      self.spread.write(np.moveaxis(spread, -1, 0).astype(np.float32),
-                        window=win)
+      _write(self.spread, np.moveaxis(spread, -1, 0).astype(np.float32), win)
       self.spread_quicklook.add(
           window, spread_colours(spread / self.spread_unit))
 
@@ -119,14 +148,28 @@ class Writer:
       looks.append(('spread_quicklook', self.spread_quicklook))
     names = paths(out, self.spread is not None)
     for key, resampling, dataset in files:
-      dataset.close()
+      with writing(dataset.name, GDAL_ERRORS):
+        dataset.close()
       tmp = names[key] + '.tmp'
-      rio_shutil.copy(self.scratch(f'{key}.tif'), tmp, driver='COG',
-                      COMPRESS='DEFLATE', BLOCKSIZE=str(BLOCK),
-                      OVERVIEW_RESAMPLING=resampling)
+      with writing(names[key], GDAL_ERRORS):
+        rio_shutil.copy(self.scratch(f'{key}.tif'), tmp, driver='COG',
+                        COMPRESS='DEFLATE', BLOCKSIZE=str(BLOCK),
+                        OVERVIEW_RESAMPLING=resampling)
       os.replace(tmp, names[key])
     for key, look in looks:
       tmp = names[key] + '.tmp'
-      Image.fromarray(look.image).save(tmp, format='PNG')
+      with writing(names[key]):
+        Image.fromarray(look.image).save(tmp, format='PNG')
       os.replace(tmp, names[key])
     return names
+
+
+def _create(path, **profile):
+  """A GeoTIFF opened for writing."""
+  with writing(path, GDAL_ERRORS):
+    return rasterio.open(path, 'w', **profile)
+
+
+def _write(dataset, values, window):
+  with writing(dataset.name, GDAL_ERRORS):
+    dataset.write(values, window=window)

@@ -464,18 +464,21 @@ def open_series(inputs, bands=None, band_files=None, masks=None, scl=None,
 
 
 def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
+               band_indexes=None,
                cloud_threshold=cloudmasks.DEFAULT_THRESHOLD, target=None,
                offset=None, area=None, default_offsets=None, items=None):
   """Opens a series of files already matched to their dates (see
   `open_series`; `rasters.stac` gives the hrefs of STAC Items).
 
   Args:
-    by_date: {date: image file}, or {date: tuple of one-band files} with
+    by_date: {date: image file}, or {date: tuple of band files} with
       `band_names`, in date order. A file is a path GDAL opens (local, or
       /vsicurl/, /vsis3/...).
     kind, mask_by_date: one of cloudmasks.KINDS and {date: mask file}.
     bands: as `open_series`, for multi-band files.
-    band_names: the names of the one-band files (Series.bands), or None.
+    band_names: the names of the band files (Series.bands), or None.
+    band_indexes: {date: tuple of the 1-based band index in each band
+      file, None for a one-band file}; None: all one-band files.
     cloud_threshold, target, offset, area: as `open_series`.
     default_offsets: {date: offset} used when a file's metadata says
       nothing (and `offset` is None).
@@ -494,7 +497,8 @@ def open_dated(by_date, kind, mask_by_date, bands=None, band_names=None,
   opened = []
   try:
     images, mask_layers = _open_layers(by_date, mask_by_date, kind, grid,
-                                       bands, band_names, opened)
+                                       bands, band_names, band_indexes or {},
+                                       opened)
     return Series(
         dates=days, paths=[by_date[d] for d in days],
         mask_paths=[mask_by_date[d] for d in days], mask_kind=kind,
@@ -539,8 +543,30 @@ def _mask_files(kind, pattern, mask_paths, by_date):
   return mask_by_date
 
 
+def _band_layers(files, indexes, names, on_grid):
+  """[(OnGrid, band indexes)] of band files: band `indexes[i]` (None: the
+  only band) of `files[i]`, band `names[i]`; a file that follows itself is
+  opened once and read for its bands together."""
+  layers = []
+  for path, index, name in zip(files, indexes, names):
+    if not layers or layers[-1][0].path != path:
+      layers.append((on_grid(path, Resampling.bilinear, 'input'), ()))
+    layer, taken = layers[-1]
+    if index is None and layer.count > 1:
+      raise DataError(
+          f'{path} has {layer.count} bands and is read as the one band '
+          f'{name} — say which band it is in the STAC asset\'s band metadata '
+          '(bands or eo:bands), or give a one-band file.')
+    if index is not None and not 1 <= index <= layer.count:
+      raise DataError(f'{path} has {layer.count} band(s), not band {index} '
+                      f'({name}) that its band metadata names — fix the '
+                      'metadata.')
+    layers[-1] = (layer, taken + (index or 1,))
+  return layers
+
+
 def _open_layers(by_date, mask_by_date, kind, grid, bands, band_names,
-                 opened):
+                 band_indexes, opened):
   """Per date, the image layers [(OnGrid, band indexes)] and the mask
   layer, all on `grid`; each layer is also appended to `opened`."""
   images, mask_layers = [], []
@@ -551,8 +577,8 @@ def _open_layers(by_date, mask_by_date, kind, grid, bands, band_names,
 
   for day, files in by_date.items():
     if band_names:
-      layers = [(on_grid(f, Resampling.bilinear, 'input'), (1,))
-                for f in files]
+      layers = _band_layers(files, band_indexes.get(day, (None,) * len(
+          files)), band_names, on_grid)
     else:
       layer = on_grid(files, Resampling.bilinear, 'input')
       layers = [(layer, _rgb_indexes(layer, bands))]

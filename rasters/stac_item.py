@@ -5,7 +5,8 @@ and bbox in WGS84), the projection extension (`proj:code` EPSG, or
 `proj:wkt2`, `proj:transform`, `proj:shape`), the target date's datetime,
 one asset per output file (relative hrefs) and the provenance in
 `cloudtran:*` properties: per input date its files (or STAC Item), date and
-DN offset, the target's offset, and the models (checkpoints, configs).
+DN offset, the target's offset, the models (checkpoints, configs) and the
+record a rerun is compared with (`cloudtran:record`, `jobs.records`).
 """
 
 import datetime
@@ -17,7 +18,10 @@ from pystac.extensions.projection import ProjectionExtension
 from rasterio import warp
 
 from rasters import geotiff
+from utils import errors
 
+# The Item property holding the record of what made the output.
+RECORD = 'cloudtran:record'
 COG = 'image/tiff; application=geotiff; profile=cloud-optimized'
 # Asset fields of each output file (the keys of `rasters.geotiff.paths`);
 # a file geotiff adds (such as a spread band) gets its entry here.
@@ -38,6 +42,16 @@ ASSETS = {
                              'spread (inferno, brightest from '
                              f'{geotiff.SPREAD_LOOK_MAX} 8-bit values)'),
 }
+
+
+def read_record(item_path):
+  """The `cloudtran:record` of the Item at `item_path`, or None (no Item,
+  an unreadable one, or one without a record)."""
+  try:
+    with open(item_path) as f:
+      return json.load(f)['properties'][RECORD]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
 
 
 def path(out):
@@ -113,12 +127,15 @@ def make(names, series, models=None):
   return item
 
 
-def write(out, names, series, models=None):
-  """Writes the Item of output `out` beside it (whole or not at all);
+def write(out, names, series, models=None, record=None):
+  """Writes the Item of output `out` beside it (whole or not at all), with
+  the `record` of what made it (`jobs.records`) in `cloudtran:record`;
   returns its path."""
   target = path(out)
   item = make(names, series, models)
-  with open(target + '.tmp', 'w') as f:
+  if record is not None:
+    item.properties[RECORD] = record
+  with errors.writing(target), open(target + '.tmp', 'w') as f:
     json.dump(item.to_dict(include_self_link=False, transform_hrefs=False),
               f, indent=1)
   os.replace(target + '.tmp', target)

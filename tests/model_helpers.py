@@ -54,3 +54,38 @@ def gradients(model, inputs, training=True):
     total, _ = model.loss(inputs, logits, aux, training=training)
   grads = tape.gradient(total, model.trainable_variables)
   return total, list(zip(model.trainable_variables, grads))
+
+
+class RecordedTraining:
+  """What `train.train` runs, recorded by wrapping `train.make_train_loop`
+  (patched with `monkeypatch`): the trainable weights of the model and the
+  discriminator when the loop is made, the compiled loop, and the mean
+  losses of each of its calls."""
+
+  def __init__(self, monkeypatch):
+    from jobs import train  # pylint: disable=g-import-not-at-top
+    self.state = self.loop = None
+    self.start, self.losses = [], []
+    make_loop = train.make_train_loop
+
+    def recording(state):
+      self.state, self.loop = state, make_loop(state)
+      self.start = [v.numpy() for v in self.variables()]
+
+      def loop(iterator, num_steps):
+        losses = self.loop(iterator, num_steps)
+        self.losses.append({k: float(v) for k, v in losses.items()})
+        return losses
+      return loop
+
+    monkeypatch.setattr(train, 'make_train_loop', recording)
+
+  def variables(self):
+    parts = [self.state.model, self.state.discriminator]
+    return [v for part in parts if part is not None
+            for v in part.trainable_variables]
+
+  def unchanged(self):
+    """Paths of the trainable weights still equal to their start values."""
+    return [v.path for v, start in zip(self.variables(), self.start)
+            if np.array_equal(v.numpy(), start)]

@@ -77,3 +77,159 @@ def test_composite_keeps_clear_target_pixels():
   np.testing.assert_array_equal(out, expected)
   with pytest.raises(ValueError, match='do not match'):
     baselines.composite(output[..., :1], cube, mask, 2)
+
+
+def _stack(slots):
+  """[(..., H, W, C) per slot] -> (..., H, W, T·C) cube."""
+  return np.concatenate(slots, axis=-1)
+
+
+def _light(target, gain, offset):
+  """A date that is `target` in another light: gain · target + offset."""
+  return np.asarray(target, np.float64) * gain + offset
+
+
+def test_fit_gain_offset_recovers_a_linear_map():
+  rng = np.random.default_rng(0)
+  target = rng.uniform(0, 200, (2, 6, 6, 3))
+  source = _light(target, 1.1, 5.)       # target = (source - 5) / 1.1
+  valid = np.ones((2, 6, 6), bool)
+  valid[0, :3] = False                  # 18 pixels left: still a fit
+  gain, offset = baselines.fit_gain_offset(source, target, valid)
+  assert gain.shape == offset.shape == (2, 3)
+  np.testing.assert_allclose(gain, 1 / 1.1)
+  np.testing.assert_allclose(offset, -5 / 1.1, atol=1e-9)
+
+
+def test_fit_gain_offset_fallbacks():
+  target = np.arange(36, dtype=np.float64).reshape(1, 6, 6, 1)
+  source = 2. * target + 7.
+  few = np.zeros((1, 6, 6), bool)
+  few[0, 0, :baselines.MIN_GAIN_PIXELS - 10] = True
+  # Too few pixels: gain 1, offset the mean difference over them.
+  gain, offset = baselines.fit_gain_offset(source, target, few)
+  expected = np.mean(target[few] - source[few])
+  np.testing.assert_allclose([gain[0, 0], offset[0, 0]], [1., expected])
+  # A constant source: no slope, offset only.
+  gain, offset = baselines.fit_gain_offset(np.full_like(target, 9.), target,
+                                           np.ones((1, 6, 6), bool))
+  np.testing.assert_allclose([gain[0, 0], offset[0, 0]],
+                             [1., target.mean() - 9.])
+  # No pixel: the identity.
+  gain, offset = baselines.fit_gain_offset(source, target,
+                                           np.zeros((1, 6, 6), bool))
+  np.testing.assert_array_equal([gain[0, 0], offset[0, 0]], [1., 0.])
+
+
+def _scene(shape=(8, 8)):
+  """A (H, W, 2) uint8 target whose values are multiples of 10, so that
+  1.1 · target + 5 is an integer."""
+  rng = np.random.default_rng(1)
+  return (10 * rng.integers(0, 21, shape + (2,))).astype(np.uint8)
+
+
+def test_corrected_least_cloudy_undoes_a_gain_and_offset():
+  truth = _scene()
+  other = _scene()[::-1]
+  # Slots: truth, a date in another light (least cloudy), an unrelated date,
+  # the target (cloudy in its top rows: their values stay unknown).
+  date = _light(truth, 1.1, 5.).astype(np.uint8)
+  target = truth.copy()
+  target[:3] = 40
+  cube = _stack([truth, date, other, target])
+  mask = np.ones((8, 8, 4), np.uint8)
+  mask[:3, :, 3] = 0
+  mask[:, :3, 2] = 0                     # slot 2: 40 clear pixels
+  mask[6:, :, 1] = 0                     # slot 1: 48 clear pixels
+  out = baselines.corrected_least_cloudy(cube, mask, 2)
+  assert out.dtype == np.uint8 and out.shape == (8, 8, 2)
+  np.testing.assert_array_equal(out[:6], truth[:6])  # where date 1 is clear
+  # A clear target (the clearest slot) is never the date chosen.
+  mask[..., 3] = 1
+  cube = _stack([truth, date, other, truth])
+  np.testing.assert_array_equal(
+      baselines.corrected_least_cloudy(cube, mask, 2)[:6], truth[:6])
+
+
+def test_corrected_mosaic_takes_the_newest_clear_corrected_value():
+  truth = _scene((8, 8))
+  target = truth.copy()
+  old = _light(truth, 1.1, 5.).astype(np.uint8)   # corrected: truth
+  new = np.clip(_light(truth, 0.5, 60.), 0, 255).astype(np.uint8)
+  cube = _stack([truth, old, new, target])
+  mask = np.ones((1, 8, 8, 4), np.uint8)
+  mask[0, :4, :, 3] = 0                   # target cloudy in rows 0..3
+  mask[0, 0, :, 2] = 0                    # row 0: only the old date clear
+  mask[0, 1, :4, 1:] = 0                  # row 1, cols 0..3: clear nowhere
+  cube[..., 6:] = np.where(mask[0, ..., 3:4] > 0, target, 40)
+  out = baselines.corrected_mosaic(cube[None], mask, 2)[0]
+  assert out.dtype == np.uint8
+  # Rows 2..3 from the new date (0.5 · truth + 60, rounded back), row 0 and
+  # row 1's right half from the old one: the truth; clear rows: the target.
+  new_corrected = np.rint((new.astype(np.float64) - 60.) / 0.5)
+  np.testing.assert_array_equal(out[2:4], new_corrected[2:4])
+  np.testing.assert_array_equal(out[1, 4:], new_corrected[1, 4:])
+  np.testing.assert_array_equal(out[0], truth[0])
+  np.testing.assert_array_equal(out[4:], target[4:])
+  # Clear nowhere: the mean of the target's clear pixels, per channel.
+  fill = np.rint(truth[4:].reshape(-1, 2).mean(axis=0))
+  np.testing.assert_array_equal(out[1, :4], np.broadcast_to(fill, (4, 2)))
+
+
+def test_corrected_mosaic_fill_without_a_clear_target_pixel():
+  cube = _stack([_scene()] * 3)
+  mask = np.zeros((8, 8, 3), np.uint8)
+  np.testing.assert_array_equal(baselines.corrected_mosaic(cube, mask, 2),
+                                cube[..., 4:])
+
+
+def test_baselines_never_read_the_truth():
+  cube = _stack([_scene(), _scene()[::-1], _scene()[:, ::-1],
+                 _scene().T.transpose(1, 2, 0)[:8, :8]]).astype(np.float32)
+  mask = np.ones((8, 8, 4), np.uint8)
+  mask[2:5, 1:6, 3] = 0
+  mask[:3, :, 2] = 0
+  garbage = cube.copy()
+  garbage[..., :2] = np.nan
+  for name, fill in baselines.FILLS.items():
+    expected = fill(cube, mask, 2)
+    assert expected.shape == (8, 8, 2) and expected.dtype == cube.dtype
+    assert np.isfinite(expected).all(), name
+    np.testing.assert_array_equal(fill(garbage, mask, 2), expected, name)
+  np.testing.assert_array_equal(
+      baselines.FILLS['cloudy input'](cube, mask, 2), cube[..., 6:])
+
+
+def test_local_corrected_mosaic_follows_light_that_varies_across_the_image():
+  rng = np.random.default_rng(2)
+  truth = rng.uniform(0, 200, (12, 24, 2))
+  # The context date's light differs between the two halves.
+  date = np.concatenate([_light(truth[:, :12], 1.1, 5.),
+                         _light(truth[:, 12:], 0.7, 30.)], axis=1)
+  target = truth.copy()
+  mask = np.ones((12, 24, 3), np.uint8)
+  mask[4:8, 2:4, 2] = 0                  # cloudy in the left half
+  mask[4:8, 20:22, 2] = 0                # and in the right half
+  cube = _stack([truth, date, target])
+  local = baselines.local_corrected_mosaic(cube, mask, 2, window=5)
+  cloudy = mask[..., 2] == 0
+  np.testing.assert_allclose(local[cloudy], truth[cloudy], atol=1e-9)
+  # One gain for the whole image cannot.
+  whole = baselines.corrected_mosaic(cube, mask, 2)
+  assert np.abs(whole[cloudy] - truth[cloudy]).max() > 1.
+  with pytest.raises(ValueError, match='odd'):
+    baselines.local_corrected_mosaic(cube, mask, 2, window=4)
+
+
+def test_local_corrected_mosaic_falls_back_to_the_image_fit():
+  truth = _scene((12, 12))
+  cube = _stack([truth, _light(truth, 1.1, 5.).astype(np.uint8), truth])
+  mask = np.ones((12, 12, 3), np.uint8)
+  mask[:7, :7, 2] = 0                    # a 3×3 window at (1, 1): no pixel
+  local = baselines.local_corrected_mosaic(cube, mask, 2, window=3)
+  np.testing.assert_array_equal(local, truth)
+
+
+def test_corrected_baselines_need_a_context_date():
+  with pytest.raises(ValueError, match='no context date'):
+    baselines.corrected_mosaic(_cube([[1], [2]]), np.ones((1, 2, 2, 2)), 1)

@@ -51,3 +51,22 @@ def test_an_empty_band_is_an_error():
   with pytest.raises(ValueError, match='No cloud cover above 5 % and at '
                      'most 6 % exists on 20'):
     cloud_shapes.clear_mask(np.random.default_rng(0), (4, 5), 8, 5, 6)
+
+
+@pytest.mark.parametrize('cover', [0.0, 0.013, 0.5, 1.0])
+def test_cover_clouds_cover_exactly(cover):
+  clouds = cloud_shapes.cover_clouds(np.random.default_rng(1), 40, cover,
+                                     0.25)
+  assert clouds.mask.sum() == round(cover * 40 * 40)
+
+
+def test_a_fringe_lies_outside_the_mask_only_when_asked():
+  """Without a fringe, opacity and shadow are 0 outside the mask; with one,
+  a faint rim of them lies outside it, fainter than inside."""
+  bare = cloud_shapes.cover_clouds(np.random.default_rng(2), 64, 0.3, 0.0)
+  assert not (bare.alpha[~bare.mask].any() or bare.shadow[~bare.mask].any())
+  rimmed = cloud_shapes.cover_clouds(np.random.default_rng(2), 64, 0.3, 0.25)
+  np.testing.assert_array_equal(rimmed.mask, bare.mask)
+  rim = np.maximum(rimmed.alpha, rimmed.shadow)[~rimmed.mask]
+  assert 0 < rim.max() < 0.2
+  assert (rim > 0).mean() < 0.2

@@ -1,12 +1,14 @@
 """The `:small` configs of `make reproduce-small`: sizes, data, one step."""
 
 import importlib
+import math
 
 import pytest
 
 from configs import common
+import model_helpers
 from jobs import train
-from tools import benchmark
+from tools import recipe_dataset
 from utils import distribute
 
 CONFIGS = ['cloudtran_core_train', 'cloudtran_core_test', 'upsampler_train',
@@ -45,16 +47,23 @@ def test_unknown_variant_names_the_choices():
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
   out = str(tmp_path_factory.mktemp('small') / 'data')
-  benchmark.main([out, '--train', '3', '--valid', '1', '--holdout', '1',
-                  '--size', '64'])
+  recipe_dataset.main([out, '--train', '3', '--valid', '1', '--holdout',
+                       '1', '--size', '64'])
   return out
 
 
 @pytest.mark.parametrize('name', ['cloudtran_core_train', 'upsampler_train'])
-def test_small_trains_a_step(name, data, tmp_path):
+def test_small_trains_a_step(name, data, tmp_path, monkeypatch):
+  """One step on the benchmark data: finite losses, every weight moved."""
   config = common.use_dataset(load(name), data, 'trainset')
   config.batch_size = 2
   config.max_train_steps = 1
+  record = model_helpers.RecordedTraining(monkeypatch)
   state = train.train(config, str(tmp_path), distribute.make_strategy(
       'CPU', 1), steps_per_summaries=1)
   assert state.step == 1
+  (losses,) = record.losses
+  assert set(losses) == set(state.metric_keys)
+  assert all(math.isfinite(v) for v in losses.values()), losses
+  assert record.variables()
+  assert not record.unchanged()

@@ -23,6 +23,7 @@ CONFIG = 'cloudtran_core_test'
 BINS = ['0-10%', '10-30%', '30-50%', '>50%']
 SPLITS = ['all', 'cloudy', 'clear']
 RMSE, PSNR, SSIM, SAM = 'RMSE [0-1]', 'PSNR [dB, range 1]', 'SSIM [0-1]', 'SAM [°]'
+POOLED, DELTA = 'PSNR pooled [dB, range 1]', 'Δ PSNR vs best classical [dB]'
 MSE8, PSNR8, SSIM8 = 'MSE [0-255]', 'PSNR [dB, 0-255]', 'SSIM [0-255]'
 
 
@@ -63,11 +64,14 @@ def test_tables_without_inception(data, samples, tmp_path):
   results.evaluate(data['config'], 'valid', samples, str(tmp_path))
   rows = read_csv(tmp_path)
   n = len(data['tile'])
-  baseline_names = ['cloudy input', 'least cloudy', 'mosaic']
+  baseline_names = ['cloudy input', 'least cloudy', 'mosaic',
+                    'corrected least cloudy', 'corrected mosaic',
+                    'local corrected mosaic']
   methods = [(m, s) for s, method in ((16, 'truth'), (32, 'noise'))
              for m in baseline_names + [method, method + ' [composite]']]
   assert sorted(rows) == sorted((m, s, p, g) for m, s in methods
                                 for p in SPLITS for g in ['all'] + BINS)
+  check_best_classical(rows, baseline_names)
   truth = rows['truth', 16, 'all', 'all']
   assert (truth['n'], truth[MSE8], truth[PSNR8], truth[SSIM8]) == (
       str(n), '0', 'inf', '1')
@@ -96,9 +100,15 @@ def test_tables_without_inception(data, samples, tmp_path):
   for title in ('## All pixels', '## Cloudy pixels', '## Clear pixels',
                 '## By cloud coverage of the target date: cloudy pixels',
                 '## Upstream\'s metrics', 'FID and KID: n/a',
-                '| method | resolution | n | RMSE [0-1] |', 'SAM [°]'):
+                '| method | resolution | n | RMSE [0-1] |', 'SAM [°]',
+                f'| {PSNR} | {DELTA} | {POOLED} |',
+                'whole image\'s SSIM map averaged over the split\'s pixels'):
     assert title in markdown
   cloudy_md = markdown.split('## Cloudy pixels')[1].split('##')[0]
+  for side in (16, 32):
+    best = rows['mosaic', side, 'all', 'all']['best classical']
+    assert cloudy_md.count(f'| **{best}** (best classical) | {side} |') == 1
+  assert cloudy_md.count('(best classical)') == 2
   assert cloudy_md.count('| truth [composite] | 16 |') == 1
   # Bins without outputs are left out of results.md.
   by_coverage = markdown.split('## By cloud coverage')[1]
@@ -109,11 +119,33 @@ def test_tables_without_inception(data, samples, tmp_path):
     assert f'| {label} | truth | 16 |' in by_coverage
 
 
+def check_best_classical(rows, baseline_names):
+  """Per resolution, the best classical row is the baseline with the highest
+  cloudy-pixel PSNR over all outputs, and every row's Δ is its PSNR minus
+  that baseline's in its own split and group."""
+  for side in {key[1] for key in rows}:
+    best = max(baseline_names,
+               key=lambda m: float(rows[m, side, 'cloudy', 'all'][PSNR]))
+    for (method, s, split, group), row in rows.items():
+      if s != side:
+        continue
+      assert row['best classical'] == best
+      base = rows[best, side, split, group][PSNR]
+      if 'n/a' in (row[PSNR], base):
+        assert row[DELTA] == 'n/a'
+      else:
+        assert float(row[DELTA]) == pytest.approx(
+            float(row[PSNR]) - float(base), abs=1e-7)
+
+
 def _expected_row(out, truth, selected):
-  """Mean protocol scores over the images with selected pixels, computed
-  here from the arrays (numpy and skimage), not with evaluation/metrics."""
+  """Mean protocol scores over the images with selected pixels, and the
+  pooled PSNR, computed here from the arrays (numpy and skimage), not with
+  evaluation/metrics."""
   x, y = out / 255., truth / 255.
-  scores = {RMSE: [], 'MAE [0-1]': [], PSNR: [], SSIM: [], SAM: []}
+  pooled = np.mean(((x - y) ** 2)[selected])
+  scores = {RMSE: [], 'MAE [0-1]': [], PSNR: [], SSIM: [], SAM: [],
+            POOLED: [10 * np.log10(1 / max(pooled, 1e-10))]}
   for xi, yi, m in zip(x, y, selected):
     if not m.any():
       continue
@@ -152,7 +184,9 @@ def test_rows_match_independent_computation(data, samples, tmp_path):
            for i in range(len(mask))])])
   assert not np.array_equal(least, target)   # the check means something
   for name, out in (('noise', noise), ('noise [composite]', composite),
-                    ('least cloudy', least)):
+                    ('least cloudy', least),
+                    ('corrected least cloudy', corrected_least_cloudy(
+                        targets, mask, c))):
     for split, selected in (('all', np.ones_like(clear)), ('cloudy', ~clear),
                             ('clear', clear)):
       n, expected = _expected_row(out.astype(float), truth.astype(float),
@@ -168,6 +202,26 @@ def test_rows_match_independent_computation(data, samples, tmp_path):
   # A composite is exact on the clear pixels.
   clear_row = rows['noise [composite]', 32, 'clear', 'all']
   assert (clear_row[RMSE], clear_row[PSNR]) == ('0', '100')
+
+
+def corrected_least_cloudy(targets, mask, c):
+  """The context slot (1..T-2) with the most clear pixels (the newest of a
+  tie), mapped to the target per channel by np.polyfit on the pixels clear
+  in both (every image here has enough), rounded and clipped."""
+  out = []
+  for cube, clear in zip(targets, mask > 0):
+    t = clear.shape[-1]
+    slot = max(range(1, t - 1), key=lambda s, m=clear: (m[..., s].sum(), s))
+    both = clear[..., slot] & clear[..., -1]
+    assert both.sum() >= 16
+    date = cube[..., slot * c:(slot + 1) * c].astype(float)
+    target = cube[..., -c:].astype(float)
+    channels = []
+    for k in range(c):
+      gain, offset = np.polyfit(date[..., k][both], target[..., k][both], 1)
+      channels.append(gain * date[..., k] + offset)
+    out.append(np.clip(np.rint(np.stack(channels, -1)), 0, 255))
+  return np.stack(out)
 
 
 def tfrecords_images(path, side):
@@ -234,34 +288,99 @@ def test_job_records_are_checked(data, samples, tmp_path):
       'model-1500', 1500, 'valid')
 
 
-def test_draws_are_scored_by_their_median_and_calibrated(data, tmp_path):
-  """K draws side by side (sample.num_samples=K): the table scores their
-  median, calibration.md/.csv/.png describe the draws on cloudy pixels."""
-  config = data['config']
-  truth = data['targets_16'][..., :3].astype(np.int64)
-  rng = np.random.default_rng(0)
-  draws = np.clip(truth[:, None] + rng.integers(-20, 21, (len(truth), 4) +
-                                                truth.shape[1:]), 0, 255)
-  sample_dir = tmp_path / 'drawn'
+def _drawn(tmp_path, name, draws, config):
+  """A sample directory of K draws side by side (sample.num_samples=K)."""
+  sample_dir = tmp_path / name
   sample_dir.mkdir()
   side_by_side = np.concatenate(list(np.moveaxis(draws, 1, 0)), axis=2)
   tfrecords.write_images(str(sample_dir / 'gen0.tfrecords'), side_by_side)
-  write_job(sample_dir, config, num_samples=4)
-  median = results.read_entry('drawn', str(sample_dir), 3, {16, 32}, 4)
-  np.testing.assert_array_equal(median.draws, draws)
+  write_job(sample_dir, config, num_samples=draws.shape[1])
+  return str(sample_dir)
+
+
+def test_draws_are_scored_by_their_median_and_calibrated(data, tmp_path):
+  """The table scores the draws' median; calibration.md/.csv/.png describe
+  the draws on cloudy pixels: draws exchangeable with the truth cover it at
+  the nominal levels, draws 4 times too narrow do not."""
+  config = data['config']
+  truth = data['targets_16'][..., :3].astype(np.int64)
+  rng = np.random.default_rng(0)
+  # The truth and K = 4 draws are 5 independent noisy copies of one centre:
+  # its PIT among the draws is uniform. The noise stays within half the
+  # distance to 0 and 255, so no draw is clipped (that would bias the PIT).
+  amplitude = np.minimum(20, np.minimum(truth, 255 - truth) // 2)[:, None]
+  noise = rng.integers(-amplitude, amplitude + 1,
+                       (len(truth), 5) + truth.shape[1:])
+  centre = truth[:, None] - noise[:, :1]
+  samples = {'calibrated': centre + noise[:, 1:],
+             'narrow': centre + np.rint(noise[:, 1:] / 4).astype(int)}
+  paths = {name: _drawn(tmp_path, name, draws, config)
+           for name, draws in samples.items()}
+  median = results.read_entry('calibrated', paths['calibrated'], 3, {16, 32},
+                              4)
+  np.testing.assert_array_equal(median.draws, samples['calibrated'])
   np.testing.assert_array_equal(
-      median.images, np.rint(np.median(draws, axis=1)).astype(np.uint8))
+      median.images,
+      np.rint(np.median(samples['calibrated'], axis=1)).astype(np.uint8))
   out = tmp_path / 'out'
-  results.evaluate(config, 'valid', {'drawn': str(sample_dir)}, str(out))
+  results.evaluate(config, 'valid', paths, str(out))
   text = (out / 'calibration.md').read_text()
-  assert '| drawn | 4 |' in text and 'mean error per spread decile' in text
+  assert '| calibrated | 4 |' in text and 'mean error per spread decile' in text
   assert (out / 'calibration.png').stat().st_size > 0
   assert 'per-pixel median of their draws' in (out / 'results.md').read_text()
   with open(out / 'calibration.csv', newline='') as f:
-    rows = list(csv.DictReader(f))
+    rows = {r['method']: r for r in csv.DictReader(f)}
   cloudy = int(np.sum(data['mask_16'][..., -1] == 0)) * 3
-  assert {int(r['values']) for r in rows} == {cloudy}
-  assert 0.8 < float(rows[0]['inside_90']) <= 1
+  assert {int(r['values']) for r in rows.values()} == {cloudy} == {612}
+  # 612 values: the calibrated shares are within 4 standard errors of their
+  # levels; the narrow draws seldom hold the truth in their middle half.
+  calibrated = rows['calibrated']
+  assert float(calibrated['inside_90']) == pytest.approx(0.9, abs=0.05)
+  assert float(calibrated['inside_50']) == pytest.approx(0.5, abs=0.08)
+  assert float(rows['narrow']['inside_50']) < 0.25
+
+
+def test_pixels_without_truth_are_scored_nowhere():
+  rng = np.random.default_rng(3)
+  truth = rng.integers(1, 256, (3, 16, 16, 3)).astype(np.uint8)
+  clear = np.ones((3, 16, 16), np.int32)
+  clear[:, 8:] = 0
+  known = np.ones_like(clear)
+  known[0, 12:, :4] = 0                  # some of image 0's cloudy pixels
+  known[1, 8:] = 0                       # all of image 1's
+  # Cloudy in the truth is cloudy in the target (the pipeline's rule); an
+  # output exact wherever there is a truth and wrong where there is none.
+  output = np.where(known[..., None] > 0, truth, 255 - truth)
+  groups = results.coverage_groups(np.full(3, 50.), [10])
+  rows = results.score_rows(results.Entry('m', 16, output), truth, clear,
+                            known, groups)
+  for row in rows:
+    if row['coverage'] == 'all':
+      assert (row[RMSE], row[PSNR], row[POOLED], row[SAM]) == (
+          0, 100, 100, 0), row['pixels']
+      assert row['n'] == (2 if row['pixels'] == 'cloudy' else 3)
+
+
+def test_baselines_alone(data, tmp_path):
+  """No samples: the baselines at every resolution the config provides, the
+  truth's own mask taken from slot 0 of the mask cube."""
+  config = data['config']
+  gathered = results.gather(config, 'valid', {16}, 1, 3)
+  np.testing.assert_array_equal(gathered[16]['known'],
+                                data['mask_16'][1:4, ..., 0])
+  np.testing.assert_array_equal(
+      gathered[16]['corrected mosaic'], baselines.corrected_mosaic(
+          data['targets_16'][1:4], data['mask_16'][1:4], 3))
+  rows = results.evaluate(config, 'valid', {}, str(tmp_path))
+  assert {(r['method'], r['resolution']) for r in rows} == {
+      (m, s) for m in results.BASELINES for s in (16, 32)}
+  assert {r['n'] for r in rows if r['pixels'] == r['coverage'] == 'all'} == {
+      len(data['tile'])}
+  check_best_classical(read_csv(tmp_path), list(results.BASELINES))
+  with open(tmp_path / 'results.json') as f:
+    document = json.load(f)
+  assert document['samples'] == [] and document['outputs'] == len(
+      data['tile'])
 
 
 def test_empty_split_is_refused():
@@ -356,6 +475,8 @@ def test_cli_help():
   for flag in ('--config', '--subset', '--samples', '--inception_weights',
                '--out', '--skip_outputs', '--num_outputs', '--coverage_bins'):
     assert flag in out
+  assert ('Without any, the baselines alone are scored at every resolution '
+          'of --config (give --out)') in ' '.join(out.split())
 
 
 def data_flags(data):
@@ -386,6 +507,7 @@ def test_cli_run(synthetic_data, samples, tmp_path):
 def test_cli_bad_input_is_one_line(synthetic_data, data, tmp_path):
   """--samples without NAME=, samples of another subset or resolution."""
   no_name = evaluate_py(*data_flags(synthetic_data), f'--samples={tmp_path}')
+  no_out = evaluate_py(*data_flags(synthetic_data))
   other = tmp_path / 'other'
   other.mkdir()
   tfrecords.write_images(str(other / 'gen0.tfrecords'),
@@ -398,6 +520,8 @@ def test_cli_bad_input_is_one_line(synthetic_data, data, tmp_path):
                                  f'--samples=core={other}')
   for done, expected in (
       (no_name, 'does not name its method — give --samples "NAME=DIR"'),
+      (no_out, 'without --samples (the baselines alone) there is no sample '
+               'directory to write beside — pass --out DIR'),
       (other_subset, 'holds outputs of the train subset, not valid — pass '
                      '--subset=train'),
       (other_resolution, 'was sampled with resolution [64, 64] (--config: '

@@ -1,4 +1,4 @@
-"""Faults and bad input (issues 12 and 25): each reported fault reproduced,
+"""Faults and bad input: each reported fault reproduced,
 with the behaviour that replaces it.
 
 1. 16-bit masks: read by value at start-up and in the pipeline alike.
@@ -10,7 +10,7 @@ with the behaviour that replaces it.
 5. Every command: one line `error: ...` on stderr and exit status 2.
 6. eval beside training reads max_train_steps from the run's config.yaml.
 
-Issue 25, numbered "Issue 25, n." below:
+More faults, numbered "Part 2, n." below:
 1. SIGTERM/SIGINT: training saves the step reached and exits 143/130;
    sampling and prediction stop after their batch, keeping it.
 2. A checkpoint that does not fit the config: one line naming the config
@@ -475,7 +475,7 @@ def test_second_training_on_a_running_logdir_is_refused(synthetic_data,
                              f'job (pid {first.pid} on ')
 
 
-# Issue 25, 1. A polite stop: SIGTERM and SIGINT save before exiting.
+# Part 2, 1. A polite stop: SIGTERM and SIGINT save before exiting.
 
 
 def train_argv(data, logdir, *extra):
@@ -659,7 +659,7 @@ def test_prediction_stops_after_its_batch_and_resumes(tmp_path, caplog):
   assert 'Resuming: 2 tile(s) of this shard already done.' in caplog.text
 
 
-# Issue 25, 2. Checkpoint and config agree before anything runs.
+# Part 2, 2. Checkpoint and config agree before anything runs.
 
 
 def test_a_checkpoint_of_another_size_names_the_keys_and_the_variant(
@@ -697,7 +697,7 @@ def test_a_checkpoint_of_another_model_size_names_the_variable(
                                        str(tmp_path / 'model-0'))
 
 
-# Issue 25, 3. No invented scenes in predict.
+# Part 2, 3. No invented scenes in predict.
 
 
 def series_of(root, mask_of_date, mask_kwargs=None):
@@ -760,7 +760,7 @@ def test_fill_shares_are_logged(tmp_path, caplog):
   assert 'invented' not in caplog.text
 
 
-# Issue 25, 4. Range checks, a full disk, an eval job without a run, --inputs
+# Part 2, 4. Range checks, a full disk, an eval job without a run, --inputs
 # beside the masks.
 
 

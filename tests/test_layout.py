@@ -1,9 +1,11 @@
-"""The import order of the folders (README "Layout"), read with `ast`.
+"""The layout of the project, read with `ast` (README "Layout").
 
 A module may import its own package and the packages of lower floors, never
 a higher one; `utils/` imports nothing of the project; no modules import
 each other in a cycle; commands (`if __name__ == '__main__'`, a module-level
-`app.run`/`cli.run`) live only in `tools/`, the entrypoints and `bench/`.
+`app.run`/`cli.run`) live only in `tools/`, `bench/` and the top-level
+modules (the entry points); only a module with a command defines or reads
+absl flags; no package keeps a list of its modules by hand.
 """
 
 import ast
@@ -13,16 +15,41 @@ import re
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The floor of each folder. Every top-level module (run.py, sample.py, ...)
+# is an entry point, on ENTRY_FLOOR.
 FLOORS = {
     'utils': 0, 'configs': 0,
     'datasets': 1, 'rasters': 1,
     'models': 2, 'evaluation': 2,
     'jobs': 3,
     'tools': 4,
-    'run': 5, 'sample': 5, 'evaluate': 5, 'predict': 5, 'bench': 5,
+    'bench': 5,
     'tests': 6,
 }
-COMMAND_PLACES = ('tools', 'bench', 'run', 'sample', 'evaluate', 'predict')
+ENTRY_FLOOR = 5
+# Folders that hold commands, besides the top-level modules.
+COMMAND_FOLDERS = ('tools', 'bench')
+# Modules without a command that touch absl flags today, each with why.
+# The flag definitions are to move into the commands that use them; remove
+# an entry once its module no longer touches flags.
+FLAG_EXCEPTIONS = {
+    'utils/cli.py': 'the flag parsing and error lines every command shares',
+    'rasters/reader_flags.py': 'the series flags of predict.py and '
+                               'tools.prepare, to move to the commands',
+    'jobs/predictor_flags.py': 'the model flags of predict.py and '
+                               'tools.selfcheck, to move to the commands',
+}
+# A package docstring naming this many of its modules is a list kept by
+# hand, which drifts when a module is added.
+LISTED = 3
+
+
+def floor_of(root, name):
+  """The floor of a top-level name of the project, None if it is none."""
+  if name in FLOORS:
+    return FLOORS[name]
+  return ENTRY_FLOOR if os.path.isfile(os.path.join(root, name + '.py')) else (
+      None)
 
 
 def product_files(root):
@@ -57,7 +84,8 @@ def imports(root, path):
         sub = os.path.join(root, *node.module.split('.'), a.name + '.py')
         found.append((node.lineno, f'{node.module}.{a.name}'
                       if os.path.exists(sub) else node.module))
-  return [(line, m) for line, m in found if m.split('.')[0] in FLOORS]
+  return [(line, m) for line, m in found
+          if floor_of(root, m.split('.')[0]) is not None]
 
 
 def is_command(node):
@@ -67,6 +95,49 @@ def is_command(node):
     return test == "__name__ == '__main__'"
   return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
           and ast.unparse(node.value.func) in ('app.run', 'cli.run'))
+
+
+def flag_uses(tree):
+  """(line, what) of each absl flags import, definition or FLAGS use."""
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module in (
+        'absl', 'ml_collections'):
+      found += [(node.lineno, f'from {node.module} import {a.name}')
+                for a in node.names if a.name in ('flags', 'config_flags')]
+    elif isinstance(node, ast.Import):
+      found += [(node.lineno, f'import {a.name}') for a in node.names
+                if a.name in ('absl.flags', 'ml_collections.config_flags')]
+    elif isinstance(node, ast.Attribute) and (
+        node.attr.startswith('DEFINE') or node.attr == 'FLAGS'):
+      found.append((node.lineno, ast.unparse(node)))
+    elif isinstance(node, ast.Name) and node.id == 'FLAGS':
+      found.append((node.lineno, 'FLAGS'))
+  return sorted(set(found))
+
+
+def module_lists(root, path, tree):
+  """Lists kept by hand: `__all__` in any module, or an `__init__.py` whose
+  docstring names LISTED or more of its package's modules."""
+  problems = []
+  for node in ast.walk(tree):
+    targets = (node.targets if isinstance(node, ast.Assign) else
+               [node.target] if isinstance(node, ast.AnnAssign) else [])
+    if any(isinstance(t, ast.Name) and t.id == '__all__' for t in targets):
+      problems.append(f'{path}:{node.lineno}: __all__ is a list kept by '
+                      'hand; drop it.')
+  if os.path.basename(path) == '__init__.py':
+    folder = os.path.join(root, os.path.dirname(path))
+    modules = {f[:-3] for f in os.listdir(folder)
+               if f.endswith('.py') and f != '__init__.py'}
+    words = set(re.findall(r'\w+', ast.get_docstring(tree) or ''))
+    named = sorted(modules & words)
+    if len(named) >= LISTED:
+      problems.append(
+          f'{path}: its docstring lists {len(named)} of its {len(modules)} '
+          f'modules by hand ({", ".join(named)}); drop the list: each '
+          "module's docstring says what it does.")
+  return problems
 
 
 def cycles(graph):
@@ -88,31 +159,37 @@ def cycles(graph):
   return found
 
 
-def violations(root):
+def violations(root, flag_exceptions=()):
   """Every broken rule, one line each, naming the file and line."""
   problems, graph = [], {}
   for path in product_files(root):
     package = path.split(os.sep)[0].removesuffix('.py')
-    if package not in FLOORS:
+    floor = floor_of(root, package)
+    if floor is None:
       problems.append(f'{path}: folder {package}/ has no floor; add it to '
                       'README "Layout" and FLOORS in tests/test_layout.py.')
       continue
     tree = ast.parse(open(os.path.join(root, path)).read(), path)
-    for node in tree.body:
-      if is_command(node) and package not in COMMAND_PLACES:
-        problems.append(f'{path}:{node.lineno}: a command in {package}/; '
-                        'commands live in tools/, the entrypoints and bench/.')
+    commands = [node for node in tree.body if is_command(node)]
+    if commands and os.sep in path and package not in COMMAND_FOLDERS:
+      problems.append(f'{path}:{commands[0].lineno}: a command in {package}/; '
+                      'commands live in tools/, bench/ and the entry points.')
+    if not commands and path not in flag_exceptions:
+      problems += [f'{path}:{line}: {what} in a module without a command; '
+                   'only commands touch flags: give the library plain values '
+                   'or a dataclass' for line, what in flag_uses(tree)]
+    problems += module_lists(root, path, tree)
     me = module_name(path)
     for line, target in imports(root, path):
       graph.setdefault(me, set()).add(target)
-      other = target.split('.')[0]
-      if package == 'utils' and other != 'utils':
+      other = floor_of(root, target.split('.')[0])
+      if package == 'utils' and target.split('.')[0] != 'utils':
         problems.append(f'{path}:{line}: utils/ imports {target}; utils/ is '
                         'the ground floor and imports nothing of the project.')
-      elif FLOORS[other] > FLOORS[package]:
+      elif other > floor:
         problems.append(
-            f'{path}:{line}: {package}/ (floor {FLOORS[package]}) imports '
-            f'{target} (floor {FLOORS[other]}), a higher floor; move what it '
+            f'{path}:{line}: {package}/ (floor {floor}) imports '
+            f'{target} (floor {other}), a higher floor; move what it '
             'needs down to the lowest floor that uses it.')
   for cycle in cycles(graph):
     problems.append('import cycle: ' + ' -> '.join(cycle))
@@ -120,12 +197,26 @@ def violations(root):
 
 
 def test_the_project_keeps_its_layout():
-  problems = violations(ROOT)
+  problems = violations(ROOT, FLAG_EXCEPTIONS)
   assert not problems, '\n'.join(problems)
 
 
-@pytest.mark.parametrize('folder', ['utils', 'datasets', 'rasters', 'models',
-                                    'evaluation', 'jobs', 'tools'])
+@pytest.mark.parametrize('path', sorted(FLAG_EXCEPTIONS))
+def test_each_flag_exception_still_touches_flags(path):
+  with open(os.path.join(ROOT, path)) as f:
+    tree = ast.parse(f.read(), path)
+  assert flag_uses(tree), (f'{path} no longer touches flags: remove it from '
+                           'FLAG_EXCEPTIONS in tests/test_layout.py.')
+
+
+# The packages whose README "Layout" row names their modules (configs/'s
+# row describes its variants instead).
+LISTED_PACKAGES = sorted(
+    folder for folder in FLOORS if folder != 'configs'
+    and os.path.isfile(os.path.join(ROOT, folder, '__init__.py')))
+
+
+@pytest.mark.parametrize('folder', LISTED_PACKAGES)
 def test_the_readme_layout_names_every_module(folder):
   with open(os.path.join(ROOT, 'README.md')) as f:
     readme = f.read()
@@ -164,6 +255,19 @@ def write(root, files):
       'datasets/b.py': 'from datasets import a\n'},
      'import cycle: datasets.a -> datasets.b -> datasets.a'),
     ({'scripts/x.py': ''}, 'scripts/x.py: folder scripts/ has no floor'),
+    ({'models/x.py': 'from absl import flags\n'},
+     'models/x.py:1: from absl import flags in a module without a command'),
+    ({'jobs/x.py': 'def f(FLAGS):\n  return FLAGS.out\n'},
+     'jobs/x.py:2: FLAGS in a module without a command'),
+    ({'tools/scenes.py': "flags.DEFINE_string('x', None, 'y')\n"},
+     'tools/scenes.py:1: flags.DEFINE_string in a module without a command'),
+    ({'datasets/__init__.py': '"""Modules: a, b and c."""\n',
+      'datasets/a.py': '', 'datasets/b.py': '', 'datasets/c.py': '',
+      'datasets/d.py': ''},
+     'datasets/__init__.py: its docstring lists 3 of its 4 modules by hand '
+     '(a, b, c)'),
+    ({'utils/x.py': "__all__ = ['y']\n"},
+     'utils/x.py:1: __all__ is a list kept by hand'),
 ])
 def test_a_broken_rule_is_named(tmp_path, files, message):
   write(str(tmp_path), files)
@@ -178,6 +282,11 @@ def test_downward_imports_and_commands_in_place_pass(tmp_path):
       'jobs/train.py': 'from datasets import pipeline\nimport models\n',
       'datasets/pipeline.py': '',
       'models/__init__.py': '',
-      'tools/prepare.py': "if __name__ == '__main__':\n  cli.run(main)\n",
-      'run.py': 'from jobs import train\n'})
+      'tools/prepare.py': ("from absl import flags\nFLAGS = flags.FLAGS\n"
+                           "if __name__ == '__main__':\n  cli.run(main)\n"),
+      'run.py': 'from jobs import train\n',
+      'export.py': ("from tools import prepare\n"
+                    "flags.DEFINE_string('out', None, 'x')\ncli.run(main)\n"),
+      'datasets/__init__.py': '"""The pipeline, and its keys."""\n',
+      'datasets/keys.py': '', 'datasets/scan.py': ''})
   assert not violations(str(tmp_path))

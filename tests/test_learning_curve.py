@@ -70,7 +70,27 @@ def test_score_checkpoints_scores_each_kept_checkpoint_once(tmp_path):
                             '20': {'parallel': 3.0}}
 
 
-def test_plot_writes_a_figure_per_run(tmp_path):
+# The colours the figure draws with: the loss, then the first two methods.
+GREY, BLUE, ORANGE = (127, 127, 127), (31, 119, 180), (255, 127, 14)
+
+
+def pixels_of(image, colour):
+  return np.abs(image - np.array(colour)).sum(axis=-1) <= 6
+
+
+def inside_axes(panel):
+  """The part of a panel inside its axes' frame: the dark rows and columns
+  of the frame found, one pixel kept off each."""
+  dark = panel.sum(axis=-1) < 300
+  rows = np.flatnonzero(dark.mean(axis=1) > 0.5)
+  cols = np.flatnonzero(dark.mean(axis=0) > 0.5)
+  return panel[rows.min() + 2:rows.max() - 1, cols.min() + 2:cols.max() - 1]
+
+
+def test_plot_draws_each_runs_curves_in_its_column(tmp_path):
+  """Read back: per run, the loss falls across its top panel (grey), and its
+  methods' PSNR marks are in its bottom panel, orange only where a run has a
+  second method."""
   out = str(tmp_path / 'figures' / 'curve.png')
   learning_curve.plot({
       'core': ([1, 2, 3], [5.0, 4.0, 3.5],
@@ -78,4 +98,21 @@ def test_plot_writes_a_figure_per_run(tmp_path):
                 3: {'parallel': 25.0, 'autoregressive': 27.0}}),
       'upsampler': ([1, 2], [4.0, 3.0], {2: {'output': 30.0}})}, out)
   with Image.open(out) as image:
-    assert image.size == (1000, 600)
+    figure = np.asarray(image.convert('RGB')).astype(int)
+  height, width = figure.shape[0] // 2, figure.shape[1] // 2
+  panels = [[figure[r * height:(r + 1) * height, c * width:(c + 1) * width]
+             for c in (0, 1)] for r in (0, 1)]
+  for top in panels[0]:
+    rows, cols = np.nonzero(pixels_of(inside_axes(top), GREY))
+    assert len(cols) > 20, 'no loss curve'
+    assert cols.max() - cols.min() > 0.5 * inside_axes(top).shape[1]
+    # Image rows grow downwards: a falling loss has a positive slope here.
+    assert np.polyfit(cols, rows, 1)[0] > 0.2
+  core, upsampler = (inside_axes(p) for p in panels[1])
+  # The core's parallel PSNR (orange), two points, is a line: more pixels
+  # than the upsampler's output, one mark (blue, as the core's one
+  # autoregressive mark); no second method in the upsampler's panel.
+  assert pixels_of(core, ORANGE).sum() > 2 * pixels_of(upsampler, BLUE).sum()
+  assert pixels_of(core, BLUE).sum() > 20
+  assert pixels_of(upsampler, BLUE).sum() > 20
+  assert not pixels_of(upsampler, ORANGE).any()

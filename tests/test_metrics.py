@@ -159,7 +159,7 @@ def test_inception_features(inception):
   close(inception(grey), inception(np.repeat(grey, 3, axis=-1)))
 
 
-# The cloud-removal protocol (issue 22): [0, 1] values, pixel splits.
+# The cloud-removal protocol: [0, 1] values, pixel splits.
 
 
 def _hand_pair():
@@ -247,21 +247,81 @@ def test_to_unit_scales():
   assert metrics.to_unit(2500, metrics.REFLECTANCE_SCALE) == 0.25
 
 
+def _independent_scores(out, truth, selected):
+  """Per image {column name: value} of 8-bit `out` against `truth` on the
+  `selected` (H, W) pixels, from numpy and skimage alone."""
+  x, y = out / 255., truth / 255.
+  error = (x - y)[selected]                            # (pixels, C)
+  rmse = np.sqrt(np.mean(error ** 2))
+  _, full = sk_metrics.structural_similarity(
+      x, y, data_range=1, channel_axis=-1, gaussian_weights=True, sigma=1.5,
+      use_sample_covariance=False, full=True)
+  a, b = x[selected], y[selected]
+  cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) *
+                                    np.linalg.norm(b, axis=1))
+  whole = np.mean((out.astype(float) - truth) ** 2)
+  return {
+      'rmse': rmse, 'mae': np.mean(np.abs(error)),
+      'psnr01': min(20 * np.log10(1 / rmse), 100.) if rmse else 100.,
+      'ssim01': full.reshape(full.shape[:2] + (-1,)).mean(axis=-1)[
+          selected].mean(),
+      'sam': (np.mean(np.degrees(np.arccos(np.clip(cosine, -1, 1))))
+              if x.shape[-1] > 1 else np.nan),
+      'mse': whole, 'psnr': 10 * np.log10(255. ** 2 / whole),
+      'ssim': sk_metrics.structural_similarity(
+          out.astype(float), truth.astype(float), data_range=255,
+          channel_axis=-1, gaussian_weights=True, sigma=1.5,
+          use_sample_covariance=False)}
+
+
 def test_score_is_the_metric_table(pair):
   truth, noisy = pair
+  noisy = np.maximum(noisy, 1)               # no zero vector for SAM
+  truth = np.maximum(truth, 1)
   clear = np.random.RandomState(1).rand(*truth.shape[:3]) > 0.4
-  table = metrics.score(noisy, truth, clear)
+  # The truth's own cloudy pixels (a corner of image 0) are in no split.
+  known = np.ones_like(clear)
+  known[0, :20, :20] = False
+  table = metrics.score(noisy, truth, clear, known)
   assert list(table) == [c.key for c in metrics.COLUMNS]
   assert [c.key for c in metrics.COLUMNS[-3:]] == ['psnr', 'ssim', 'mse']
-  x, y = truth / 255., noisy / 255.  # the order does not matter
-  splits = {'all': None, 'cloudy': ~clear, 'clear': clear}
-  for column in metrics.COLUMNS:
-    if column.name in metrics.PER_IMAGE:
-      expected = metrics.PER_IMAGE[column.name](noisy, truth)
-    else:
-      expected = metrics.PROTOCOL[column.name].fn(y, x, splits[column.split])
-    np.testing.assert_allclose(table[column.key], expected, rtol=1e-12)
-  # The 8-bit PSNR is the protocol's on whole images (below the cap).
-  np.testing.assert_allclose(table['all_psnr01'], table['psnr'], rtol=1e-12)
+  splits = {'all': known, 'cloudy': ~clear & known, 'clear': clear & known}
+  for i in range(len(truth)):
+    for split, selected in splits.items():
+      expected = _independent_scores(noisy[i], truth[i], selected[i])
+      for column in metrics.COLUMNS:
+        if column.split == split:
+          # arccos is off by ~1e-6° near equal vectors (round-off).
+          np.testing.assert_allclose(table[column.key][i],
+                                     expected[column.name], rtol=1e-9,
+                                     atol=1e-5 if column.name == 'sam' else 0,
+                                     err_msg=column.key)
   headers = {c.header for c in metrics.COLUMNS}
   assert {'RMSE [0-1]', 'SAM [°]', 'MSE [0-255]'} <= headers
+
+
+def test_split_masks_leave_out_pixels_without_truth():
+  target_clear = np.array([[1, 0, 0, 1]])
+  truth_clear = np.array([[1, 1, 0, 0]])
+  masks = metrics.split_masks(target_clear, truth_clear)
+  assert masks['all'].tolist() == [[True, True, False, False]]
+  assert masks['cloudy'].tolist() == [[False, True, False, False]]
+  assert masks['clear'].tolist() == [[True, False, False, False]]
+  assert metrics.split_masks(target_clear)['all'].all()
+
+
+def test_pooled_psnr01_pools_pixels_not_images():
+  truth = np.zeros((2, 2, 2, 1))
+  out = truth.copy()
+  out[0, 0, 0] = 0.1                      # image 0: MSE 0.01 / 4
+  out[1] = 0.01                           # image 1: MSE 1e-4
+  mask = np.ones((2, 2, 2), bool)
+  mask[0, 1] = False                      # image 0 counts 2 pixels
+  pooled = (0.1 ** 2 + 0 + 4 * 0.01 ** 2) / 6
+  assert metrics.pooled_psnr01(out, truth, mask) == pytest.approx(
+      10 * np.log10(1 / pooled), rel=1e-12)
+  per_image = np.mean([10 * np.log10(2 / 0.1 ** 2), 40.])
+  assert metrics.average(metrics.psnr01(out, truth, mask)) == pytest.approx(
+      per_image)
+  assert metrics.pooled_psnr01(truth, truth) == metrics.PSNR_CAP_DB
+  assert np.isnan(metrics.pooled_psnr01(out, truth, np.zeros_like(mask)))

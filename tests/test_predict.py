@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from rasterio.transform import from_origin
 from bench import predict as bench_predict
 from datasets import pipeline
 from jobs import predict
+from jobs import predict_models
 from jobs import predict_workdir
 from rasters import geotiff
 from rasters import radiometry
@@ -297,7 +299,7 @@ def test_model_batch_slots_masks_and_low_resolution():
     rgb[:, t] = 10 * (t + 1)
   clear = np.ones((1, 3, 32, 32), bool)
   clear[:, 2, :16] = False
-  batch = predict.model_batch(rgb, clear, 16)
+  batch = predict_models.model_batch(rgb, clear, 16)
   targets = batch['targets'].numpy().reshape(1, 32, 32, 4, 3)
   # slot 0 and T-1 = the target (masked to 40), slots 1..2 the dates.
   assert (targets[0, 20, :, :, 0] == [30, 10, 20, 30]).all()
@@ -314,7 +316,7 @@ def test_model_batch_equals_the_data_pipeline(tiny_config):
   shape = image.shape[:3] + (config.timeline, c)
   rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
   clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
-  ours = predict.model_batch(rgb, clear, size)
+  ours = predict_models.model_batch(rgb, clear, size)
   for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
               f'mask_{size}'):
     np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),
@@ -457,3 +459,44 @@ def test_bad_input_is_one_error_line(case, flags, damage, message,
 def test_a_shard_out_of_range_is_refused(shard):
   with pytest.raises(DataError, match=r'need 0 <= i < n'):
     options(shard=shard)
+
+
+def never(rgb, clear):
+  raise AssertionError('a complete output ran the models')
+
+
+def test_out_naming_a_directory_or_an_unrecorded_file_is_refused(scene,
+                                                                 tmp_path):
+  with pytest.raises(DataError, match=r'--out=.* is a directory — name the '
+                     r'output GeoTIFF, e\.g\. --out=.*clear\.tif'):
+    run(scene, tmp_path)
+  out = tmp_path / 'out.tif'
+  out.write_bytes(b'not ours')
+  with pytest.raises(DataError, match=r'out\.tif exists with no record of '
+                     'what made it — use --overwrite to replace it'):
+    run(scene, out)
+  names = run(scene, out, overwrite=True)
+  assert read(names['image'])[0].shape == (3, 50, 70)
+
+
+def test_a_rerun_is_complete_only_with_the_same_record(scene, tmp_path):
+  root = str(tmp_path / 'scene')
+  shutil.copytree(scene, root)
+  out = tmp_path / 'out.tif'
+  names = run(root, out)
+  before = {key: digest(path) for key, path in names.items()}
+  assert run(root, out, never) == names
+  with pytest.raises(DataError, match=r'was made with different overlap '
+                     r'\(8 → 4\) — rerun with the same settings, or use '
+                     '--overwrite'):
+    run(root, out, overlap=4)
+  with pytest.raises(DataError, match=r'different replace_all \(False → '
+                     r'True\), skip_clear_tiles \(True → False\) — '):
+    run(root, out, replace_all=True)
+  image = sorted(os.listdir(os.path.join(root, 'images')))[0]
+  os.utime(os.path.join(root, 'images', image), ns=(0, 0))
+  with pytest.raises(DataError, match=r'different inputs — '):
+    run(root, out)
+  assert {key: digest(path) for key, path in names.items()} == before
+  replaced = run(root, out, echo_target, overwrite=True)
+  assert digest(replaced['image']) != before['image']

@@ -20,6 +20,7 @@ import pytest
 
 from bench import predict as bench_predict
 from jobs import predict
+from jobs import predict_models
 from jobs import predict_workdir
 from rasters import reader
 from rasters import tiling
@@ -250,7 +251,7 @@ def tiny_predictor(tmp_path_factory):
   core, upsampler = bench_predict.save_random_models(
       str(tmp_path_factory.mktemp('m')), 'tiny')
   core_config, upsampler_config = bench_predict.configs('tiny')
-  return predict.load_predictor(core_config, core, upsampler_config,
+  return predict_models.load_predictor(core_config, core, upsampler_config,
                                 upsampler, only_parallel=True)[0]
 
 

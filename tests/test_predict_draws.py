@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ import pytest
 import rasterio
 
 from jobs import predict
+from jobs import predict_models
 from jobs import predict_workdir
 from rasters import geotiff
 from rasters import radiometry
@@ -227,13 +229,20 @@ def test_reflectance_spread_is_in_digital_numbers(partly, drawn, tmp_path):
 
 
 def test_spread_quicklook_and_stac_item(drawn):
+  """The quicklook's inferno colours, read back as levels 0..255, are the
+  spread GeoTIFF's band mean on a scale whose top, 255, is SPREAD_LOOK_MAX:
+  dark where the draws agree, brighter where they spread more."""
   names = drawn[0]
   look = np.asarray(Image.open(names['spread_quicklook']))
   spread = read(names['spread'])[0]
   assert look.shape == spread.shape
-  np.testing.assert_array_equal(look, geotiff.spread_colours(spread))
-  zero = (spread == 0).all(axis=-1)
-  assert zero.any() and (look[zero] == colormaps.INFERNO[0]).all()
+  palette = {tuple(c): level for level, c in enumerate(colormaps.INFERNO)}
+  assert len(palette) == 256
+  levels = np.array([[palette[tuple(c)] for c in row] for row in look])
+  mean = spread.mean(axis=-1)
+  np.testing.assert_allclose(levels, mean * 255 / geotiff.SPREAD_LOOK_MAX,
+                             atol=0.5 + 1e-3)
+  assert levels[mean == 0].max() == 0 and levels.max() > 100
   with open(stac_item.path(names['image'])) as f:
     item = json.load(f)
   assert item['assets']['spread']['href'] == './out_spread.tif'
@@ -246,11 +255,14 @@ def test_a_work_directory_of_other_draws_is_refused(partly, tmp_path):
   out = tmp_path / 'out.tif'
   with pytest.raises(KeyboardInterrupt):
     scenes.run(partly, out, Failing(Noisy(), 1), draws=DRAWS)
-  with pytest.raises(DataError, match=r'different draws\)'):
+  with pytest.raises(DataError, match=rf'different draws \({DRAWS} → '
+                     rf'{DRAWS + 1}\) — '):
     scenes.run(partly, out, Noisy(), draws=DRAWS + 1)
-  with pytest.raises(DataError, match=r'different seed\)'):
+  with pytest.raises(DataError, match=r'different seed \(0 → 7\) — '):
     scenes.run(partly, out, Noisy(), draws=DRAWS, seed=7)
-  with pytest.raises(DataError, match=r'different draws, seed\)'):
+  # One draw has no seed: only the draws changed.
+  with pytest.raises(DataError, match=rf'different draws \({DRAWS} → 1\) — '
+                     'rerun with the same settings, or use --overwrite'):
     scenes.run(partly, out, scenes.mosaic)
 
 
@@ -297,7 +309,7 @@ def test_tiny_models_draw_the_same_bytes_whole_and_in_shards(tmp_path):
   core_config = model_helpers.core_config()
   upsampler_config = model_helpers.upsampler_config()
   tf.keras.utils.set_random_seed(0)
-  predictor = predict.ModelPredictor(
+  predictor = predict_models.ModelPredictor(
       models.build(core_config), models.build(upsampler_config), core_config,
       upsampler_config, only_parallel=False)
   height, width = 24, 28
@@ -320,3 +332,25 @@ def test_tiny_models_draw_the_same_bytes_whole_and_in_shards(tmp_path):
   assert digests(run('shards.tif', shard=(0, 2))) == digests(whole)
   spread = read(whole['spread'])[0]
   assert (spread[~cloudy] == 0).all() and (spread[cloudy] > 0).any()
+
+
+def test_a_lost_image_is_written_again_and_other_draws_replace_the_spread(
+    partly, drawn, tmp_path):
+  names, whole = drawn
+  out = tmp_path / 'clear.tif'
+  for name in os.listdir(os.path.dirname(names['image'])):
+    shutil.copy(os.path.join(os.path.dirname(names['image']), name),
+                tmp_path / name.replace('out', 'clear'))
+  os.remove(out)
+  # The record (in the STAC Item) is the same: the image is written again.
+  again = scenes.run(partly, out, Noisy(), draws=DRAWS)
+  assert digests(again) == whole
+  os.remove(out)
+  with pytest.raises(DataError, match=rf'clear\.tif was made with different '
+                     rf'draws \({DRAWS} → 1\) — .* use --overwrite'):
+    scenes.run(partly, out, scenes.mosaic)
+  assert os.path.exists(again['spread'])
+  one = scenes.run(partly, out, scenes.mosaic, overwrite=True)
+  assert sorted(os.listdir(tmp_path)) == [
+      'clear.png', 'clear.stac.json', 'clear.tif', 'clear_fill.tif']
+  assert stac_item.read_record(one['item'])['draws'] == 1

@@ -209,7 +209,7 @@ def test_command_prints_the_summary(scene, tmp_path):
   assert '90-100 %' in result.stdout and '--config.jsonf=' in result.stdout
 
 
-# Issue 25: what the output is good for.
+# What the output is good for.
 
 
 def _masks_series(tmp_path, masks, **options):

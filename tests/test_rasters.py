@@ -1,6 +1,7 @@
 """Dated raster series: dates, radiometry, cloud masks, grids, bad input."""
 
 import datetime
+import errno
 import os
 
 import numpy as np
@@ -11,10 +12,12 @@ from rasterio.windows import Window
 
 from rasters import cloudmasks
 from rasters import dates
+from rasters import geotiff
 from rasters import radiometry
 from rasters import reader
 from tests import raster_helpers as rh
 from tools import synthetic_geotiff
+from utils import cli
 from utils.errors import DataError
 
 H, W = 20, 24
@@ -360,3 +363,81 @@ def test_gdal_block_cache_is_capped(tmp_path, monkeypatch):
   reader.open_series(images, masks=masks).close()
   assert int(rasterio.env.get_gdal_config('GDAL_CACHEMAX')) == (
       reader.BLOCK_CACHE_MB)
+
+
+# Writing the outputs --------------------------------------------------------
+
+
+def write_outputs(folder, out):
+  """A 24x20 output written as predict writes one (scratch files in
+  `folder`); returns its file names."""
+  grid = reader.Grid(rh.CRS, rh.GRID_TRANSFORM, W, H)
+  writer = geotiff.Writer(lambda name: os.path.join(folder, name), grid, 3,
+                          'uint8')
+  zeros = np.zeros((H, W, 3), np.uint8)
+  writer.write((0, 0, H, W), zeros, zeros[..., 0], zeros)
+  return writer.finish(out)
+
+
+def error_line(error, capsys):
+  """(stderr, exit status) of a command that raises `error`."""
+  def fail():
+    raise error
+  with pytest.raises(SystemExit) as exited:
+    cli.guard(fail)
+  return capsys.readouterr().err, exited.value.code
+
+
+def no_space(*args, **kwargs):
+  """A write on a full disk: OSError 28 without a file name."""
+  del args, kwargs
+  raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize('real', [False, True])
+def test_a_full_disk_names_the_output_and_what_to_do(tmp_path, monkeypatch,
+                                                     capsys, real):
+  out = str(tmp_path / 'clear.tif')
+  png = str(tmp_path / 'clear.png')
+  if real:  # the quicklook written to /dev/full
+    os.symlink('/dev/full', png + '.tmp')
+  else:
+    monkeypatch.setattr(geotiff.Image.Image, 'save', no_space)
+  with pytest.raises(OSError) as raised:
+    write_outputs(str(tmp_path), out)
+  assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, png)
+  # Before: "error: [Errno 28] No space left on device".
+  assert error_line(raised.value, capsys) == (
+      f'error: No space left on device: {png} — free space on the disk of '
+      f'{png} (or write elsewhere), then run the command again\n', 2)
+
+
+def test_a_failed_geotiff_write_names_the_file(tmp_path, capsys):
+  out = str(tmp_path / 'clear.tif')
+  os.symlink('/dev/full', out + '.tmp')  # GDAL cannot write the COG
+  with pytest.raises(OSError) as raised:
+    write_outputs(str(tmp_path), out)
+  assert raised.value.filename == out
+  line, status = error_line(raised.value, capsys)
+  assert status == 2 and line.startswith('error: ') and line.endswith(
+      f': {out} — check the free space and the permissions of {tmp_path}, '
+      'then run the command again\n'), line
+
+
+def test_a_denied_folder_names_the_file(tmp_path, monkeypatch, capsys):
+  def denied(path, *args, **kwargs):
+    del args, kwargs
+    # GDAL's words when it cannot create a GeoTIFF in a read-only folder
+    # (root is never denied, so the refusal is played).
+    raise rasterio.errors.RasterioIOError(
+        f"Attempt to create new tiff file '{path}' failed: Permission denied")
+  monkeypatch.setattr(geotiff.rasterio, 'open', denied)
+  with pytest.raises(OSError) as raised:
+    write_outputs(str(tmp_path), str(tmp_path / 'clear.tif'))
+  scratch = str(tmp_path / 'image.tif')
+  assert (raised.value.errno, raised.value.filename) == (errno.EACCES,
+                                                          scratch)
+  line, status = error_line(raised.value, capsys)
+  assert (line, status) == (
+      f'error: Permission denied: {scratch} — give this user write access to '
+      f'{tmp_path} (read access to read it), or use another path\n', 2)

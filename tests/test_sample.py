@@ -53,6 +53,8 @@ def core_run(synthetic_data, tmp_path_factory):
   """A core checkpoint and its sample_valid job: (config, logdir, result)."""
   from conftest import tiny_config_at  # pylint: disable=g-import-not-at-top
   config = small_job(tiny_config_at(synthetic_data, 'cloudtran_core_test'))
+  # Unenhanced PNGs hold the values themselves, read back as the truth.
+  config.sample.png_brightness = config.sample.png_contrast = 1.0
   logdir = tmp_path_factory.mktemp('core')
   save_untrained(config, logdir)
   result = sample.sample(config, str(logdir), 'sample_valid')
@@ -121,23 +123,38 @@ def test_metrics_csv_matches_outputs(core_run):
   del config
 
 
-def test_metrics_csv_agrees_with_evaluate(core_run, tmp_path):
-  """metrics.csv and evaluate.py's table come from one metric table."""
+def test_metrics_csv_and_evaluate_score_the_files_written(core_run, tmp_path):
+  """The MSE of each output computed here from the files read back (the
+  outputs' TFRecord, the truth in its `_gt` PNG) is metrics.csv's `mse`,
+  `all_rmse` and `psnr`, and evaluate.py's table holds their means."""
   from evaluation import metrics  # pylint: disable=g-import-not-at-top
   from evaluation import results  # pylint: disable=g-import-not-at-top
   config, logdir, _ = core_run
   samples = os.path.join(logdir, 'samples_core_valid')
+  h = config.downsample_res
+  outputs = np.array(records(os.path.join(samples, 'gen0.tfrecords'),
+                             (h, h, 3)), np.float64)
+  times = config.sample.upsample_factor ** 2
+  truth = np.array([np.asarray(Image.open(
+      os.path.join(samples, f'{i:05d}_gt.png')))[::times, ::times]
+                    for i in range(len(outputs))], np.float64)
+  mse = np.mean((outputs - truth) ** 2, axis=(1, 2, 3))
+  assert (mse > 0).all()
+  expected = {'mse': mse, 'all_rmse': np.sqrt(mse) / 255,
+              'psnr': 10 * np.log10(255 ** 2 / mse)}
   with open(os.path.join(samples, 'metrics.csv')) as f:
-    per_output = list(csv.DictReader(f))
+    rows = list(csv.DictReader(f))
+  for key, values in expected.items():
+    np.testing.assert_allclose([float(r[key]) for r in rows], values,
+                               rtol=1e-6, err_msg=key)
   results.evaluate(config, 'valid', {'core': samples}, str(tmp_path))
   with open(tmp_path / 'results.csv', newline='') as f:
-    table = {r['pixels']: r for r in csv.DictReader(f)
-             if r['method'] == 'core' and r['coverage'] == 'all'}
-  for column in metrics.COLUMNS:
-    mean = metrics.average([sample._number(r[column.key])  # pylint: disable=protected-access
-                            for r in per_output])
-    assert float(table[column.split][column.header]) == pytest.approx(
-        mean, rel=1e-9), column
+    table = next(r for r in csv.DictReader(f) if r['method'] == 'core'
+                 and r['coverage'] == 'all' and r['pixels'] == 'all')
+  headers = {c.key: c.header for c in metrics.COLUMNS}
+  for key, values in expected.items():
+    assert float(table[headers[key]]) == pytest.approx(np.mean(values),
+                                                       rel=1e-6), key
 
 
 def test_finished_job_is_not_redone(core_run):

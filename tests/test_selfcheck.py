@@ -14,6 +14,8 @@ import pytest
 from bench import predict as bench_predict
 from datasets import transforms
 from evaluation import metrics
+from evaluation import baselines
+from jobs import classical
 from jobs import predict_workdir
 from jobs import selfcheck
 from rasters import geotiff
@@ -69,7 +71,7 @@ def run(root, out, predictor, **kwargs):
                                  'overlap': OVERLAP, 'max_target_cloud': 30.,
                                  **kwargs})
   with open_scene(root) as series:
-    return selfcheck.selfcheck(series, lambda: (predictor, None), str(out),
+    return selfcheck.selfcheck(series, lambda: predictor, str(out),
                                options)
 
 
@@ -87,9 +89,17 @@ def test_a_model_returning_the_truth_scores_zero_and_the_mosaic_does_not(
   for scores in [r['scores'] for r in report['pairs']] + [report['overall']]:
     assert scores['model'] == {'rmse': 0., 'mae': 0., 'psnr01': 100.,
                                'ssim01': 1., 'sam': 0.}
-    assert scores['mosaic']['rmse'] > 0.05
+    for method in classical.METHODS:
+      assert scores[method]['rmse'] > 0.01, method
+  assert report['best'] == 'model' and report['ranking'][0] == 'model'
   text = open(tmp_path / 'out' / 'selfcheck.md').read()
   assert '| all |  |  | 5020 | model | 0.0000 | 0.0000 | 100.0000 |' in text
+  best = report['best_classical']
+  assert text.endswith(
+      'Best on this area: **model** (100.00 dB PSNR on the hidden pixels, '
+      'over all pairs); fill a date with it: `predict.py --method model`.\n'
+      f'The model: {100 - report["overall"][best]["psnr01"]:+.2f} dB against '
+      f'the best classical fill, {best}.\n')
   for name in ('selfcheck.csv', 'pair_1.png', 'pair_2.png', 'pair_3.png'):
     assert os.path.exists(tmp_path / 'out' / name)
   assert not os.path.exists(predict_workdir.work_dir(str(tmp_path / 'out')))
@@ -99,7 +109,7 @@ def test_a_model_returning_the_cloudy_input_scores_the_cloudy_input_row(
     scene, tmp_path):
   report = run(scene, tmp_path / 'out', cloudy_input)
   for scores in [r['scores'] for r in report['pairs']] + [report['overall']]:
-    assert scores['model'] == scores['cloudy input']
+    assert scores['model'] == scores['cloudy_input']
     assert scores['model'] != scores['mosaic']
 
 
@@ -205,6 +215,11 @@ def test_pairs_are_seeded_and_spread_over_targets_and_masks():
            for s in range(5)}
   assert len(draws) > 1
   assert len(selfcheck.draw_pairs(Dates(5), counts, options(0, 50))) == 12
+  for seed in range(10):
+    # Every mask date serves before any serves twice; targets too.
+    pairs = selfcheck.draw_pairs(Dates(5), counts, options(seed, 5))
+    assert sorted(m for _, m in pairs) == [0, 1, 2, 3, 4], pairs
+    assert len({t for t, _ in pairs[:3]}) == 3, pairs
   counts['hidden'] = [[0] * 5 for _ in range(5)]
   with pytest.raises(DataError, match='No date is cloudy where a target'):
     selfcheck.draw_pairs(Dates(5), counts, options(0))
@@ -261,3 +276,64 @@ def test_the_command_with_tiny_models(tmp_path):
   assert len(report['pairs']) == 1 and report['models']['core']
   assert report['pairs'][0]['hidden_pixels'] > 0
   assert os.path.exists(tmp_path / 'out' / 'pair_1.png')
+
+
+def never(rgb, clear):
+  raise AssertionError('a complete report ran the models')
+
+
+def test_a_rerun_is_complete_or_refused_by_its_record(scene, tmp_path):
+  out = tmp_path / 'out'
+  report = run(scene, out, mirrored)
+  assert len(report['pairs']) == 3
+  assert run(scene, out, never) == report
+  with pytest.raises(DataError, match=r'out was made with different pairs '
+                     r'\(4 → 1\), seed \(0 → 3\) — .* use --overwrite'):
+    run(scene, out, mirrored, pairs=1, seed=3)
+  run(scene, out, mirrored, pairs=1, seed=3, overwrite=True)
+  assert sorted(os.listdir(out)) == ['pair_1.png', 'selfcheck.csv',
+                                     'selfcheck.json', 'selfcheck.md']
+  with pytest.raises(DataError, match=r'--out=.*selfcheck\.md is a file'):
+    run(scene, out / 'selfcheck.md', mirrored)
+
+
+def test_classical_rows_score_the_baselines_and_rank_without_a_model(
+    scene, tmp_path):
+  """No model: each classical row scores the `evaluation.baselines` function
+  of that name on the whole pair (every date before the target, the mask
+  date's clouds moved onto the target), and the best PSNR is named."""
+  options = selfcheck.Options(tile_size=None, timeline=None, pairs=2,
+                              max_target_cloud=30.)
+  with open_scene(scene) as series:
+    report = selfcheck.selfcheck(series, None, str(tmp_path / 'out'),
+                                 options)
+  dates, rgb, cloudy = whole_scene(scene)
+  functions = {'mosaic': baselines.mosaic,
+               'least_cloudy': baselines.least_cloudy,
+               'corrected_least_cloudy': baselines.corrected_least_cloudy,
+               'corrected_mosaic': baselines.corrected_mosaic,
+               'local_corrected_mosaic': baselines.local_corrected_mosaic}
+  for pair in report['pairs']:
+    assert set(pair['scores']) == {*functions, 'cloudy_input'}
+    target, mask = dates.index(pair['target']), dates.index(pair['mask_date'])
+    hidden = ~cloudy[target] & cloudy[mask]
+    seen = ~cloudy[:target + 1]
+    seen[-1] &= ~cloudy[mask]
+    cube = np.concatenate([np.zeros_like(rgb[0]), *rgb[:target + 1]], -1)
+    masks = np.stack([np.zeros_like(seen[0]), *seen], -1)
+    real = metrics.to_unit(rgb[target])
+    for method, function in functions.items():
+      image = np.where(hidden[..., None], function(cube, masks, 3),
+                       rgb[target])
+      for name in ('rmse', 'mae', 'sam'):
+        np.testing.assert_allclose(
+            pair['scores'][method][name], metrics.PROTOCOL[name].fn(
+                metrics.to_unit(image), real, hidden), rtol=1e-9,
+            err_msg=f'{method} {name}')
+  psnr = {m: report['overall'][m]['psnr01'] for m in functions}
+  assert report['best'] == report['best_classical'] == max(psnr,
+                                                           key=psnr.get)
+  assert report['ranking'] == sorted(psnr, key=psnr.get, reverse=True)
+  text = open(tmp_path / 'out' / 'selfcheck.md').read()
+  assert f'Best on this area: **{report["best"]}**' in text
+  assert 'The model' not in text

@@ -318,12 +318,76 @@ def test_tile_keeps_one_of_two_items_on_a_date(scene, tmp_path):
   items = make_items(scene, lambda f: os.path.join(scene, f))
   others = make_items(scene, lambda f: os.path.join(scene, f), tile='32TQN')
   path = write_catalogue(str(tmp_path), items + others[-1:])
+  # Before: it advised narrowing --datetime, which cannot part two Items of
+  # one datetime (and did nothing to --stac_items).
   with pytest.raises(DataError, match=(
-      r'2 Items on 2024-06-01: S2B_32TQM_20240601_0_L2A \(tile 32TQM\), '
-      r'S2B_32TQN_20240601_0_L2A \(tile 32TQN\) — .*--tile')):
+      r'^2 Items on 2024-06-01: S2B_32TQM_20240601_0_L2A \(tile 32TQM\), '
+      r'S2B_32TQN_20240601_0_L2A \(tile 32TQN\) — one Item per date is '
+      r'read: pass --tile with one of 32TQM, 32TQN, or keep one of them in '
+      r'a --stac_items file.$')):
     stac.open_series(stac.read_items(path))
   with stac.open_series(stac.read_items(path), tile='T32TQM') as series:
     assert len(series.dates) == 4
+  with pytest.raises(DataError, match=(
+      r'^No Item is of MGRS tile 33TUL \(--tile\) — choose one of the tiles '
+      r'of the Items: 32TQM, 32TQN.$')):
+    stac.open_series(stac.read_items(path), tile='33TUL')
+
+
+def shifted(item, degrees):
+  """`item` moved east by `degrees` (its bbox and geometry)."""
+  west, south, east, north = item.bbox
+  item.bbox = [west + degrees, south, east + degrees, north]
+  item.geometry = {'type': 'Polygon', 'coordinates': [[
+      [x + degrees, y] for x, y in item.geometry['coordinates'][0]]]}
+  return item
+
+
+def test_search_flags_filter_static_items_as_a_search(scene):
+  items = make_items(scene, lambda f: os.path.join(scene, f))
+  _, bbox = footprint(scene)
+  days = lambda kept: [str(stac.item_date(i)) for i in kept]
+  assert days(stac.select(items, '2024-05-04/2024-05-20')) == [
+      '2024-05-08', '2024-05-20']
+  assert days(stac.select(items, '../2024-05-08')) == [
+      '2024-05-03', '2024-05-08']
+  assert stac.select(items, bbox=bbox, max_cloud=21,
+                     collection='sentinel-2-l2a') == items
+  # The other tile's Item on the last date lies a degree east: --bbox over
+  # the scene leaves it out, as a search would.
+  other = shifted(make_items(scene, lambda f: os.path.join(scene, f),
+                             tile='32TQN')[-1], 1.0)
+  assert stac.select(items + [other], bbox=bbox) == items
+  west, south, east, north = bbox
+  assert stac.select(items + [other], bbox=[west + 1, south, east + 1,
+                                            north]) == [other]
+  with pytest.raises(DataError, match=(
+      r'^No Item of --stac_items is kept by --datetime=2030-01-01/2030-02-01 '
+      r'\(the 4 Items have dates 2024-05-03 to 2024-06-01\) — widen '
+      r'--datetime or drop it.$')):
+    stac.select(items, '2030-01-01/2030-02-01')
+  for kwargs, message in [
+      (dict(max_cloud=20), r'--max_cloud=20 \(the 4 Items have '
+       r'eo:cloud_cover 20.0 %\) — raise --max_cloud'),
+      (dict(collection='landsat'), r'--collection=landsat \(the 4 Items '
+       r'have collections sentinel-2-l2a\) — name one of them'),
+      (dict(bbox=[0, 0, 1, 1]), r'--bbox=0,0,1,1 \(the 4 Items have '
+       r'bboxes 10.2924,46.0426,10.2987,46.0463\) — give a --bbox over '
+       'them')]:
+    with pytest.raises(DataError, match='^No Item of --stac_items is kept by '
+                       + message):
+      stac.select(items, **kwargs)
+
+
+@pytest.mark.parametrize('box, other, meets', [
+    ((179.5, -17, -179.5, -16), (179.8, -16.5, 179.9, -16.4), True),
+    ((179.5, -17, -179.5, -16), (-179.9, -16.5, -179.6, -16.4), True),
+    ((179.5, -17, -179.5, -16), (-179.4, -16.5, -179.3, -16.4), False),
+    ((179.5, -17, -179.5, -16), (170, -16.5, -170, -16.4), True),
+    ((10, 46, 11, 47), (10.5, 47.5, 10.6, 48), False)])
+def test_bboxes_meet_across_the_antimeridian(box, other, meets):
+  assert stac._meets(box, other) is meets  # pylint: disable=protected-access
+  assert stac._meets(other, box) is meets  # pylint: disable=protected-access
 
 
 def test_an_item_without_the_asset_is_named(scene, tmp_path):
@@ -338,6 +402,64 @@ def test_an_item_without_the_asset_is_named(scene, tmp_path):
   with pytest.raises(DataError, match=rf'Item {items[0].id} has no SCL asset '
                      r'scl_20m .* --mask_asset'):
     stac.open_series(stac.read_items(path), mask_asset='scl_20m')
+
+
+def rgb_file_items(scene, metadata=None, keys=BANDS):
+  """The Items with the image assets `keys` all at the date's 3-band RGB
+  file (images/), with the asset fields `metadata` (band metadata)."""
+  items = make_items(scene, lambda f: os.path.join(scene, f))
+  for item in items:
+    for key in BANDS:
+      del item.assets[key]
+    for key in keys:
+      item.add_asset(key, pystac.Asset(
+          os.path.join(scene, 'images', f'{stac.item_date(item)}.tif'),
+          extra_fields=dict(metadata or {})))
+  return items
+
+
+def test_one_file_under_the_three_band_keys_needs_band_metadata(scene):
+  # Before: read as band 1 three times, a grey image (R = G = B), rc 0.
+  first = make_items(scene, str)[0].id
+  with pytest.raises(DataError, match=(
+      rf'^Item {first}: assets B04, B03, B02 are one file, '
+      rf'{scene}/images/2024-05-03.tif, and its band metadata does not say '
+      r'which band each is — list the file\'s bands with their common_name '
+      r'\(red, green, blue\) in the asset\'s bands or eo:bands, or pass '
+      '--assets with one-band assets.$')):
+    stac.open_series(rgb_file_items(scene))
+  items = make_items(scene, lambda f: os.path.join(scene, f))
+  items[0].assets['B04'].href = os.path.join(scene, 'images', '2024-05-03.tif')
+  with pytest.raises(DataError, match=(
+      rf'^{scene}/images/2024-05-03.tif has 3 bands and is read as the one '
+      r'band B04 — say which band it is')):
+    stac.open_series(items)
+  items = rgb_file_items(scene, {'eo:bands': [{'name': 'a'}, {'name': 'b'}]})
+  with pytest.raises(DataError, match=(
+      rf'^Item {first}: asset B04 has 2 bands \(a, b\) and none is red — ')):
+    stac.open_series(items)
+
+
+@pytest.mark.parametrize('metadata, keys', [
+    ({'eo:bands': [{'name': 'B04', 'common_name': 'red'},
+                   {'name': 'B03', 'common_name': 'green'},
+                   {'name': 'B02', 'common_name': 'blue'}]}, BANDS),
+    ({'bands': [{'name': 'B02', 'eo:common_name': 'blue'},
+                {'name': 'B03', 'eo:common_name': 'green'},
+                {'name': 'B04', 'eo:common_name': 'red'}][::-1]}, BANDS),
+    ({'eo:bands': [{'name': 'red'}, {'name': 'green'}, {'name': 'blue'}]},
+     ('visual',) * 3)])
+def test_a_multi_band_asset_is_read_by_its_band_metadata(scene, metadata,
+                                                         keys):
+  items = rgb_file_items(scene, metadata, keys)
+  with stac.open_series(items, assets=keys) as series, open_files(
+      scene) as files:
+    assert series.bands == keys
+    window = series.grid.window
+    for ours, theirs in zip(series.read(window), files.read(window)):
+      np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(series.read_reflectance(window),
+                                  files.read_reflectance(window))
 
 
 def test_an_empty_search_and_an_unreachable_api(scene, server):
@@ -458,9 +580,10 @@ def test_predict_py_from_an_api_search_equals_from_files(
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--inputs={scene}/bands/*.tif', '--stac_items={catalogue}'],
-     'Give exactly one of --inputs, --stac_items, --stac_api '
-     r'\(got --inputs, --stac_items\)'),
+    # Before: rc 0 on the 2024 Items.
+    (['--stac_items={catalogue}', '--datetime=2030-01-01/2030-02-01'],
+     r'No Item of --stac_items is kept by --datetime=2030-01-01/2030-02-01 '
+     r'\(the 4 Items have dates 2024-05-03 to 2024-06-01\) — widen'),
     (['--stac_items={two}'], r'2 Items on 2024-06-01: .* — .*--tile'),
     (['--stac_items={catalogue}', '--assets=B04,B03,B8A'],
      r'Item S2B_32TQM_\d{{8}}_0_L2A has no red, green, blue asset B04,B03,B8A '
@@ -484,6 +607,92 @@ def test_bad_stac_input_is_one_error_line(scene, catalogue, server, tmp_path,
   lines = [l for l in done.stderr.splitlines() if l.startswith('error: ')]
   assert len(lines) == 1 and 'Traceback' not in done.stderr, done.stderr
   assert re.search(message.format(**names), lines[0]), lines[0]
+
+
+# What the series flags refuse as they are parsed, before any work: each
+# argv -> the start of its error line (None: accepted).
+FLAG_CASES = [
+    # Before: rc 1, "CPLE_AppDefinedError: latitude max < latitude min —
+    # this looks like a bug".
+    (['--stac_items=c.json', '--bbox=11,46.1,11.1,46.0'],
+     '--bbox=11,46.1,11.1,46.0: south 46.1 is not below north 46 — give '
+     'W,S,E,N (south first).'),
+    # Before: rc 0, read as 359.9 degrees across the antimeridian.
+    (['--stac_items=c.json', '--bbox=11.1,46,11.0,46.1'],
+     '--bbox=11.1,46,11.0,46.1: west 11.1 > east 11 is an area across the '
+     'antimeridian 359.9 degrees wide — give W < E'),
+    (['--stac_items=c.json', '--bbox=179.5,-17,-179.5,-16'], None),
+    # Before: rc 0.
+    (['--stac_items=c.json', '--bbox=11,46,11.1,96'],
+     '--bbox=11,46,11.1,96: latitudes S and N are from -90 to 90 — '),
+    (['--stac_items=c.json', '--bbox=46,11,200,12'],
+     '--bbox=46,11,200,12: longitudes W and E are from -180 to 180 — '),
+    (['--stac_items=c.json', '--bbox=11,46,11'],
+     '--bbox=11,46,11: give W,S,E,N in degrees — e.g.'),
+    (['--stac_items=c.json', '--max_cloud=-5'],
+     '--max_cloud=-5 is out of range — give a percentage from 0 to 100'),
+    (['--inputs=x', '--scl=y', '--cloud_threshold=150'],
+     '--cloud_threshold=150 is out of range — give a percentage from 0 to '
+     '100'),
+    (['--inputs=x', '--scl=y', '--cloud_threshold=nan'],
+     '--cloud_threshold=nan is out of range'),
+    (['--inputs=x', '--scl=y', '--offset=-1000'],
+     '--offset=-1000 is out of range — give a DN offset 0 or more'),
+    (['--inputs=x', '--scl=y', '--bands=0,1,2'],
+     '--bands=0,1,2: give three 1-based band numbers — e.g. 4,3,2.'),
+    # Before: ignored with --inputs.
+    (['--inputs=x', '--scl=y', '--datetime=2024-05-01/2024-06-01',
+      '--tile=32TQM'],
+     '--datetime, --tile are for STAC Items, not --inputs files — drop them'),
+    (['--stac_items=c.json', '--datetime=garbage'],
+     '--datetime=garbage: '),
+    (['--stac_items=c.json', '--assets=red,green'],
+     '--assets=red,green: give the three asset keys'),
+    (['--stac_items=c.json', '--scl=y'], '--scl is for --inputs files — '),
+    (['--stac_api=http://x', '--datetime=2024'],
+     '--stac_api needs --bbox W,S,E,N and --datetime START/END — e.g.'),
+    (['--inputs=x', '--stac_items=y'], '--inputs, --stac_items: give '
+     'exactly one of --inputs, --stac_items, --stac_api — '),
+    ([], 'No input: give exactly one of'),
+]
+PARSE = """
+import json, sys
+from absl import flags
+from rasters import reader_flags
+from utils import cli
+reader_flags.define('target', 'The target date.')
+lines = []
+for argv in json.loads(sys.argv[1]):
+  flags.FLAGS.unparse_flags()
+  try:
+    cli.parse_flags(['predict.py', *argv])
+    lines.append(None)
+  except cli.InputError as e:
+    lines.append(str(e))
+print(json.dumps(lines))
+"""
+
+
+def test_series_flags_are_checked_as_they_are_parsed():
+  done = run_cli('-c', PARSE, json.dumps([argv for argv, _ in FLAG_CASES]))
+  assert done.returncode == 0, done.stderr[-2000:]
+  for (argv, start), line in zip(FLAG_CASES, json.loads(done.stdout)):
+    assert (line is None if start is None else line.startswith(start)), (
+        argv, line)
+    assert line is None or line.count(' — ') == 1, line
+
+
+def test_a_bbox_across_the_antimeridian_crops_the_grid():
+  """W > E is an area across 180 degrees (as in GeoJSON and STAC)."""
+  # 2 km of UTM zone 60 south, across 180 degrees at 17 S.
+  grid = reader.Grid('EPSG:32760', reader.Affine(10, 0, 818000, 0, -10,
+                                                 8120000), 200, 100)
+  across = grid.crop((179.999, -16.99, -179.999, -16.989))
+  assert across == grid.crop((179.999, -16.99, 180.001, -16.989))
+  assert 20 <= across.width <= 23 and 10 <= across.height <= 13
+  west, _, east, _ = warp.transform_bounds(across.crs, 'EPSG:4326',
+                                           *across.bounds())
+  assert 179.99 < west < 180 and -180 < east < -179.99
 
 
 def degrees(grid, cols, rows):

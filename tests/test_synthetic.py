@@ -15,6 +15,7 @@ from datasets import ondisk
 from datasets import pipeline
 from datasets import scan
 from tests import ondisk_helpers
+from tools import scenes
 from tools import synthetic
 from utils import cloud_shapes
 
@@ -170,3 +171,35 @@ def test_cli_help_and_bad_arguments():
   assert bad.returncode == 2 and '--dates >= 6' in bad.stderr
   mix = run('/tmp/unused', '--mix', '1,2')
   assert mix.returncode == 2 and 'three non-negative weights' in mix.stderr
+
+
+def test_shading_of_flat_and_tilted_ground():
+  """Flat ground is lit as flat (1); a slope rising southward faces north,
+  away from a southern sun: cos(incidence) / cos(zenith) by hand."""
+  zenith, south = np.radians(60.0), np.pi
+  flat = scenes.shading(np.zeros((4, 4, 2), np.float32), zenith, south)
+  np.testing.assert_allclose(flat, 1.0, rtol=1e-6)
+  rise = 0.1
+  slopes = np.zeros((4, 4, 2), np.float32)
+  slopes[..., 0] = rise
+  expected = (np.cos(zenith) - rise * np.sin(zenith)) / (
+      np.cos(zenith) * np.sqrt(1 + rise ** 2))
+  np.testing.assert_allclose(scenes.shading(slopes, zenith, south),
+                             expected, rtol=1e-5)
+
+
+def test_relief_has_the_slope_asked_for():
+  slopes = scenes.relief(np.random.default_rng(0), 64, 2, 0.04)
+  assert slopes.shape == (64, 64, 2)
+  assert slopes.std() == pytest.approx(0.04, rel=1e-4)
+
+
+def test_a_veil_mixes_the_ground_toward_thin_cloud_grey(monkeypatch):
+  monkeypatch.setattr(scenes, 'SENSOR_NOISE', np.float32(0.0))
+  ground = np.full((4, 4, 3), 100.0, np.float32)
+  veil = np.full((4, 4), 0.1, np.float32)
+  image = scenes.compose(ground, None, np.random.default_rng(0), gain=1.0,
+                         haze=0.0, veil=veil)
+  grey = scenes.CLOUD - scenes.THIN_CLOUD_GREY
+  np.testing.assert_array_equal(image[0, 0],
+                                np.floor(100 + 0.1 * (grey - 100) + 0.5))

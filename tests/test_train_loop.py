@@ -13,6 +13,7 @@ import yaml
 
 from conftest import tiny_config_at
 from configs import common
+import model_helpers
 from datasets import pipeline
 from jobs import checkpoints
 from jobs import eval_checkpoints
@@ -200,7 +201,9 @@ AT_DEPTH = {
 @pytest.mark.parametrize('name', sorted(AT_DEPTH))
 def test_training_loop_runs_several_periods_at_upstream_depth(
     name, synthetic_data, tmp_path, monkeypatch):
-  """Three summary periods of `train`, so its compiled loop is called again."""
+  """Three summary periods of `train`, so its compiled loop, traced once,
+  is called again; every loss is finite, and every weight of the model's
+  layers (and of the core's discriminator) moved: each took part."""
   sizes = dict(AT_DEPTH[name])
   batch_size = sizes.pop('batch_size')
   for key, value in sizes.items():
@@ -212,9 +215,19 @@ def test_training_loop_runs_several_periods_at_upstream_depth(
   config.max_coverage = 50
   config.batch_size = batch_size
   config = small(config, 3)
+  record = model_helpers.RecordedTraining(monkeypatch)
   state = train.train(config, str(tmp_path), one_device(),
                       steps_per_summaries=1)
   assert state.step == 3
+  assert len(record.losses) == 3
+  assert record.loop.experimental_get_tracing_count() == 1
+  # As upstream, the core trains with a discriminator, the upsampler without.
+  assert (state.discriminator is not None) == name.startswith('cloudtran_core')
+  for losses in record.losses:
+    assert set(losses) == set(state.metric_keys)
+    assert all(np.isfinite(v) for v in losses.values()), losses
+  assert record.variables()
+  assert not record.unchanged()
 
 
 def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):

@@ -27,7 +27,7 @@ The output, `<logdir>/model-<step>` with `model`, `ema` (and
 and hence `evaluate.py`.
 
 Import cores with `config.model.decoder.cond_ln_sampling='row'` to sample as the
-original did (see the README).
+original did (docs/differences.md).
 """
 
 import collections

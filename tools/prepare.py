@@ -1,4 +1,4 @@
-r"""Cuts dated rasters of one area into the training layout (SPEC §1.1).
+r"""Cuts dated rasters of one area into the training layout.
 
   python -m tools.prepare OUT --inputs 'aoi/*.tif' --scl 'aoi/*_SCL*.tif' \
       --patch 256 --stride 256 --test_fraction 0.2 --seed 0
@@ -360,6 +360,10 @@ def define_flags():
                        'most --patch).')
   flags.DEFINE_float('max_coverage', Options.max_coverage,
                      'config.max_coverage.')
+  for name in ('patch', 'stride', 'block', 'timeline', 'resolution'):
+    cli.check_range(name, 1)
+  cli.check_range('test_fraction', 0, 1, 'a share')
+  cli.check_range('max_coverage', 0, 100, 'a percentage')
 
 
 def main(argv):

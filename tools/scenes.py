@@ -5,7 +5,8 @@ a rotated, stretched frame), forest, water (a lake and sometimes a river),
 a road, field margins and a fine texture. `render` colours it for a day of
 the year (crops go soil -> green -> ripe -> harvested, deciduous forest
 browns in winter). `compose` lays clouds drawn by
-`utils.cloud_shapes.make_clouds` (soft edges, offset shadows) over it.
+`utils.cloud_shapes` (soft edges, offset shadows) over it, under the date's
+light; `relief` and `shading` give light that varies within a tile.
 """
 
 import dataclasses
@@ -155,13 +156,38 @@ def render(land, day):
   return ground
 
 
-def compose(ground, clouds, rng, gain, haze):
+def relief(rng, size, cells, slope):
+  """(S, S, 2) float32 terrain slopes (d height / dy, d height / dx) of
+  fractal hills `cells` across, their standard deviation `slope`."""
+  height = cloud_shapes.fractal_noise(rng, size, cells)
+  slopes = np.stack(np.gradient(height), axis=-1)
+  return (slope * slopes / slopes.std()).astype(np.float32)
+
+
+def shading(slopes, zenith, azimuth):
+  """(S, S) float32 Lambertian illumination of terrain `slopes` (`relief`)
+  relative to flat ground, sun at `zenith` and `azimuth` (radians, azimuth
+  clockwise from north; rows run south, columns east)."""
+  sun = np.array([-np.sin(zenith) * np.cos(azimuth),       # south
+                  np.sin(zenith) * np.sin(azimuth),        # east
+                  np.cos(zenith)], np.float32)
+  normal = np.concatenate([-slopes, np.ones(slopes.shape[:2] + (1,),
+                                            np.float32)], axis=-1)
+  normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+  return np.maximum(normal @ sun, 0.0) / np.float32(np.cos(zenith))
+
+
+def compose(ground, clouds, rng, gain, haze, veil=None):
   """(S, S, 3) uint8 image: ground under `clouds` (or None), with the
   date's illumination `gain`, additive `haze` and sensor noise.
 
-  Clouds are brightest where thick and greyer at their thin edges.
+  Clouds are brightest where thick and greyer at their thin edges. `gain`
+  and `haze` are per channel or per pixel and channel; `veil` (None or
+  (S, S) opacity) is thin cloud that no mask flags, beneath `clouds`.
   """
   image = ground * np.float32(gain) + np.float32(haze)
+  if veil is not None:
+    image += veil[..., None] * (CLOUD - THIN_CLOUD_GREY - image)
   if clouds is not None:
     alpha = clouds.alpha[..., None]
     image *= 1.0 - SHADOW_DARKENING * clouds.shadow[..., None]

@@ -1,19 +1,22 @@
-r"""How well will the models fill *my* area? A self-check on your own scene.
+r"""Which fill works best on *my* area? A self-check on your own scene.
 
   python -m tools.selfcheck --core_logdir $CORE_LOGDIR \
       --upsampler_logdir $UP_LOGDIR --inputs 'scenes/*.tif' \
       --scl 'scenes/*_SCL*.tif' --pairs 4 --out selfcheck/
 
-Takes the same series and model flags as predict.py (files or STAC Items).
+Takes the same series and model flags as predict.py (files or STAC Items);
+without the model flags it ranks the classical fills alone.
 Up to --pairs (target, mask date) pairs are drawn (--seed): a target date at
 most --max_target_cloud % cloudy, with the real cloud mask of another date
-moved onto it. The target is filled as predict.py would, on the tiles the
-moved mask touches, and the pixels it hides (clear in the target) are
-scored against the target's real values: the evaluation protocol's metrics
-for the model, the mosaic, the least cloudy date and the cloudy input, per
-pair and overall (`jobs.selfcheck`). Writes, in --out: selfcheck.md,
-selfcheck.csv, selfcheck.json and pair_<k>.png (truth, masked input, model,
-mosaic). A killed run started again resumes from `<out>.work/`.
+moved onto it. The target is filled as predict.py would, by the model (on
+the tiles the moved mask touches) and by every classical --method, and the
+pixels it hides (clear in the target) are scored against the target's real
+values: the evaluation protocol's metrics, per pair and overall, ranked,
+with the best method named (`jobs.selfcheck`). Writes, in --out:
+selfcheck.md, selfcheck.csv, selfcheck.json and pair_<k>.png (truth,
+masked input, model, corrected mosaic). A killed run started again resumes from `<out>.work/`; a finished
+report run again with the same inputs, models and settings is complete,
+with others it is refused unless --overwrite (`jobs.records`).
 """
 
 import os
@@ -34,22 +37,31 @@ flags.DEFINE_integer('pairs', 4, 'At most this many (target, mask date) '
 flags.DEFINE_integer('seed', 0, 'Seed of the draw of pairs.')
 flags.DEFINE_float('max_target_cloud', 20., 'Percent of cloudy pixels above '
                    'which a date is not used as a target.')
+flags.DEFINE_bool('overwrite', False, 'Replace a report made with other '
+                  'inputs, models or settings (its files and pair '
+                  'quicklooks); without it such a report is refused.')
 flags.mark_flags_as_required(['out'])
+cli.check_range('max_target_cloud', 0, 100, 'a percentage')
 
 FLAGS = flags.FLAGS
 
 
 def main(_):
-  core_config, up_config = predictor_flags.configs(FLAGS)
-  tile_size = up_config.resolution[0]
+  tile_size = timeline = load = None
+  identify = lambda: None
+  if predictor_flags.given(FLAGS):
+    core_config, up_config = predictor_flags.configs(FLAGS)
+    tile_size, timeline = up_config.resolution[0], core_config.timeline
+    identify = lambda: predictor_flags.identity(FLAGS, core_config,
+                                                up_config)
+    load = lambda: predictor_flags.load(FLAGS, core_config, up_config)[0]
   options = selfcheck.Options(
-      tile_size=tile_size, timeline=core_config.timeline,
-      overlap=predictor_flags.overlap(FLAGS, tile_size),
+      tile_size=tile_size, timeline=timeline, overlap=FLAGS.overlap,
       batch_size=FLAGS.batch_size, pairs=FLAGS.pairs, seed=FLAGS.seed,
-      max_target_cloud=FLAGS.max_target_cloud)
-  load = lambda: predictor_flags.load(FLAGS, core_config, up_config)
+      max_target_cloud=FLAGS.max_target_cloud, overwrite=FLAGS.overwrite)
   with reader_flags.open_series(FLAGS, 'grid_date') as series:
-    selfcheck.selfcheck(series, load, os.path.abspath(FLAGS.out), options)
+    selfcheck.selfcheck(series, load, os.path.abspath(FLAGS.out), options,
+                        identify)
 
 
 if __name__ == '__main__':

@@ -1,4 +1,6 @@
-"""Writes a synthetic dataset in the upstream layout (SPEC §1.1).
+"""Writes a synthetic dataset in the upstream layout.
+
+The layout: docs/design.md, Layout on disk.
 
   python -m tools.synthetic OUT --tiles 12 --dates 8 --size 48 --naming l2a
 
@@ -231,7 +233,7 @@ def parser():
 
 def add_plan_arguments(p, seed):
   """--seed (default `seed`), --mix and --timeline: the arguments of the
-  date plans (`plan_tile`), shared with tools.benchmark."""
+  date plans (`plan_tile`), shared with tools.recipe_dataset."""
   p.add_argument('--seed', type=int, default=seed)
   p.add_argument('--mix', type=parse_mix, default=(0.35, 0.45, 0.2),
                  help='weights of clear,moderate,severe for the dates that '

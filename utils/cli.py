@@ -26,12 +26,18 @@ TensorFlow has run, more than a Kubernetes pod's 30 s grace); a Ctrl-C
 anywhere else exits with 130 and one line too.
 `--config.<key>=None` (or an empty value) unsets an optional string key
 (one declared with `config_dict.placeholder(str)`, such as `jsonf`).
+`check_flags` and `check_range` check flag values as they are parsed, so
+that a bad value is refused before any work. An OSError of a full disk or
+of a permission names its path (`utils.errors.writing` adds the path to an
+error raised without one) and what to do.
 """
 
 import argparse
 import difflib
+import errno
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -43,7 +49,6 @@ from ml_collections import config_dict
 from ml_collections import config_flags
 
 from utils import stop
-from utils.errors import NO_SPACE
 
 FLAGS = flags.FLAGS
 # Flags defined through this module belong to the command calling it, so its
@@ -54,6 +59,11 @@ INPUT_ERRORS = (ValueError, OSError, FloatingPointError, app.UsageError,
                 flags.Error)
 USAGE_EXIT, BUG_EXIT = 2, 1
 UNSET = ('None', '')
+# The errnos of a full disk, and of a denied permission.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NO_PERMISSION = (errno.EACCES, errno.EPERM, errno.EROFS)
+# The messages of the `check_flags` checks that failed.
+_CHECK_FAILURES = []
 
 
 class InputError(Exception):
@@ -81,6 +91,44 @@ def define_ignored(reasons):
   for name, why in reasons.items():
     flags.DEFINE_string(name, None, f'Accepted and ignored (upstream flag): '
                         f'{why}')
+
+
+def check_flags(names, check):
+  """Checks the values of flags `names` when they are parsed: `check(*values)`
+  raises ValueError with the whole error line (`--name=value: what — what to
+  do`), which the command prints as it is (exit 2)."""
+
+  def verify(values):
+    try:
+      check(*(values[name] for name in names))
+    except ValueError as e:
+      _CHECK_FAILURES.append(_one_line(e))
+      raise flags.ValidationError(_CHECK_FAILURES[-1]) from None
+    return True
+
+  flags.register_multi_flags_validator(list(names), verify)
+
+
+def check_range(name, low=None, high=None, unit=''):
+  """Refuses a number flag `--name` below `low`, above `high` (None: no
+  bound) or not finite, when parsed; `unit` names what it counts."""
+
+  def check(value):
+    if value is None:
+      return
+    if (math.isfinite(value) and (low is None or value >= low) and
+        (high is None or value <= high)):
+      return
+    if low is not None and high is not None:
+      wanted = f'from {low:g} to {high:g}'
+    elif low is not None:
+      wanted = f'{low:g} or more'
+    else:
+      wanted = f'{high:g} or less'
+    raise ValueError(f'--{name}={value:g} is out of range — give '
+                     f'{unit + " " if unit else ""}{wanted}')
+
+  check_flags([name], check)
 
 
 def _one_line(text):
@@ -184,6 +232,11 @@ def _flag_error(error, argv):
     if message:
       return message
   text = str(error)
+  if isinstance(error, flags.IllegalFlagValueError):
+    for line in text.splitlines():
+      for message in _CHECK_FAILURES:
+        if line.endswith(': ' + message):
+          return message
   if 'Error whilst parsing config file' in text:
     lines = [line for line in text.splitlines() if line.strip()]
     flag = text.split(':', 1)[0].replace('flag ', '')
@@ -236,15 +289,36 @@ def _error_line(error):
   tf_error = getattr(sys.modules.get('tensorflow'), 'errors', None)
   if tf_error is not None and isinstance(error, tf_error.OpError):
     return _one_line(error.message.splitlines()[0]), USAGE_EXIT
+  if isinstance(error, OSError) and (
+      error.errno in NO_SPACE + NO_PERMISSION or (
+          error.errno == errno.EIO and error.filename)):
+    return _os_error_line(error), USAGE_EXIT
   if isinstance(error, OSError) and error.filename and error.strerror:
-    advice = ('free space on its disk' if error.errno in NO_SPACE
-              else 'check the path and its permissions')
-    return f'{error.strerror}: {error.filename} — {advice}', USAGE_EXIT
+    return (f'{error.strerror}: {error.filename} — check the path and its '
+            'permissions'), USAGE_EXIT
   if isinstance(error, INPUT_ERRORS):
     return _one_line(error), USAGE_EXIT
   return (f'{type(error).__name__}: {_one_line(error)} — this looks like a '
           'bug: rerun with --verbosity=1 to see the traceback, and report '
           'it'), BUG_EXIT
+
+
+def _os_error_line(error):
+  """The line of a full disk, a denied permission or a failed write (EIO),
+  naming the path."""
+  what = _one_line(error.strerror or os.strerror(error.errno))
+  path = error.filename
+  head = f'{what}: {path}' if path else what
+  if error.errno in NO_SPACE:
+    where = f'the disk of {path}' if path else 'the disk written to'
+    return (f'{head} — free space on {where} (or write elsewhere), then run '
+            'the command again')
+  folder = os.path.dirname(os.path.abspath(path)) if path else 'the folder'
+  if error.errno == errno.EIO:
+    return (f'{head} — check the free space and the permissions of {folder}'
+            ', then run the command again')
+  return (f'{head} — give this user write access to {folder} (read access '
+          'to read it), or use another path')
 
 
 def exit_now(status):

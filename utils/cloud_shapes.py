@@ -2,9 +2,11 @@
 
 `make_clouds` draws the clouds of the synthetic data makers (`tools/`):
 opacity with soft edges, offset shadows, and a mask covering both, within a
-cover range on every central crop. `clear_masks` draws the procedural
-synthetic clouds of training (`config.synthetic_clouds='procedural'`): the
-same shapes as clear-masks, with a cover inside a band on one central crop.
+cover range on every central crop; `cover_clouds` the same shapes with an
+exact cover of the whole tile and a faint fringe outside the mask.
+`clear_masks` draws the procedural synthetic clouds of training
+(`config.synthetic_clouds='procedural'`): the same shapes as clear-masks,
+with a cover inside a band on one central crop.
 """
 
 import dataclasses
@@ -56,7 +58,8 @@ class Clouds:
   mask: np.ndarray      # (S, S) bool cloud or shadow
 
 
-def _crop_coverages(mask):
+def crop_coverages(mask):
+  """Cloud cover (%) of `mask` on each central crop of CHECK_CROPS."""
   size = mask.shape[0]
   return [100.0 * central_crop(mask, max(1, round(size * f))).mean()
           for f in CHECK_CROPS]
@@ -89,13 +92,45 @@ def make_clouds(rng, size, low, high, tries=20):
     threshold = np.quantile(central_crop(field, round(size * 0.75)),
                             1.0 - target / 100.0)
     mask = field > threshold
-    if all(low <= c <= high for c in _crop_coverages(mask)):
+    if all(low <= c <= high for c in crop_coverages(mask)):
       alpha = 0.97 * smoothstep((noise - threshold) / CLOUD_SOFTNESS)
       shadow = smoothstep((shadow_noise - threshold) / CLOUD_SOFTNESS)
       return Clouds(alpha.astype(np.float32),
                     (shadow * (1.0 - alpha)).astype(np.float32), mask)
   raise RuntimeError(f'No cloud with {low}..{high} % coverage in {tries} '
                      f'draws at size {size}; use a larger --size.')
+
+
+def _shade(noise, shadow_noise, mask, start, width):
+  """Clouds whose opacity and shadow rise from 0 at noise `start` to full
+  `width` noise deviations above it."""
+  alpha = 0.97 * smoothstep((noise - start) / width)
+  shadow = smoothstep((shadow_noise - start) / width)
+  return Clouds(alpha.astype(np.float32),
+                (shadow * (1.0 - alpha)).astype(np.float32), mask)
+
+
+def cover_clouds(rng, size, cover, fringe):
+  """Fractal clouds whose mask covers round(cover * size²) pixels of the
+  tile, with a fringe the mask misses.
+
+  Opacity and shadow start `fringe` noise deviations below the mask's
+  threshold, so a faint rim of cloud and shadow lies outside the mask, as
+  real cloud masks miss thin edges (fringe 0: none).
+
+  Args:
+    rng: a numpy Generator.
+    size: tile side.
+    cover: fraction of the tile under cloud or shadow, 0..1.
+    fringe: non-negative, in noise standard deviations.
+  """
+  noise, shadow_noise = _cloud_field(rng, size)
+  field = np.maximum(noise, shadow_noise)
+  count = round(cover * field.size)
+  ranked = np.sort(field, axis=None)[::-1]
+  threshold = ranked[count] if count < field.size else ranked[-1] - 1.0
+  return _shade(noise, shadow_noise, field > threshold, threshold - fringe,
+                CLOUD_SOFTNESS + fringe)
 
 
 def cloudy_count_range(pixels, low, high):
