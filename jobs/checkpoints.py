@@ -27,11 +27,10 @@ import tensorflow as tf
 
 from configs import common
 import models
+from utils import cli
 from utils import distribute
 from utils import ema as ema_lib
 from utils import runconfig
-from utils.errors import NO_PERMISSION
-from utils.errors import NO_SPACE
 
 CHECKPOINT_NAME = 'model'
 MAX_TO_KEEP = 10
@@ -68,11 +67,11 @@ def write_error(error, what, directory, after=''):
   else:
     reason = str(error)
   if (isinstance(error, tf.errors.ResourceExhaustedError) or
-      getattr(error, 'errno', None) in NO_SPACE or
+      getattr(error, 'errno', None) in cli.NO_SPACE or
       'No space left' in reason or 'quota' in reason.lower()):
     advice = f'free space in {directory}'
   elif (isinstance(error, tf.errors.PermissionDeniedError) or
-        getattr(error, 'errno', None) in NO_PERMISSION or
+        getattr(error, 'errno', None) in cli.NO_PERMISSION or
         'ermission denied' in reason or 'Read-only' in reason):
     advice = (f'make {directory} writable for this user (or give another '
               'directory)')

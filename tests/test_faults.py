@@ -847,7 +847,8 @@ def test_a_full_disk_at_the_lock_names_the_lock_file(tmp_path, monkeypatch):
   lock = str(tmp_path / 'train.lock')
   assert raised.value.filename == lock and not os.path.exists(lock)
   assert cli._error_line(raised.value) == (
-      f'No space left on device: {lock} — free space on its disk', 2)
+      f'No space left on device: {lock} — free space on the disk of {lock} '
+      '(or write elsewhere), then run the command again', 2)
 
 
 def test_eval_of_a_logdir_without_a_run_says_so(synthetic_data, tmp_path):

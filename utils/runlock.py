@@ -18,6 +18,8 @@ import socket
 
 from absl import logging
 
+from utils import errors
+
 
 class LockHeld(OSError):
   """Another live job writes to the directory."""
@@ -53,11 +55,11 @@ def _create(path, holder):
   except FileExistsError:
     return False
   try:
-    with os.fdopen(fd, 'w') as f:
+    with errors.writing(path), os.fdopen(fd, 'w') as f:
       json.dump(holder, f)
-  except OSError as e:                     # a full disk: name the file
+  except OSError:                          # a full disk: no half lock left
     os.remove(path)
-    raise OSError(e.errno, e.strerror, path) from e
+    raise
   return True
 
 
