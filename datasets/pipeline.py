@@ -5,8 +5,10 @@ Start-up (Python, once): list and check the split, apply the keep/drop rules
 dates, build the clear-masks with synthetic clouds (pool masks read from
 disk, or procedural ones drawn in numpy), crop, resize, mask, slice a
 channel, downsample. Train randomness is stateless, seeded by `config.seed`,
-the input pipeline and the example's position in the stream, so a run's
-inputs are reproducible.
+the input pipeline and the example's position in the stream (the order of
+each epoch too), so a run's inputs are reproducible and the stream can start
+at any position without reading what comes before: a resumed training reads
+what an uninterrupted one would.
 """
 
 from absl import logging
@@ -81,25 +83,74 @@ def check_synthetic_clouds(config):
         'raise config.max_coverage')
 
 
-def _records(examples, augment):
-  """Dataset of the examples' file names: {'tile', 'images', 'masks',
-  'synthetic', 'augment'}; `images` and `masks` are (T-1,) strings."""
-  return tf.data.Dataset.from_tensor_slices({
+def _record_table(examples, augment):
+  """The examples' file names, one row each: {'tile', 'images', 'masks',
+  'synthetic', 'augment'}; `images` and `masks` are (N, T-1) strings."""
+  return {
       'tile': tf.constant([e.tile for e in examples], tf.int32),
-      'images': [[d.image for d in e.dates] for e in examples],
-      'masks': [[d.mask for d in e.dates] for e in examples],
-      'synthetic': [e.synthetic for e in examples],
+      'images': tf.constant([[d.image for d in e.dates] for e in examples]),
+      'masks': tf.constant([[d.mask for d in e.dates] for e in examples]),
+      'synthetic': tf.constant([e.synthetic for e in examples]),
       'augment': tf.fill([len(examples)], augment),
-  })
+  }
 
 
-def _pass_records(config, subset, chosen):
-  """One pass of a subset's records (with their brightened copies when
-  training with `use_augmentation`)."""
-  records = _records(chosen.examples, False)
+def _pass_table(config, subset, chosen):
+  """One pass of a subset's records as a table (with their brightened copies
+  when training with `use_augmentation`)."""
+  table = _record_table(chosen.examples, False)
   if subsets.get(subset).training and config.use_augmentation:
-    records = records.concatenate(_records(chosen.examples, True))
-  return records
+    copies = _record_table(chosen.examples, True)
+    table = {k: tf.concat([v, copies[k]], 0) for k, v in table.items()}
+  return table
+
+
+def shuffled_order(n, buffer, seed):
+  """The order in which `n` records leave a shuffle buffer of `buffer`: the
+  buffer fills with the first ones, then each record out is a uniformly
+  drawn slot, refilled with the next record while any is left. The draws
+  come from numpy's generator seeded by `seed` (a tuple of ints)."""
+  uniform = np.random.default_rng([s % 2**64 for s in seed]).random(n)
+  slots = list(range(min(max(buffer, 1), n)))
+  following, order = len(slots), []
+  for u in uniform:
+    j = int(u * len(slots))
+    order.append(slots[j])
+    if following < n:
+      slots[j] = following
+      following += 1
+    else:
+      slots[j] = slots[-1]
+      slots.pop()
+  return np.array(order, np.int64)
+
+
+def _train_stream(config, table, pipeline_id, start):
+  """(position, record) of an input pipeline's train stream from position
+  `start` on.
+
+  Epoch e is the pipeline's n records in the `shuffled_order` of
+  `config.shuffle_buffer` seeded by (config.seed, pipeline_id, e), at
+  positions e·n to (e+1)·n − 1, so the stream from `start` is the stream
+  from 0 without its first `start` records, and none of those is read.
+  """
+  n = int(table['tile'].shape[0])
+  epochs = tf.int64.max if config.num_epochs < 0 else config.num_epochs
+  first = start // n
+
+  def epoch(e):
+    order = tf.numpy_function(
+        lambda e: shuffled_order(n, config.shuffle_buffer,
+                                 (config.seed, pipeline_id, int(e))),
+        [e], tf.int64, stateful=False)
+    return tf.data.Dataset.zip(
+        tf.data.Dataset.range(e * n, (e + 1) * n),
+        tf.data.Dataset.from_tensor_slices(tf.ensure_shape(order, [n])))
+
+  stream = tf.data.Dataset.range(first, epochs).flat_map(epoch)
+  return stream.skip(start - first * n).map(
+      lambda position, row: (position, {k: tf.gather(v, row)
+                                        for k, v in table.items()}))
 
 
 def _read_masks(paths, flip):
@@ -229,12 +280,13 @@ class Loader:
   def examples(self, records, pipeline_id=0):
     """Records -> unbatched example dicts.
 
-    Train seeds each example from (config.seed, pipeline_id) and its
-    position in the stream, so every epoch draws new clouds and crops.
+    Train records come as (position in the stream, record); train seeds
+    each example from (config.seed, pipeline_id) and its position, so every
+    epoch draws new clouds and crops.
     """
     if self.train:
       base = tf.constant([self.config.seed, pipeline_id], tf.int64)
-      ds = records.enumerate().map(
+      ds = records.map(
           lambda i, r: self.load(
               r, tf.random.experimental.stateless_fold_in(base, i)),
           num_parallel_calls=AUTOTUNE)
@@ -243,7 +295,8 @@ class Loader:
     return ds.map(self.preprocess, num_parallel_calls=AUTOTUNE)
 
 
-def get_dataset(config, batch_size, subset, input_context=None):
+def get_dataset(config, batch_size, subset, input_context=None, start=0,
+                chosen=None):
   """The batched input pipeline of a subset.
 
   Args:
@@ -257,6 +310,9 @@ def get_dataset(config, batch_size, subset, input_context=None):
       config.data_dir with the JSON key `index`.
     input_context: optional tf.distribute.InputContext; each input pipeline
       reads its own shard of the tiles.
+    start: train: the batches of this input pipeline already used (by the
+      steps a resumed training did); the stream goes on after them.
+    chosen: the subset's `selection.Selection` when already made.
 
   Returns:
     tf.data.Dataset of dicts, with h = downsample_res, T = timeline:
@@ -268,9 +324,10 @@ def get_dataset(config, batch_size, subset, input_context=None):
       (+ _h, _h_up_back) and channel_index (B,) int32.
   """
   check_config(config)
-  chosen = selection_lib.select(config, subset)
+  if chosen is None:
+    chosen = selection_lib.select(config, subset)
   train = subsets.get(subset).training
-  records = _pass_records(config, subset, chosen)
+  table = _pass_table(config, subset, chosen)
   pipeline_id = 0
   if input_context is not None and input_context.num_input_pipelines > 1:
     pipelines = input_context.num_input_pipelines
@@ -278,13 +335,12 @@ def get_dataset(config, batch_size, subset, input_context=None):
     if len(chosen.examples) < pipelines:
       raise DataError(f'{len(chosen.examples)} {subset} examples cannot feed '
                       f'{pipelines} input pipelines; use fewer workers.')
-    records = records.shard(pipelines, pipeline_id)
+    table = {k: v[pipeline_id::pipelines] for k, v in table.items()}
   loader = Loader(config, subset, chosen.pool)
   if train:
-    records = records.shuffle(config.shuffle_buffer, seed=config.seed,
-                              reshuffle_each_iteration=True)
-    records = records.repeat(None if config.num_epochs < 0
-                             else config.num_epochs)
+    records = _train_stream(config, table, pipeline_id, start * batch_size)
+  else:
+    records = tf.data.Dataset.from_tensor_slices(table)
   ds = loader.examples(records, pipeline_id).batch(
       batch_size, drop_remainder=train)
   logging.info('%s pipeline: %d examples, batch %d.', subset,
@@ -301,5 +357,8 @@ def export_targets(config, subset):
   check_config(config)
   chosen = selection_lib.select(config, subset)
   loader = Loader(config, subset, chosen.pool)
-  return export.export_examples(
-      loader.examples(_pass_records(config, subset, chosen)), config, subset)
+  records = tf.data.Dataset.from_tensor_slices(
+      _pass_table(config, subset, chosen))
+  if loader.train:
+    records = records.enumerate()
+  return export.export_examples(loader.examples(records), config, subset)

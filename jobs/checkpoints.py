@@ -4,7 +4,8 @@ A training checkpoint holds the model, its EMA, the optimizer and, with
 `use_discriminator`, the discriminator and its optimizer. Files are named
 `model-<step>` in the logdir. TensorFlow writes the data files first and the
 `checkpoint` index last, so a run killed mid-save leaves the previous
-checkpoint as the newest readable one.
+checkpoint as the newest readable one, and a `model-<step>_temp` folder that
+the next training start removes.
 
 A checkpoint that cannot be read (truncated or missing files) is moved to
 `<logdir>/corrupt/` with a warning and the one before it is restored; a
@@ -15,6 +16,7 @@ config is one line naming the config keys that differ, before TensorFlow
 reads anything.
 """
 
+import contextlib
 import glob
 import os
 import re
@@ -25,6 +27,7 @@ import tensorflow as tf
 
 from configs import common
 import models
+from utils import cli
 from utils import distribute
 from utils import ema as ema_lib
 from utils import runconfig
@@ -51,9 +54,45 @@ def make_manager(checkpoint, strategy, logdir):
       max_to_keep=keep)
 
 
+def write_error(error, what, directory, after=''):
+  """The one-line OSError for a failed write of `what` in `directory`:
+  `Cannot write <what> (<reason>) — <what to do> and run again<after>`.
+
+  `error` is an OSError or a TensorFlow op error; the advice fits a full
+  disk, a missing permission, or else names the directory to check.
+  """
+  if isinstance(error, tf.errors.OpError):
+    reason = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '',
+                    error.message.splitlines()[0])
+  else:
+    reason = str(error)
+  if (isinstance(error, tf.errors.ResourceExhaustedError) or
+      getattr(error, 'errno', None) in cli.NO_SPACE or
+      'No space left' in reason or 'quota' in reason.lower()):
+    advice = f'free space in {directory}'
+  elif (isinstance(error, tf.errors.PermissionDeniedError) or
+        getattr(error, 'errno', None) in cli.NO_PERMISSION or
+        'ermission denied' in reason or 'Read-only' in reason):
+    advice = (f'make {directory} writable for this user (or give another '
+              'directory)')
+  else:
+    advice = f'check that {directory} can be written'
+  return OSError(f'Cannot write {what} ({reason}) — {advice} and run again'
+                 f'{after}')
+
+
+@contextlib.contextmanager
+def writing(what, directory):
+  """Raises `write_error` for a write inside that fails."""
+  try:
+    yield
+  except (OSError, tf.errors.OpError) as e:
+    raise write_error(e, what, directory) from e
+
+
 def save(manager, step):
   """`manager.save` at `step`; when it fails (a full disk), removes what it
-  wrote of `model-<step>` and raises an OSError naming the path."""
+  wrote of `model-<step>` and raises `write_error` naming the path."""
   prefix = os.path.join(manager.directory, f'{CHECKPOINT_NAME}-{step}')
   try:
     return manager.save(checkpoint_number=step)
@@ -63,11 +102,9 @@ def save(manager, step):
         shutil.rmtree(path, ignore_errors=True)
       else:
         os.remove(path)
-    reason = e.message if isinstance(e, tf.errors.OpError) else str(e)
-    raise OSError(
-        f'Cannot write checkpoint {prefix} ({reason.splitlines()[0]}) — free '
-        f'space in {manager.directory} and run again; it resumes from '
-        f'{manager.latest_checkpoint or "the start"}') from e
+    raise write_error(e, f'checkpoint {prefix}', manager.directory,
+                      '; it resumes from '
+                      f'{manager.latest_checkpoint or "the start"}') from e
 
 
 def saved_paths(logdir):
@@ -340,6 +377,18 @@ def restore_averaged_model(config, logdir, checkpoint=None):
   averaged = AveragedModel(config)
   averaged.restore(checkpoint or newest_checkpoint(logdir))
   return averaged.model
+
+
+def remove_stale_temp(strategy, logdir):
+  """Removes the `model-<step>_temp` folders of saves killed midway from
+  where this worker writes (the logdir on the chief, its scratch dir on
+  another worker). Call it while this worker alone saves there."""
+  directory = distribute.worker_dir(strategy, logdir)
+  pattern = os.path.join(glob.escape(directory), f'{CHECKPOINT_NAME}-*_temp')
+  for path in sorted(glob.glob(pattern)):
+    shutil.rmtree(path)
+    logging.info('Removed %s, left by a checkpoint save that did not finish.',
+                 path)
 
 
 def remove_worker_scratch(strategy, logdir):

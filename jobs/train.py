@@ -30,6 +30,8 @@ OPTIMIZERS = {
 # Longest stretch of training (seconds) between two looks at the checkpoint
 # clock and at a stop signal; a slower step is one stretch.
 CHUNK_SECS = 1.0
+# The training summaries' folder in the logdir.
+SUMMARIES = 'train_summaries'
 
 
 def build_optimizer(optimizer_config):
@@ -209,13 +211,20 @@ def load_discriminator(state, disc_chkpt_dir):
   logging.info('Loaded the discriminator of %s.', path)
 
 
-def train_dataset(config, strategy):
-  """The distributed training input, sharded per input pipeline."""
-  pipeline.export_targets(config, 'train')
+def train_dataset(config, strategy, chosen=None, step=0):
+  """The distributed training input from `step` on, sharded per input
+  pipeline; `chosen` is the train split's `selection.Selection` if made.
 
+  Each input pipeline's stream is a function of the position in it, so a
+  resumed run reads what an uninterrupted one would: the batches of the
+  steps before `step` (one per replica the pipeline feeds) are skipped.
+  """
   def dataset_fn(input_context):
+    replicas = (input_context.num_replicas_in_sync //
+                input_context.num_input_pipelines)
     return pipeline.get_dataset(config, config.batch_size, 'train',
-                                input_context)
+                                input_context, start=step * replicas,
+                                chosen=chosen)
   return strategy.distribute_datasets_from_function(dataset_fn)
 
 
@@ -231,20 +240,23 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
     if config[key] < 1:
       raise ValueError(f'config.{key}={config[key]} must be >= 1.')
   tf.keras.utils.set_random_seed(config.seed)
-  dataset = train_dataset(config, strategy)
+  pipeline.check_config(config)
+  chosen = selection.select(config, 'train')
+  pipeline.export_targets(config, 'train')
   tf.io.gfile.makedirs(logdir)
   if not distribute.is_chief(strategy):
-    return _train(config, logdir, strategy, dataset, pretrain_dir,
+    return _train(config, logdir, strategy, chosen, pretrain_dir,
                   steps_per_summaries, allow_config_change)
   with runlock.hold(logdir, 'train'):
-    return _train(config, logdir, strategy, dataset, pretrain_dir,
+    return _train(config, logdir, strategy, chosen, pretrain_dir,
                   steps_per_summaries, allow_config_change)
 
 
-def _train(config, logdir, strategy, dataset, pretrain_dir,
+def _train(config, logdir, strategy, chosen, pretrain_dir,
            steps_per_summaries, allow_config_change):
   """`train` once the data is checked and the logdir is held."""
   chief = distribute.is_chief(strategy)
+  checkpoints.remove_stale_temp(strategy, logdir)
   changed = (runconfig.check_resume(config, logdir, allow_config_change)
              if checkpoints.saved_paths(logdir) else [])
   state = TrainState(config, strategy)
@@ -256,26 +268,42 @@ def _train(config, logdir, strategy, dataset, pretrain_dir,
         f'config.max_train_steps={config.max_train_steps} is below step '
         f'{state.step}, where the run in {logdir} is — raise it to train on, '
         'or use another --logdir')
+  iterator = iter(train_dataset(config, strategy, chosen, state.step))
   if chief:
-    runconfig.write(config, logdir, state.step, changed)
+    with checkpoints.writing(runconfig.path_in(logdir), logdir):
+      runconfig.write(config, logdir, state.step, changed)
   manager = checkpoints.make_manager(state.checkpoint, strategy, logdir)
   if config.disc_chkpt_dir and how != 'resumed':
     load_discriminator(state, config.disc_chkpt_dir)
-  if state.step == 0:  # As upstream: a checkpoint of the starting weights.
-    logging.info('Saved checkpoint %s.', checkpoints.save(manager, 0))
-  iterator = iter(dataset)
-  writer = (tf.summary.create_file_writer(os.path.join(logdir,
-                                                       'train_summaries'))
-            if chief else tf.summary.create_noop_writer())
-
-  logging.info('Training from step %d to %d (%s start).', state.step,
-               config.max_train_steps, how)
+  with _writing_summaries(logdir):
+    writer = (tf.summary.create_file_writer(os.path.join(logdir, SUMMARIES))
+              if chief else tf.summary.create_noop_writer())
   with stop.requests() as request:
+    if state.step == 0:  # As upstream: a checkpoint of the starting weights.
+      _save(manager, 0, request)
+    logging.info('Training from step %d to %d (%s start).', state.step,
+                 config.max_train_steps, how)
     _loop(state, logdir, manager, iterator, make_train_loop(state), writer,
           steps_per_summaries, request)
+  with _writing_summaries(logdir):
+    writer.flush()
   checkpoints.remove_worker_scratch(strategy, logdir)
-  writer.flush()
   return state
+
+
+def _writing_summaries(logdir):
+  """Turns a failed write of the training summaries into one line."""
+  summaries = os.path.join(logdir, SUMMARIES)
+  return checkpoints.writing(f'the summaries in {summaries}', logdir)
+
+
+def _save(manager, step, request):
+  """Saves the checkpoint of `step` and returns its path; a second stop
+  signal during the save waits for it."""
+  with request.waiting_for(f'the checkpoint save of step {step}'):
+    path = checkpoints.save(manager, step)
+  logging.info('Saved checkpoint %s.', path)
+  return path
 
 
 def chunk_steps(secs_per_step, limit):
@@ -342,7 +370,7 @@ def _loop(state, logdir, manager, iterator, loop, writer,
   """Trains to `max_train_steps` in chunks of at most CHUNK_SECS, so the
   checkpoint clock and `request` are looked at every chunk; summaries go
   every `steps_per_summaries` steps. On a stop signal, saves and raises
-  `stop.Stopped`."""
+  `stop.Stopped`; a second signal during a save waits for it."""
   config = state.config
   max_steps = config.max_train_steps
   tracker = progress.Progress(max_steps, done=state.step)
@@ -358,17 +386,17 @@ def _loop(state, logdir, manager, iterator, loop, writer,
       secs_per_step = secs / num_steps
       interval.add(losses, num_steps, secs)
       if time.monotonic() - last_save >= config.save_checkpoint_secs:
-        logging.info('Saved checkpoint %s.',
-                     checkpoints.save(manager, state.step))
+        _save(manager, state.step, request)
         last_save = time.monotonic()
     if interval.steps:
-      _summarize(state, interval, writer, tracker)
+      with _writing_summaries(logdir):
+        _summarize(state, interval, writer, tracker)
   newest = manager.latest_checkpoint
   if newest is None or checkpoints.step_of(newest) != state.step:
-    newest = checkpoints.save(manager, state.step)
-    logging.info('Saved checkpoint %s.', newest)
+    newest = _save(manager, state.step, request)
   if request.signal:
-    writer.flush()
+    with _writing_summaries(logdir):
+      writer.flush()
     name = os.path.basename(newest)
     logging.info('saved %s on %s', name, request.name)
     request.stop(f'stopped on {request.name} at step {state.step}: {newest} '

@@ -52,6 +52,7 @@ from tests import ondisk_helpers
 from tests import raster_helpers
 from tools import summary
 from tools import synthetic_geotiff
+from utils import cli
 from utils import distribute
 from utils import runconfig
 from utils import runlock
@@ -496,20 +497,41 @@ def wait_for(path, pattern, proc, timeout=180):
   raise AssertionError(open(path).read()[-3000:])
 
 
+# run.py with a second SIGINT sent to itself inside each checkpoint save but
+# the first (the step-0 one): once the data files are written, before they
+# are merged into model-<step>.
+SECOND_SIGINT_IN_SAVE = """
+import os, runpy, signal, sys
+from tensorflow.python.ops import gen_io_ops
+merge, saves = gen_io_ops.merge_v2_checkpoints, []
+def merge_after_a_second_sigint(*args, **kwargs):
+  saves.append(1)
+  if len(saves) > 1:
+    os.kill(os.getpid(), signal.SIGINT)
+  return merge(*args, **kwargs)
+gen_io_ops.merge_v2_checkpoints = merge_after_a_second_sigint
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
 @pytest.fixture(scope='module')
 def stopped_runs(synthetic_data, tmp_path_factory):
-  """Two trainings run side by side, each signalled once it logged a step:
+  """Two trainings run side by side, each signalled once it logged a step,
+  the SIGINT one signalled again during its save:
   {signal: (last logged step, exit status, stderr, logdir)}."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
   runs = {}
   for sig in (signal.SIGTERM, signal.SIGINT):
     logdir = str(tmp_path_factory.mktemp(sig.name))
     log = open(os.path.join(logdir, 'stderr'), 'w')
+    argv = train_argv(synthetic_data, logdir, '--steps_per_summaries=3',
+                      '--config.save_checkpoint_secs=100000',
+                      '--config.max_train_steps=100000')
+    if sig == signal.SIGINT:
+      argv[1:1] = ['-c', SECOND_SIGINT_IN_SAVE]
     runs[sig] = logdir, log, subprocess.Popen(
-        train_argv(synthetic_data, logdir, '--steps_per_summaries=3',
-                   '--config.save_checkpoint_secs=100000',
-                   '--config.max_train_steps=100000'),
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
   done = {}
   for sig, (logdir, log, proc) in runs.items():
     logged = int(wait_for(log.name, r'step (\d+)/100000', proc))
@@ -534,6 +556,13 @@ def test_signal_saves_the_step_reached_and_a_restart_continues(
       f'stopped on {sig.name} at step {saved}: {logdir}/model-{saved} is '
       'saved — run the same command again to resume')
   assert steps_on_disk(logdir) == [0, saved]
+  assert not glob.glob(os.path.join(logdir, '*_temp'))
+  if sig == signal.SIGINT:
+    # Before: killed by the second SIGINT, no message, model-<step>_temp
+    # left and the rerun resumed from step 0.
+    assert own_lines(stderr)[-2] == (
+        f'SIGINT again: waiting for the checkpoint save of step {saved} to '
+        'finish, then stopping')
   if sig != signal.SIGTERM:                 # one restart is enough
     return
   config = tiny_config_at(synthetic_data, 'cloudtran_core_train')
@@ -564,6 +593,19 @@ def test_chunks_fit_the_pace_and_the_limit():
   assert train.chunk_steps(train.CHUNK_SECS / 10, 100) == 10
   assert train.chunk_steps(train.CHUNK_SECS / 10, 4) == 4
   assert train.chunk_steps(train.CHUNK_SECS * 30, 100) == 1
+
+
+def test_a_stopped_job_exits_without_the_interpreter_teardown(monkeypatch,
+                                                             capsys):
+  """Before: 5-60 s of teardown after the last line (Kubernetes waits 30)."""
+  ended = []
+  monkeypatch.setattr(os, '_exit', ended.append)
+
+  def stopped():
+    raise stop.Stopped(signal.SIGTERM, 'stopped on SIGTERM at step 3')
+  cli.guard(stopped)
+  assert ended == [143]
+  assert capsys.readouterr().err == 'stopped on SIGTERM at step 3\n'
 
 
 def signalled_after(fn, calls, sig):
@@ -771,6 +813,42 @@ def test_a_full_disk_names_the_checkpoint_and_leaves_no_part(
       'the start$')):
     train.train(config, logdir, one_device())
   assert not glob.glob(os.path.join(logdir, 'model-0*'))
+
+
+@pytest.mark.parametrize('error, advice', [
+    (tf.errors.ResourceExhaustedError(None, None, (
+        '{{function_node __wrapped__WriteSummary_device_/job:localhost}} '
+        '/r/train_summaries/events.out; No space left on device\n\tFailed to '
+        'flush 11 events')), 'free space in /r'),
+    (tf.errors.PermissionDeniedError(None, None, (
+        '/r/train_summaries/events.out; Permission denied')),
+     'make /r writable for this user'),
+    (OSError(30, 'Read-only file system'), 'make /r writable for this user'),
+    (OSError(5, 'Input/output error'), 'check that /r can be written'),
+])
+def test_a_failed_write_names_the_path_and_the_fix(error, advice):
+  """Before: TensorFlow's message, `{{function_node ...}}` first, or
+  `[Errno 28] No space left on device` with no path, and no advice."""
+  message = str(checkpoints.write_error(error, 'the summaries in '
+                                        '/r/train_summaries', '/r'))
+  assert message.startswith('Cannot write the summaries in '
+                            '/r/train_summaries (')
+  assert message.endswith(f' — {advice} and run again') or (
+      f' — {advice} (or give another directory) and run again' in message)
+  assert '{{' not in message and '\n' not in message
+
+
+def test_a_full_disk_at_the_lock_names_the_lock_file(tmp_path, monkeypatch):
+  def no_space(*_):
+    raise OSError(28, 'No space left on device')
+  monkeypatch.setattr(runlock.json, 'dump', no_space)
+  with pytest.raises(OSError) as raised:
+    runlock.acquire(str(tmp_path), 'train')
+  lock = str(tmp_path / 'train.lock')
+  assert raised.value.filename == lock and not os.path.exists(lock)
+  assert cli._error_line(raised.value) == (
+      f'No space left on device: {lock} — free space on the disk of {lock} '
+      '(or write elsewhere), then run the command again', 2)
 
 
 def test_eval_of_a_logdir_without_a_run_says_so(synthetic_data, tmp_path):

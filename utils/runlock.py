@@ -18,6 +18,8 @@ import socket
 
 from absl import logging
 
+from utils import errors
+
 
 class LockHeld(OSError):
   """Another live job writes to the directory."""
@@ -52,8 +54,12 @@ def _create(path, holder):
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
   except FileExistsError:
     return False
-  with os.fdopen(fd, 'w') as f:
-    json.dump(holder, f)
+  try:
+    with errors.writing(path), os.fdopen(fd, 'w') as f:
+      json.dump(holder, f)
+  except OSError:                          # a full disk: no half lock left
+    os.remove(path)
+    raise
   return True
 
 

@@ -5,11 +5,14 @@ units of work (training steps, sampled batches, predicted tiles). Once it has
 saved what is finished it raises `Stopped`; `utils.cli` turns that into the
 exit status a shell expects from the signal (143 for SIGTERM, 130 for
 SIGINT), with no traceback. A second signal while the job is finishing stops
-it at once, as the signal would by default.
+it at once, as the signal would by default, except inside
+`request.waiting_for(...)` (a checkpoint save): there it says on stderr that
+it waits, and the job finishes what it saves.
 """
 
 import contextlib
 import signal as signal_lib
+import sys
 import threading
 
 SIGNALS = (signal_lib.SIGTERM, signal_lib.SIGINT)
@@ -33,6 +36,17 @@ class Request:
 
   def __init__(self):
     self.signal = None
+    self.finishing = None
+
+  @contextlib.contextmanager
+  def waiting_for(self, what):
+    """Inside, a further signal waits for `what` (e.g. 'the checkpoint save
+    of step 12') instead of stopping the job at once."""
+    previous, self.finishing = self.finishing, what
+    try:
+      yield
+    finally:
+      self.finishing = previous
 
   @property
   def name(self):
@@ -58,10 +72,15 @@ def requests():
     return
 
   def handle(signum, _):
-    if request.signal is not None:        # a second signal: stop at once
+    if request.signal is None:
+      request.signal = signum
+    elif request.finishing is not None:
+      sys.stderr.write(f'{signal_lib.Signals(signum).name} again: waiting '
+                       f'for {request.finishing} to finish, then stopping\n')
+      sys.stderr.flush()
+    else:                                  # a second signal: stop at once
       signal_lib.signal(signum, signal_lib.SIG_DFL)
       signal_lib.raise_signal(signum)
-    request.signal = signum
 
   previous = {s: signal_lib.signal(s, handle) for s in SIGNALS}
   try:
