@@ -66,8 +66,10 @@ class Views:
     self.truth = targets[..., :c]                          # _gt: slot 0
     self.cloudy = targets[..., -c:]                        # _tar: slot T-1
     self.unmasked = at_side('image')[..., :c]              # _unm
-    self.clear_masks = at_side('mask')[..., 1:]            # _cov
+    masks = at_side('mask')
+    self.clear_masks = masks[..., 1:]                      # _cov
     self.target_clear = self.clear_masks[..., -1]          # splits pixels
+    self.truth_clear = masks[..., 0]                       # truth-bearing
     self.tile = batch['tile'].numpy()
     self.coverage = batch['coverage'].numpy()
 
@@ -234,7 +236,8 @@ def score_rows(first, views, draws, name, writer):
   (`metrics.average`), and their scalars `<column>_<name>`."""
   count = draws.shape[1]
   scores = [metrics.score(draw, views.truth[:count],
-                          views.target_clear[:count]) for draw in draws]
+                          views.target_clear[:count],
+                          views.truth_clear[:count]) for draw in draws]
   rows = []
   for j in range(count):
     index = first + j

@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 from PIL import Image
+import ml_collections
 import pytest
 import tensorflow as tf
 
@@ -440,3 +441,34 @@ def test_chain_needs_every_output_from_zero(synthetic_data, tmp_path):
   chained.sample.gen_data_dir = late['dir']
   with pytest.raises(sample_outputs.JobMismatch, match='starts at output 2'):
     sample.sample(chained, str(tmp_path), 'sample_valid')
+
+
+def test_metrics_csv_leaves_out_pixels_without_truth(tmp_path):
+  """A pixel cloudy in the truth's own mask (slot 0) is in no split of
+  metrics.csv: scores equal those of the same batch without that pixel."""
+  config = ml_collections.ConfigDict(
+      {'n_channels': 1, 'resolution': (16, 16), 'downsample': False,
+       'downsample_res': 16})
+  rng = np.random.default_rng(0)
+  truth = rng.integers(0, 256, (1, 16, 16, 1))
+  output = truth.copy()
+  output[0, :4] = 255 - output[0, :4]             # wrong rows, no truth
+  output[0, 8:, 8:] += 3                          # wrong, scored
+  mask = np.ones((1, 16, 16, 3), np.int32)
+  mask[0, :, :, -1] = 0                           # target cloudy everywhere
+  known = mask.copy()
+  known[0, :4, :, 0] = 0                          # truth cloudy in rows 0-3
+  writer = tf.summary.create_noop_writer()
+
+  def rmse(mask_cube):
+    batch = {'targets': tf.constant(np.concatenate([truth] * 3, -1)),
+             'image': tf.constant(np.concatenate([truth] * 3, -1)),
+             'mask': tf.constant(mask_cube), 'tile': tf.constant([0]),
+             'coverage': tf.constant([100.])}
+    views = sample.Views(batch, config, 16)
+    row = sample.score_rows(0, views, output[None], 'x', writer)[0]
+    return row[4 + sample.METRIC_KEYS.index('cloudy_rmse')]
+
+  scored = np.sqrt(np.mean(9 * np.ones((8, 8))) * 64 / 192) / 255.
+  assert rmse(known) == pytest.approx(scored)
+  assert rmse(mask) > 2 * scored
