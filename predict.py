@@ -54,16 +54,16 @@ import os
 
 from absl import flags
 
+from commands import model_flags
+from commands import series_flags
 from jobs import classical
 from jobs import predict
 from jobs import predict_draws
-from jobs import predictor_flags
-from rasters import reader_flags
 from utils import cli
 from utils.errors import DataError
 
-predictor_flags.define()
-reader_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
+model_flags.define()
+series_flags.define('target', 'Date to make cloud-free (YYYY-MM-DD); '
                     'default the last date.')
 flags.DEFINE_string('out', None, 'Output GeoTIFF path.')
 flags.DEFINE_string('shard', '0/1', 'i/n: do every n-th tile starting at i.')
@@ -105,7 +105,7 @@ def parse_shard(text):
 
 def main(_):
   modelled = FLAGS.method == 'model'
-  if predictor_flags.given(FLAGS) != modelled:
+  if model_flags.given(FLAGS) != modelled:
     raise DataError(
         '--method=model needs --core_logdir and --upsampler_logdir — give '
         'them, or a classical --method (e.g. corrected_mosaic)' if modelled
@@ -113,7 +113,7 @@ def main(_):
         '(--core_logdir, --upsampler_logdir, ...).')
   tile_size = timeline = predictor = identity = None
   if modelled:
-    core_config, up_config = predictor_flags.configs(FLAGS)
+    core_config, up_config = model_flags.configs(FLAGS)
     predict_draws.check_sampler(FLAGS.draws, FLAGS.only_parallel)
     tile_size, timeline = up_config.resolution[0], core_config.timeline
   options = predict.Options(
@@ -127,8 +127,8 @@ def main(_):
   out = os.path.abspath(FLAGS.out)
   if modelled:
     # The checkpoints are checked against the configs before the inputs.
-    predictor, identity = predictor_flags.load(FLAGS, core_config, up_config)
-  with reader_flags.open_series(FLAGS, 'target') as series:
+    predictor, identity = model_flags.load(FLAGS, core_config, up_config)
+  with series_flags.open_series(FLAGS, 'target') as series:
     predict.predict(series, predictor, out, options, identity)
 
 

@@ -65,9 +65,9 @@ def test_the_fill_is_the_baseline_on_the_whole_scene_block_by_block(
   assert stac_item.read_record(names['item'])['method'] == method
 
 
-def predict_cli(*args):
-  return subprocess.run([sys.executable, os.path.join(ROOT, 'predict.py'),
-                         *args], cwd=ROOT, capture_output=True, text=True,
+def predict_cli(*args, python=()):
+  return subprocess.run([sys.executable, *python,
+                         os.path.join(ROOT, 'predict.py'), *args], cwd=ROOT, capture_output=True, text=True,
                         timeout=600,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
 
@@ -76,8 +76,12 @@ def test_the_command_writes_every_output_without_a_model(scene, tmp_path):
   out = str(tmp_path / 'clear.tif')
   done = predict_cli(f'--inputs={scene}/images/*.tif',
                      f'--scl={scene}/scl/*.tif', '--method=corrected_mosaic',
-                     f'--out={out}')
+                     f'--out={out}', python=['-X', 'importtime'])
   assert done.returncode == 0, done.stderr[-2000:]
+  imported = [line.split('|')[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith('import time:')]
+  assert 'commands.model_flags' in imported
+  assert not [m for m in imported if m.split('.')[0] == 'tensorflow']
   assert sorted(os.listdir(tmp_path)) == [
       'clear.png', 'clear.stac.json', 'clear.tif', 'clear_fill.tif']
   again = predict_cli(f'--inputs={scene}/images/*.tif',

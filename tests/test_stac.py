@@ -658,9 +658,9 @@ FLAG_CASES = [
 PARSE = """
 import json, sys
 from absl import flags
-from rasters import reader_flags
+from commands import series_flags
 from utils import cli
-reader_flags.define('target', 'The target date.')
+series_flags.define('target', 'The target date.')
 lines = []
 for argv in json.loads(sys.argv[1]):
   flags.FLAGS.unparse_flags()

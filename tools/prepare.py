@@ -47,8 +47,8 @@ import numpy as np
 from PIL import Image
 from rasterio.windows import Window
 
+from commands import series_flags
 from datasets import scan
-from rasters import reader_flags
 from utils import cli
 from utils.errors import DataError
 
@@ -344,7 +344,7 @@ def summary(out, report):
 def define_flags():
   """The command-line flags (defined only when run as a program, so that
   importing this module beside predict.py does not clash on --inputs)."""
-  reader_flags.define('grid_date', 'Date whose grid the others are warped '
+  series_flags.define('grid_date', 'Date whose grid the others are warped '
                       'to (default the last).')
   flags.DEFINE_integer('patch', Options.patch, 'Patch side (px).')
   flags.DEFINE_integer('stride', Options.stride, 'Patch step (px).')
@@ -372,7 +372,7 @@ def main(argv):
   f = flags.FLAGS
   options = Options(f.patch, f.stride, f.test_fraction, f.seed, f.block,
                     f.timeline, min(f.resolution, f.patch), f.max_coverage)
-  with reader_flags.open_series(f, 'grid_date') as series:
+  with series_flags.open_series(f, 'grid_date') as series:
     report = prepare(argv[1], series, options)
   print(summary(argv[1], report))
 

@@ -23,13 +23,13 @@ import os
 
 from absl import flags
 
-from jobs import predictor_flags
+from commands import model_flags
+from commands import series_flags
 from jobs import selfcheck
-from rasters import reader_flags
 from utils import cli
 
-predictor_flags.define()
-reader_flags.define('grid_date', 'Date whose grid the others are read on '
+model_flags.define()
+series_flags.define('grid_date', 'Date whose grid the others are read on '
                     '(YYYY-MM-DD); default the last date.')
 flags.DEFINE_string('out', None, 'Directory of the report.')
 flags.DEFINE_integer('pairs', 4, 'At most this many (target, mask date) '
@@ -49,17 +49,16 @@ FLAGS = flags.FLAGS
 def main(_):
   tile_size = timeline = load = None
   identify = lambda: None
-  if predictor_flags.given(FLAGS):
-    core_config, up_config = predictor_flags.configs(FLAGS)
+  if model_flags.given(FLAGS):
+    core_config, up_config = model_flags.configs(FLAGS)
     tile_size, timeline = up_config.resolution[0], core_config.timeline
-    identify = lambda: predictor_flags.identity(FLAGS, core_config,
-                                                up_config)
-    load = lambda: predictor_flags.load(FLAGS, core_config, up_config)[0]
+    identify = lambda: model_flags.identity(FLAGS, core_config, up_config)
+    load = lambda: model_flags.load(FLAGS, core_config, up_config)[0]
   options = selfcheck.Options(
       tile_size=tile_size, timeline=timeline, overlap=FLAGS.overlap,
       batch_size=FLAGS.batch_size, pairs=FLAGS.pairs, seed=FLAGS.seed,
       max_target_cloud=FLAGS.max_target_cloud, overwrite=FLAGS.overwrite)
-  with reader_flags.open_series(FLAGS, 'grid_date') as series:
+  with series_flags.open_series(FLAGS, 'grid_date') as series:
     selfcheck.selfcheck(series, load, os.path.abspath(FLAGS.out), options,
                         identify)
 

@@ -1,9 +1,9 @@
 """The model flags predict.py and tools.selfcheck share, and their configs.
 
-    predictor_flags.define()            # at import, beside the series flags
-    core, upsampler = predictor_flags.configs(FLAGS)
-    predictor, identity = predictor_flags.load(FLAGS, core, upsampler)
-    identity = predictor_flags.identity(FLAGS, core, upsampler)  # unloaded
+    model_flags.define()                # at import, beside the series flags
+    core, upsampler = model_flags.configs(FLAGS)
+    predictor, identity = model_flags.load(FLAGS, core, upsampler)
+    identity = model_flags.identity(FLAGS, core, upsampler)  # unloaded
 
 Each model is built from its run's config.yaml, unless --core_config /
 --upsampler_config is given; --<name>.<key>=value overrides one key either
