@@ -1,5 +1,5 @@
-"""Command-line flags of a dated raster series, shared by `predict.py` and
-`python -m tools.prepare`: the inputs (files, or STAC Items from a file or
+"""Command-line flags of a dated raster series, shared by `predict.py`,
+`python -m tools.prepare` and `python -m tools.selfcheck`: the inputs (files, or STAC Items from a file or
 an API search), their bands, the cloud masks and the reflectance offset
 (see `rasters.reader.open_series` and `rasters.stac`).
 
