@@ -15,7 +15,7 @@ from datasets import ondisk
 from datasets import pipeline
 from datasets import scan
 from tests import ondisk_helpers
-from tools import scenes
+from utils import scenes
 from tools import synthetic
 from utils import cloud_shapes
 

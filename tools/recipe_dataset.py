@@ -49,7 +49,7 @@ import os
 
 import numpy as np
 
-from tools import scenes
+from utils import scenes
 from tools import synthetic
 from utils import cli
 from utils import cloud_shapes

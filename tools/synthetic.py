@@ -24,10 +24,10 @@ import os
 
 import numpy as np
 
-from tools import scenes
 from utils import cli
 from utils import cloud_shapes
 from utils import images
+from utils import scenes
 
 SPLITS = ('trainset', 'testset')
 NAMINGS = ('l2a', 'inhouse', 'l1c')

@@ -11,7 +11,7 @@ OUT/scl/YYYY-MM-DD_SCL_20m.tif   the L2A Scene Classification at 20 m
 OUT/masks/YYYY-MM-DD.tif    the true cloud mask at 10 m (0 = clear, 1 = cloud)
 OUT/truth/YYYY-MM-DD.tif    the cloud-free image of the last date
 
-The ground comes from `tools.scenes` (one landscape rendered per date of
+The ground comes from `utils.scenes` (one landscape rendered per date of
 the growing season); the first date is clear, the last one partly cloudy
 (the date to restore; with --target_cover, clouds over that percentage of
 it: none at 0, all of it at 100), the others clear, moderate or severe at
@@ -27,9 +27,9 @@ from affine import Affine
 import rasterio
 
 from rasters import radiometry
-from tools import scenes
 from utils import cli
 from utils import cloud_shapes
+from utils import scenes
 
 CRS = 'EPSG:32632'
 ORIGIN = (600000.0, 5100000.0)  # left, top (m)
