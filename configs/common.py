@@ -73,6 +73,12 @@ def data_config(config, split, downsample_res, n_channels):
   # When set, the input cubes are also written as PNGs here for inspection.
   config.targets_dir = config_dict.placeholder(str)
   config.flip_masks = False
+  # New: the context dates as the models read them: 'none' (upstream) as
+  # they are; 'global' or 'local': each in the light of the target date,
+  # by a gain and offset fitted on the pixels clear in both, over the whole
+  # image or in a 15-px window around each pixel (datasets/transforms.py,
+  # correct_context). Both models of predict.py must share it.
+  config.context_correction = 'none'
   config.use_augmentation = False
   # New: shuffle buffer of the training input pipeline (examples).
   config.shuffle_buffer = 128

@@ -57,6 +57,13 @@ def check_config(config):
   if config.dataset not in DATASETS:
     raise ValueError(f'config.dataset must be one of {DATASETS} (the on-disk '
                      f'layout of config.data_dir), got {config.dataset!r}.')
+  if config.context_correction not in transforms.CONTEXT_CORRECTIONS:
+    raise DataError(
+        f'config.context_correction={config.context_correction!r} must be '
+        f'one of {transforms.CONTEXT_CORRECTIONS}.')
+  if config.context_correction != 'none' and config.timeline < 3:
+    raise DataError(f'config.context_correction={config.context_correction!r}'
+                    ' needs a context date: config.timeline >= 3.')
   if config.targets_dir and not config.downsample:
     raise DataError('config.targets_dir exports the downsampled cubes; set '
                     'config.downsample=True or unset config.targets_dir.')
@@ -260,8 +267,11 @@ class Loader:
         transforms.crop(example['image'], window), size)
     mask = transforms.resize_mask(
         transforms.crop(example['clear'], window), size)
+    targets = transforms.correct_context(
+        transforms.mask_targets(image, mask, n_channels), mask, n_channels,
+        config.context_correction)
     out = {'image': image,
-           'targets': transforms.mask_targets(image, mask, n_channels),
+           'targets': targets,
            'mask': mask,
            'tile': example['tile'],
            'coverage': transforms.cloud_coverage(mask[..., -1])}

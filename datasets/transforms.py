@@ -161,6 +161,90 @@ def mask_targets(image, mask, n_channels):
   return tf.reshape(targets, tf.shape(image))
 
 
+# config.context_correction: how the context dates reach the models.
+CONTEXT_CORRECTIONS = ('none', 'global', 'local')
+# As the classical fills (evaluation/baselines.py): fewest pixels for a
+# fitted gain, and the side of the local fit's window.
+MIN_GAIN_PIXELS = 16
+LOCAL_WINDOW = 15
+
+
+def _window_sum(values, window, axes):
+  """Sums of `values` over the window × window square centred on each
+  pixel (along `axes`, the image's rows and columns), cut at the edges."""
+  radius = window // 2
+  for axis in axes:
+    size = tf.shape(values)[axis]
+    prefix = tf.cumsum(values, axis=axis)
+    zero = tf.zeros_like(tf.gather(prefix, [0], axis=axis))
+    prefix = tf.concat([zero, prefix], axis=axis)
+    index = tf.range(size)
+    upper = tf.gather(prefix, tf.minimum(index + radius + 1, size), axis=axis)
+    lower = tf.gather(prefix, tf.maximum(index - radius, 0), axis=axis)
+    values = upper - lower
+  return values
+
+
+def _gain_offset(source, target, valid, total):
+  """Least-squares gain and offset from source to target over the `valid`
+  pixels, from sums `total`, and whether the gain could be fitted (else 1,
+  the offset alone; no valid pixel: the identity)."""
+  weight = tf.cast(valid, tf.float64)
+  sums = [total(v) for v in (weight, weight * source, weight * target,
+                             weight * source * source, weight * source * target)]
+  count, sum_s, sum_t, sum_ss, sum_st = sums
+  n = tf.maximum(count, 1.)
+  mean_s, mean_t = sum_s / n, sum_t / n
+  var_s = sum_ss / n - mean_s ** 2
+  cov = sum_st / n - mean_s * mean_t
+  sloped = (count >= MIN_GAIN_PIXELS) & (
+      var_s > 1e-10 * tf.maximum(mean_s ** 2, 1.))
+  gain = tf.where(sloped, cov / tf.where(sloped, var_s, 1.), 1.)
+  offset = tf.where(count > 0, mean_t - gain * mean_s, 0.)
+  return gain, offset, sloped
+
+
+def correct_context(targets, mask, n_channels, method):
+  """The context dates (slots 1..T-2) of a `targets` cube in the light of
+  the target date (slot T-1), for the models to read.
+
+  Per date and channel, the least-squares gain and offset from the date to
+  the target over the pixels clear in both, as the classical corrected
+  fills (evaluation/baselines.py) fit them: over the whole image
+  ('global'), or in the LOCAL_WINDOW square around each pixel ('local',
+  the whole image's fit where the window cannot fit a gain). Clear pixels
+  take the corrected value, rounded and clipped to 0..255; cloudy ones
+  keep MASK_VALUE; slots 0 and T-1 are unchanged. 'none' returns `targets`.
+
+  Args:
+    targets: (..., H, W, T·C) integer cube, cloudy pixels = MASK_VALUE.
+    mask: (..., H, W, T), 1 = clear.
+    n_channels: C.
+    method: one of CONTEXT_CORRECTIONS.
+  """
+  if method not in CONTEXT_CORRECTIONS:
+    raise ValueError(f'config.context_correction={method!r} must be one of '
+                     f'{CONTEXT_CORRECTIONS}.')
+  if method == 'none':
+    return targets
+  slots = tf.cast(split_slots(targets, n_channels), tf.float64)
+  clear = tf.cast(mask, tf.bool)
+  dates, target = slots[..., 1:-1, :], slots[..., -1:, :]
+  valid = (clear[..., 1:-1] & clear[..., -1:])[..., None]
+  image_sum = lambda v: tf.reduce_sum(v, axis=[-4, -3], keepdims=True)
+  gain, offset, _ = _gain_offset(dates, target, valid, image_sum)
+  if method == 'local':
+    local_gain, local_offset, sloped = _gain_offset(
+        dates, target, valid, lambda v: _window_sum(v, LOCAL_WINDOW, (-4, -3)))
+    gain = tf.where(sloped, local_gain, gain)
+    offset = tf.where(sloped, local_offset, offset)
+  corrected = tf.clip_by_value(tf.round(dates * gain + offset), 0., 255.)
+  corrected = tf.where(clear[..., 1:-1, None], corrected,
+                       tf.cast(MASK_VALUE, tf.float64))
+  cube = tf.concat([slots[..., :1, :], corrected, target], axis=-2)
+  return tf.reshape(tf.cast(cube, targets.dtype), tf.shape(targets))
+
+
 def channel_slice(cube, channel, n_channels):
   """(..., T·C) cube -> (..., T): channel `channel` of every slot."""
   return tf.gather(split_slots(cube, n_channels), channel, axis=-1)

@@ -18,7 +18,7 @@ from jobs import checkpoints
 from models import base
 
 
-def model_batch(rgb, clear, downsample_res):
+def model_batch(rgb, clear, downsample_res, context_correction='none'):
   """The example dict the models read, from a batch of tiles.
 
   Args:
@@ -26,6 +26,7 @@ def model_batch(rgb, clear, downsample_res):
       last.
     clear: (B, T-1, S, S) bool, True = clear.
     downsample_res: the core's side `h`.
+    context_correction: the models' config.context_correction.
 
   Returns:
     {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`}
@@ -37,8 +38,10 @@ def model_batch(rgb, clear, downsample_res):
                                for t in range(dates)])
   mask = transforms.to_slots([clear[:, t, ..., None].astype(np.int32)
                               for t in range(dates)])
-  batch = {'targets': transforms.mask_targets(image, mask, rgb.shape[-1]),
-           'mask': mask}
+  targets = transforms.correct_context(
+      transforms.mask_targets(image, mask, rgb.shape[-1]), mask,
+      rgb.shape[-1], context_correction)
+  batch = {'targets': targets, 'mask': mask}
   return transforms.add_downsampled(batch, ['targets', 'mask'],
                                     downsample_res, rgb.shape[2])
 
@@ -66,7 +69,8 @@ def check_configs(core_config, upsampler_config):
     raise ValueError(f'--upsampler_config is a '
                      f'{upsampler_config.model.name!r} config; give '
                      'configs/upsampler_test.py.')
-  for key in ('timeline', 'downsample_res', 'n_channels'):
+  for key in ('timeline', 'downsample_res', 'n_channels',
+              'context_correction'):
     if core_config[key] != upsampler_config[key]:
       raise ValueError(
           f'config.{key} differs between the core ({core_config[key]}) and '
@@ -123,11 +127,13 @@ class ModelPredictor:
                only_parallel):
     self.core, self.upsampler = core, upsampler
     self.downsample_res = core_config.downsample_res
+    self.context_correction = core_config.context_correction
     self.tile_size = upsampler_config.resolution[0]
     self.only_parallel = only_parallel
 
   def __call__(self, rgb, clear, seed=None):
-    batch = model_batch(rgb, clear, self.downsample_res)
+    batch = model_batch(rgb, clear, self.downsample_res,
+                        self.context_correction)
     out = generate(self.core, self.upsampler, batch, self.only_parallel,
                    seed)
     return np.clip(np.asarray(out), 0, 255).astype(np.uint8)

@@ -308,15 +308,17 @@ def test_model_batch_slots_masks_and_low_resolution():
   np.testing.assert_array_equal(batch['mask'].numpy()[0, 0, 0], [0, 1, 1, 0])
 
 
-def test_model_batch_equals_the_data_pipeline(tiny_config):
+@pytest.mark.parametrize('correction', ['none', 'local'])
+def test_model_batch_equals_the_data_pipeline(tiny_config, correction):
   config = tiny_config('cloudtran_core_test')
+  config.context_correction = correction
   batch = next(iter(pipeline.get_dataset(config, 2, 'test')))
   size, c = config.downsample_res, config.n_channels
   image = batch['image'].numpy()
   shape = image.shape[:3] + (config.timeline, c)
   rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
   clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
-  ours = predict_models.model_batch(rgb, clear, size)
+  ours = predict_models.model_batch(rgb, clear, size, correction)
   for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
               f'mask_{size}'):
     np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),

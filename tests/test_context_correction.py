@@ -1,0 +1,88 @@
+"""config.context_correction: the context dates in the target's light."""
+
+import numpy as np
+import pytest
+
+from datasets import pipeline
+from datasets import transforms
+from evaluation import baselines
+from jobs import predict_models
+from utils import errors
+
+C = 3
+
+
+def cube_and_mask(seed, size=24, slots=5):
+  """A random targets cube (cloudy pixels = 40) and its clear-mask."""
+  rng = np.random.default_rng(seed)
+  image = rng.integers(0, 256, (size, size, slots, C))
+  mask = (rng.random((size, size, slots)) > 0.3).astype(np.int32)
+  targets = np.where(mask[..., None] > 0, image, transforms.MASK_VALUE)
+  return targets.reshape(size, size, slots * C).astype(np.int32), mask
+
+
+@pytest.mark.parametrize('method', ['global', 'local'])
+def test_a_linear_date_comes_back_as_the_target(method):
+  rng = np.random.default_rng(0)
+  target = rng.integers(0, 120, (32, 32, C))
+  # Date = 2 · target + 3 everywhere: the fit's gain is 0.5, its offset -1.5.
+  slots = np.stack([target, 2 * target + 3, 2 * target + 3, target], axis=-2)
+  mask = np.ones((32, 32, 4), np.int32)
+  mask[5:20, 5:20, 1] = 0
+  mask[10:30, 0:12, 3] = 0
+  targets = np.where(mask[..., None] > 0, slots, 40).reshape(32, 32, 4 * C)
+  out = transforms.correct_context(targets, mask, C, method).numpy()
+  out = out.reshape(32, 32, 4, C)
+  clear = mask[..., 1:3] > 0
+  np.testing.assert_array_equal(out[..., 1:3, :][clear],
+                                np.stack([target, target], -2)[clear])
+  assert (out[..., 1:3, :][~clear] == 40).all()
+  np.testing.assert_array_equal(out[..., [0, 3], :],
+                                targets.reshape(32, 32, 4, C)[..., [0, 3], :])
+
+
+@pytest.mark.parametrize('method,window', [('global', None),
+                                           ('local', baselines.LOCAL_WINDOW)])
+def test_the_classical_fill_fit_on_random_cubes(method, window):
+  targets, mask = cube_and_mask(1)
+  out = transforms.correct_context(targets, mask, C, method).numpy()
+  slots = targets.reshape(24, 24, 5, C)
+  expected = np.clip(np.rint(baselines._corrected_context(  # pylint: disable=protected-access
+      slots, mask, window)), 0, 255)
+  clear = mask[..., 1:-1] > 0
+  got = out.reshape(24, 24, 5, C)[..., 1:-1, :]
+  np.testing.assert_array_equal(got[clear], expected[clear])
+  assert transforms.LOCAL_WINDOW == baselines.LOCAL_WINDOW
+  assert transforms.MIN_GAIN_PIXELS == baselines.MIN_GAIN_PIXELS
+
+
+def test_none_is_the_cube_as_is_and_unknown_methods_are_refused():
+  targets, mask = cube_and_mask(2)
+  assert transforms.correct_context(targets, mask, C, 'none') is targets
+  with pytest.raises(ValueError, match='context_correction'):
+    transforms.correct_context(targets, mask, C, 'median')
+
+
+def test_the_pipeline_corrects_only_the_context_slots(tiny_config):
+  config = tiny_config('cloudtran_core_test')
+  plain = next(iter(pipeline.get_dataset(config, 2, 'valid')))
+  config.context_correction = 'local'
+  corrected = next(iter(pipeline.get_dataset(config, 2, 'valid')))
+  slots = lambda b: b['targets'].numpy().reshape(
+      b['targets'].shape[:3] + (config.timeline, C))
+  np.testing.assert_array_equal(slots(plain)[..., [0, -1], :],
+                                slots(corrected)[..., [0, -1], :])
+  assert (slots(plain)[..., 1:-1, :] != slots(corrected)[..., 1:-1, :]).any()
+  for key in ('image', 'mask'):
+    np.testing.assert_array_equal(plain[key], corrected[key])
+  config.context_correction = 'nearest'
+  with pytest.raises(errors.DataError, match='context_correction'):
+    pipeline.check_config(config)
+
+
+def test_predict_refuses_models_with_different_corrections(tiny_config):
+  core = tiny_config('cloudtran_core_test')
+  upsampler = tiny_config('upsampler_test')
+  core.context_correction = 'local'
+  with pytest.raises(ValueError, match='context_correction'):
+    predict_models.check_configs(core, upsampler)
