@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from evaluation import baselines
 from tools import learning_curve
 
 
@@ -72,6 +73,8 @@ def test_score_checkpoints_scores_each_kept_checkpoint_once(tmp_path):
 
 # The colours the figure draws with: the loss, then the first two methods.
 GREY, BLUE, ORANGE = (127, 127, 127), (31, 119, 180), (255, 127, 14)
+# The best classical fill's line.
+RED = (214, 39, 40)
 
 
 def pixels_of(image, colour):
@@ -95,8 +98,9 @@ def test_plot_draws_each_runs_curves_in_its_column(tmp_path):
   learning_curve.plot({
       'core': ([1, 2, 3], [5.0, 4.0, 3.5],
                {0: {'parallel': 20.0, 'autoregressive': None},
-                3: {'parallel': 25.0, 'autoregressive': 27.0}}),
-      'upsampler': ([1, 2], [4.0, 3.0], {2: {'output': 30.0}})}, out)
+                3: {'parallel': 25.0, 'autoregressive': 27.0}}, None),
+      'upsampler': ([1, 2], [4.0, 3.0], {2: {'output': 30.0}},
+                    ('mosaic', 31.0))}, out)
   with Image.open(out) as image:
     figure = np.asarray(image.convert('RGB')).astype(int)
   height, width = figure.shape[0] // 2, figure.shape[1] // 2
@@ -116,3 +120,20 @@ def test_plot_draws_each_runs_curves_in_its_column(tmp_path):
   assert pixels_of(core, BLUE).sum() > 20
   assert pixels_of(upsampler, BLUE).sum() > 20
   assert not pixels_of(upsampler, ORANGE).any()
+  # The best classical fill: a dashed horizontal red line across the
+  # upsampler's panel (its legend's swatch aside), above its one mark at
+  # 30 dB; none in the core's panel.
+  rows, cols = np.nonzero(pixels_of(upsampler, RED))
+  line = np.bincount(rows).argmax()
+  assert (rows == line).sum() > 0.4 * upsampler.shape[1]
+  assert line < np.nonzero(pixels_of(upsampler, BLUE))[0].min()
+  assert not pixels_of(core, RED).any()
+
+
+def test_best_classical_reads_the_inputs_uncorrected(tiny_config):
+  config = tiny_config('cloudtran_core_test')
+  name, psnr = learning_curve.best_classical(config, 4, config.downsample_res)
+  assert name in baselines.FILLS and 10 < psnr < 60
+  config.context_correction = 'global'
+  assert learning_curve.best_classical(
+      config, 4, config.downsample_res) == (name, psnr)

@@ -12,7 +12,9 @@ valid subset, for each checkpoint the run kept: the core's parallel head and
 its autoregressive (argmax) output at downsample_res, the upsampler's output
 at resolution (fed the low-resolution truth, as when `sample.gen_data_dir`
 is unset). Scores are cached per run in `<logdir>/learning_curve_valid.json`,
-so a second call scores only new checkpoints.
+so a second call scores only new checkpoints. A dashed red line marks the
+best classical fill (`evaluation/baselines.py`, from the uncorrected inputs)
+on the same examples at the same side: the bar a model has to clear.
 """
 
 import glob
@@ -27,6 +29,7 @@ import tensorflow as tf
 
 from datasets import keys
 from datasets import pipeline
+from evaluation import baselines
 from evaluation import metrics
 from jobs import checkpoints
 from utils import cli
@@ -128,12 +131,29 @@ def model_scorer(config, num_examples):
   return score
 
 
+def best_classical(config, num_examples, side):
+  """(name, cloudy PSNR) of the best classical fill on the first
+  `num_examples` valid examples at `side`, from the inputs as they are
+  (config.context_correction aside)."""
+  plain = config.copy_and_resolve_references()
+  plain.context_correction = 'none'
+  batch = next(iter(pipeline.get_dataset(plain, num_examples, 'valid')))
+  cube = batch[keys.at_side('targets', side, plain)].numpy()
+  mask = batch[keys.at_side('mask', side, plain)].numpy()
+  c = plain.n_channels
+  scores = {name: cloudy_psnr(fill(cube, mask, c), cube[..., :c],
+                              mask[..., -1])
+            for name, fill in baselines.FILLS.items()}
+  return max(scores.items(), key=lambda item: item[1])
+
+
 def plot(runs, out):
   """Writes the figure: runs = {name: (loss steps, losses, {step: {method:
-  PSNR}})}, one column per run."""
+  PSNR}}, (best classical fill, PSNR) or None)}, one column per run."""
   figure, axes = pyplot.subplots(2, len(runs), figsize=(5 * len(runs), 6),
                                  squeeze=False, sharex='col')
-  for column, (name, (steps, losses, scores)) in enumerate(runs.items()):
+  for column, (name, (steps, losses, scores, classical)) in enumerate(
+      runs.items()):
     top, bottom = axes[0, column], axes[1, column]
     top.plot(steps, losses, color='tab:grey', linewidth=0.8, marker='.')
     top.set_title(f'{name}: training loss')
@@ -145,10 +165,13 @@ def plot(runs, out):
       if points:
         bottom.plot(*zip(*points), marker='o',
                     label=LABELS.get(method, method))
+    if classical:
+      bottom.axhline(classical[1], color='tab:red', linestyle='--',
+                     label=f'best classical: {classical[0]}')
     bottom.set_title(f'{name}: valid PSNR on cloudy pixels')
     bottom.set_ylabel('dB')
     bottom.set_xlabel('step')
-    if methods:
+    if methods or classical:
       bottom.legend()
     for axis in (top, bottom):
       axis.grid(alpha=0.3)
@@ -172,7 +195,11 @@ def main(argv):
     steps, losses = scalars(os.path.join(logdir, 'train_summaries'), 'loss')
     scores = score_checkpoints(
         logdir, model_scorer(config, FLAGS.num_examples))
-    runs[name] = (steps, losses, scores)
+    classical = best_classical(config, FLAGS.num_examples,
+                               config.downsample_res if name == 'core'
+                               else config.resolution[0])
+    runs[name] = (steps, losses, scores, classical)
+    print(f'{name}: best classical fill {classical[0]} {classical[1]:.2f} dB')
     for step, values in scores.items():
       print(f'{name} step {step}: ' + ', '.join(
           f'{m} {"n/a" if v is None else f"{v:.2f} dB"}'
