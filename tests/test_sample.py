@@ -186,6 +186,19 @@ def test_upsampler_reads_core_tfrecords(core_run, synthetic_data, tmp_path):
   width, height = Image.open(sheets[0]).size
   panel = side * max(1, -(-contact_sheet.MIN_PANEL // side))
   assert width > (core_config.timeline - 1) * panel and height > 3 * panel
+  with open(tmp_path / 'sheets' / 'scores.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['sheet'] for r in rows] == [os.path.basename(p) for p in sheets]
+  gains = [float(r['gain']) for r in rows]
+  for r, gain in zip(rows, gains):
+    assert gain == pytest.approx(float(r['upsampled_psnr']) - float(
+        r['local_corrected_mosaic_psnr']), abs=2e-3)
+  # Untrained models lose to the classical fill everywhere.
+  assert max(gains) < 0
+  for name, pick in (('most_gain.png', max), ('most_loss.png', min)):
+    best = sheets[gains.index(pick(gains))]
+    with open(tmp_path / 'sheets' / name, 'rb') as a, open(best, 'rb') as b:
+      assert a.read() == b.read()
 
 
 def test_core_only_parallel_on_the_test_subset(synthetic_data, tmp_path):

@@ -6,11 +6,21 @@ r"""Contact sheets: one PNG per example showing the whole method at a glance.
 
 Top row: the cloudy input dates (slots 1..T-1); below each, its cloud mask
 (white = clear). Bottom row: the map of clear dates per pixel, the core's
-output, the upsampled output and the truth. Everything is shown at the full
-resolution (low-resolution images enlarged by nearest neighbour).
+output, the upsampled output, a classical fill (`--classical`, the local
+corrected mosaic by default; from the inputs as they are) and the truth.
+Everything is shown at the full resolution (low-resolution images enlarged
+by nearest neighbour); the labels give each output's PSNR on the target's
+cloudy pixels.
+
+`scores.csv` lists per sheet the cloudy pixels' PSNR of the upsampled output
+and of the classical fill at full resolution, and their difference;
+`most_gain.png` and `most_loss.png` are copies of the sheets where the model
+beats the classical fill most and where it loses most.
 """
 
+import csv
 import os
+import shutil
 
 from absl import flags
 import numpy as np
@@ -20,6 +30,8 @@ from PIL import ImageDraw
 from datasets import pipeline
 from datasets import subsets
 from datasets import tfrecords
+from evaluation import baselines
+from evaluation import metrics
 from utils import cli
 from utils import images
 
@@ -56,9 +68,34 @@ def sheet(panels_top, panels_bottom, side):
   return canvas
 
 
+def cloudy_psnr(output, truth, mask):
+  """PSNR (dB, values / 255) of one image on the target's cloudy pixels
+  whose truth is known (`mask`: (H, W, T) clear-mask cube); NaN if none."""
+  cloudy = metrics.split_masks(mask[..., -1], mask[..., 0])[metrics.CLOUDY]
+  return float(metrics.psnr01(metrics.to_unit(output), metrics.to_unit(truth),
+                              cloudy))
+
+
+def write_scores(out_dir, rows):
+  """scores.csv, and most_gain.png / most_loss.png: copies of the sheets of
+  the highest and lowest `gain` (rows without cloudy pixels left out)."""
+  with open(os.path.join(out_dir, 'scores.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+  scored = [row for row in rows if row['gain'] == row['gain']]
+  if scored:
+    ranked = sorted(scored, key=lambda row: row['gain'])
+    for name, row in (('most_gain.png', ranked[-1]),
+                      ('most_loss.png', ranked[0])):
+      shutil.copyfile(os.path.join(out_dir, row['sheet']),
+                      os.path.join(out_dir, name))
+
+
 def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
-                count=None):
-  """Writes `NNNNN_sheet.png` for the first outputs of both sample dirs.
+                count=None, classical='local corrected mosaic'):
+  """Writes `NNNNN_sheet.png` for the first outputs of both sample dirs, and
+  `scores.csv`, `most_gain.png`, `most_loss.png` (module docstring).
 
   Args:
     config: a test config of the dataset (full resolution, n_channels).
@@ -67,6 +104,7 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
     out_dir: where the sheets go.
     subset: the subset both jobs sampled.
     count: at most this many sheets (default: as many as both have).
+    classical: the name of the classical fill shown (`baselines.FILLS`).
 
   Returns:
     The paths written.
@@ -76,9 +114,12 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
   core = tfrecords.read_images(core_dir, (h, h, c), '--core')
   upsampled = tfrecords.read_images(upsampled_dir, (side, side, c),
                                     '--upsampled')
-  data = pipeline.get_dataset(config, 1, subset).unbatch()
+  fill = baselines.FILLS[classical]
+  plain = config.copy_and_resolve_references()
+  plain.context_correction = 'none'     # the dates as they are
+  data = pipeline.get_dataset(plain, 1, subset).unbatch()
   os.makedirs(out_dir, exist_ok=True)
-  paths = []
+  paths, rows = [], []
   for index, (example, low, high) in enumerate(zip(
       data.as_numpy_iterator(), core.as_numpy_iterator(),
       upsampled.as_numpy_iterator())):
@@ -91,17 +132,32 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
              for t in range(1, slots)]
     mask_row = [(f'mask {t}', tile_image(masks[..., t:t + 1] * 255, panel))
                 for t in range(1, slots)]
+    classical_fill = fill(example['targets'], masks, c)
+    truth = targets[:, :, 0]
+    model_db, classical_db = (cloudy_psnr(x, truth, masks)
+                              for x in (high, classical_fill))
+    low_db = cloudy_psnr(low, example[f'targets_{h}'][..., :c],
+                         example[f'mask_{h}'])
     bottom = [('clear dates', tile_image(
         images.coverage_image(masks[..., 1:]), panel)),
-              (f'core {h}px', tile_image(low, panel)),
-              (f'upsampled {side}px', tile_image(high, panel)),
-              ('truth', tile_image(targets[:, :, 0], panel))]
+              (f'core {h}px {low_db:.1f} dB', tile_image(low, panel)),
+              (f'upsampled {model_db:.1f} dB', tile_image(high, panel)),
+              (f'classical {classical_db:.1f} dB',
+               tile_image(classical_fill, panel)),
+              ('truth', tile_image(truth, panel))]
     path = os.path.join(out_dir, f'{index:05d}_sheet.png')
     images.save(path, sheet([dates, mask_row], bottom, panel))
     paths.append(path)
+    rows.append({'sheet': os.path.basename(path),
+                 'tile': int(example['tile']),
+                 'cloudy_percent': round(float(example['coverage']), 2),
+                 'upsampled_psnr': round(model_db, 3),
+                 f'{classical.replace(" ", "_")}_psnr': round(classical_db, 3),
+                 'gain': round(model_db - classical_db, 3)})
   if not paths:
     raise ValueError(f'No outputs to show: {core_dir} or {upsampled_dir} '
                      'holds no records.')
+  write_scores(out_dir, rows)
   return paths
 
 
@@ -116,12 +172,16 @@ def define_flags():
                     [s.name for s in subsets.EVALUATED.values()],
                     'Subset both jobs sampled.')
   flags.DEFINE_integer('count', None, 'At most this many sheets.')
+  flags.DEFINE_enum('classical', 'local corrected mosaic',
+                    list(baselines.FILLS), 'The classical fill shown and '
+                    'scored beside the model.')
   flags.mark_flags_as_required(['core', 'upsampled', 'out'])
 
 
 def main(_):
   f = flags.FLAGS
-  paths = make_sheets(f.config, f.core, f.upsampled, f.out, f.subset, f.count)
+  paths = make_sheets(f.config, f.core, f.upsampled, f.out, f.subset, f.count,
+                      f.classical)
   print(f'{len(paths)} contact sheets in {f.out}, e.g. {paths[0]}')
 
 
