@@ -50,7 +50,7 @@ cloudy pixels.
 from absl import flags
 
 from datasets import subsets
-from evaluation import results
+from jobs import evaluate
 from utils import cli
 
 _CONFIG = cli.define_config(
@@ -91,14 +91,14 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
-  samples = results.parse_samples(FLAGS.samples or [])
+  samples = evaluate.parse_samples(FLAGS.samples or [])
   if not samples and not FLAGS.out:
     raise ValueError('without --samples (the baselines alone) there is no '
                      'sample directory to write beside — pass --out DIR')
-  results.evaluate(
+  evaluate.evaluate(
       _CONFIG.value, FLAGS.subset, samples,
-      FLAGS.out or results.default_out_dir(samples),
-      features=results.load_features(FLAGS.inception_weights),
+      FLAGS.out or evaluate.default_out_dir(samples),
+      features=evaluate.load_features(FLAGS.inception_weights),
       skip_outputs=FLAGS.skip_outputs, num_outputs=FLAGS.num_outputs,
       coverage_bins=FLAGS.coverage_bins, split_name=FLAGS.split_name)
 

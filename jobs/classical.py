@@ -1,11 +1,11 @@
 """The classical fills of a scene, without a model: `predict.py --method`.
 
-Each method of METHODS is the `evaluation.baselines` function of that name,
-applied to the target date and every date before it (the context dates):
-the mosaic (per pixel the most recent clear date), the least cloudy date,
-and the corrected ones, which first bring each context date into the
-target's light by a per-channel gain and offset fitted by least squares on
-the pixels clear in both.
+Each method of METHODS is a baseline of `evaluation.baselines.FILLS` under
+its flag name (spaces as underscores), applied to the target date and every
+date before it (the context dates): the mosaic (per pixel the most recent
+clear date), the least cloudy date, and the corrected ones, which first
+bring each context date into the target's light by a per-channel gain and
+offset fitted by least squares on the pixels clear in both.
 
 The gain and offset are fitted once for the whole scene (`fit`): one pass
 streams, block by block, the sums of the least-squares fit per date and
@@ -31,8 +31,11 @@ from evaluation import baselines
 from rasters import geotiff
 from utils.errors import DataError
 
-METHODS = ('mosaic', 'least_cloudy', 'corrected_least_cloudy',
-           'corrected_mosaic', 'local_corrected_mosaic')
+# The baselines that fill a scene, every one but the cloudy input (the
+# target itself), by their flag names; the mosaic, the plainest, first.
+_FILLED = tuple(name.replace(' ', '_') for name in baselines.FILLS
+                if name != 'cloudy input')
+METHODS = ('mosaic', *(name for name in _FILLED if name != 'mosaic'))
 # Pixels read around a block for `local_corrected_mosaic`'s window.
 LOCAL_MARGIN = baselines.LOCAL_WINDOW // 2
 CHANNELS = 3

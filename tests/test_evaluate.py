@@ -1,4 +1,4 @@
-"""Tests for evaluation/results.py and evaluate.py on the tiny synthetic set."""
+"""Tests for jobs/evaluate.py and evaluate.py on the tiny synthetic set."""
 
 import csv
 import json
@@ -16,7 +16,8 @@ from datasets import pipeline
 from datasets import tfrecords
 from evaluation import baselines
 from evaluation import metrics
-from evaluation import results
+from evaluation import tables
+from jobs import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'cloudtran_core_test'
@@ -55,13 +56,13 @@ def _samples(data, tmp_path_factory):
 def read_csv(out_dir):
   with open(os.path.join(out_dir, 'results.csv'), newline='') as f:
     reader = csv.DictReader(f)
-    assert tuple(reader.fieldnames) == results.COLUMNS
+    assert tuple(reader.fieldnames) == tables.COLUMNS
     return {(r['method'], int(r['resolution']), r['pixels'], r['coverage']): r
             for r in reader}
 
 
 def test_tables_without_inception(data, samples, tmp_path):
-  results.evaluate(data['config'], 'valid', samples, str(tmp_path))
+  evaluate.evaluate(data['config'], 'valid', samples, str(tmp_path))
   rows = read_csv(tmp_path)
   n = len(data['tile'])
   baseline_names = ['cloudy input', 'least cloudy', 'mosaic',
@@ -167,7 +168,7 @@ def _expected_row(out, truth, selected):
 
 
 def test_rows_match_independent_computation(data, samples, tmp_path):
-  results.evaluate(data['config'], 'valid', samples, str(tmp_path))
+  evaluate.evaluate(data['config'], 'valid', samples, str(tmp_path))
   rows = read_csv(tmp_path)
   c = 3
   noise = tfrecords_images(samples['noise'], 32)
@@ -225,14 +226,14 @@ def corrected_least_cloudy(targets, mask, c):
 
 
 def tfrecords_images(path, side):
-  record = results.record_file(path)
+  record = evaluate.record_file(path)
   return np.stack(list(tfrecords.read_images(record, (side, side, 3))
                        .as_numpy_iterator()))
 
 
 def test_results_json(data, samples, tmp_path):
-  rows = results.evaluate(data['config'], 'valid', samples, str(tmp_path),
-                          num_outputs=3)
+  rows = evaluate.evaluate(data['config'], 'valid', samples, str(tmp_path),
+                           num_outputs=3)
   with open(tmp_path / 'results.json') as f:
     document = json.load(f)
   assert document['subset'] == 'valid' and document['outputs'] == 3
@@ -273,15 +274,15 @@ def test_job_records_are_checked(data, samples, tmp_path):
   write_job(sample_dir, config, subset='test')
   with pytest.raises(ValueError, match='test subset, not valid — pass '
                      '--subset=test'):
-    results.evaluate(config, 'valid', one, str(tmp_path))
+    evaluate.evaluate(config, 'valid', one, str(tmp_path))
   write_job(sample_dir, config, downsample_res=8)
   with pytest.raises(ValueError, match='downsample_res 8'):
-    results.evaluate(config, 'valid', one, str(tmp_path))
+    evaluate.evaluate(config, 'valid', one, str(tmp_path))
   write_job(sample_dir, config, first_output=4)
   with pytest.raises(ValueError, match='--skip_outputs=4'):
-    results.evaluate(config, 'valid', one, str(tmp_path))
+    evaluate.evaluate(config, 'valid', one, str(tmp_path))
   write_job(sample_dir, config)
-  results.evaluate(config, 'valid', one, str(tmp_path), num_outputs=2)
+  evaluate.evaluate(config, 'valid', one, str(tmp_path), num_outputs=2)
   with open(tmp_path / 'results.json') as f:
     source = json.load(f)['samples'][0]
   assert (source['checkpoint'], source['step'], source['subset']) == (
@@ -316,14 +317,14 @@ def test_draws_are_scored_by_their_median_and_calibrated(data, tmp_path):
              'narrow': centre + np.rint(noise[:, 1:] / 4).astype(int)}
   paths = {name: _drawn(tmp_path, name, draws, config)
            for name, draws in samples.items()}
-  median = results.read_entry('calibrated', paths['calibrated'], 3, {16, 32},
-                              4)
+  median = evaluate.read_entry('calibrated', paths['calibrated'], 3,
+                               {16, 32}, 4)
   np.testing.assert_array_equal(median.draws, samples['calibrated'])
   np.testing.assert_array_equal(
       median.images,
       np.rint(np.median(samples['calibrated'], axis=1)).astype(np.uint8))
   out = tmp_path / 'out'
-  results.evaluate(config, 'valid', paths, str(out))
+  evaluate.evaluate(config, 'valid', paths, str(out))
   text = (out / 'calibration.md').read_text()
   assert '| calibrated | 4 |' in text and 'mean error per spread decile' in text
   assert (out / 'calibration.png').stat().st_size > 0
@@ -340,43 +341,22 @@ def test_draws_are_scored_by_their_median_and_calibrated(data, tmp_path):
   assert float(rows['narrow']['inside_50']) < 0.25
 
 
-def test_pixels_without_truth_are_scored_nowhere():
-  rng = np.random.default_rng(3)
-  truth = rng.integers(1, 256, (3, 16, 16, 3)).astype(np.uint8)
-  clear = np.ones((3, 16, 16), np.int32)
-  clear[:, 8:] = 0
-  known = np.ones_like(clear)
-  known[0, 12:, :4] = 0                  # some of image 0's cloudy pixels
-  known[1, 8:] = 0                       # all of image 1's
-  # Cloudy in the truth is cloudy in the target (the pipeline's rule); an
-  # output exact wherever there is a truth and wrong where there is none.
-  output = np.where(known[..., None] > 0, truth, 255 - truth)
-  groups = results.coverage_groups(np.full(3, 50.), [10])
-  rows = results.score_rows(results.Entry('m', 16, output), truth, clear,
-                            known, groups)
-  for row in rows:
-    if row['coverage'] == 'all':
-      assert (row[RMSE], row[PSNR], row[POOLED], row[SAM]) == (
-          0, 100, 100, 0), row['pixels']
-      assert row['n'] == (2 if row['pixels'] == 'cloudy' else 3)
-
-
 def test_baselines_alone(data, tmp_path):
   """No samples: the baselines at every resolution the config provides, the
   truth's own mask taken from slot 0 of the mask cube."""
   config = data['config']
-  gathered = results.gather(config, 'valid', {16}, 1, 3)
+  gathered = evaluate.gather(config, 'valid', {16}, 1, 3)
   np.testing.assert_array_equal(gathered[16]['known'],
                                 data['mask_16'][1:4, ..., 0])
   np.testing.assert_array_equal(
       gathered[16]['corrected mosaic'], baselines.corrected_mosaic(
           data['targets_16'][1:4], data['mask_16'][1:4], 3))
-  rows = results.evaluate(config, 'valid', {}, str(tmp_path))
+  rows = evaluate.evaluate(config, 'valid', {}, str(tmp_path))
   assert {(r['method'], r['resolution']) for r in rows} == {
-      (m, s) for m in results.BASELINES for s in (16, 32)}
+      (m, s) for m in tables.BASELINES for s in (16, 32)}
   assert {r['n'] for r in rows if r['pixels'] == r['coverage'] == 'all'} == {
       len(data['tile'])}
-  check_best_classical(read_csv(tmp_path), list(results.BASELINES))
+  check_best_classical(read_csv(tmp_path), list(tables.BASELINES))
   with open(tmp_path / 'results.json') as f:
     document = json.load(f)
   assert document['samples'] == [] and document['outputs'] == len(
@@ -387,21 +367,21 @@ def test_empty_split_is_refused():
   clear = np.ones((2, 16, 16), np.int32)
   with pytest.raises(ValueError, match='no .* cloudy pixel|No evaluated '
                      'output has a cloudy pixel'):
-    results.check_splits({16: {'clear': clear}}, {16})
+    evaluate.check_splits({16: {'clear': clear}}, {16})
   clear[0, 0, 0] = 0
-  results.check_splits({16: {'clear': clear}}, {16})
+  evaluate.check_splits({16: {'clear': clear}}, {16})
 
 
 def test_missing_weights_are_logged(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
-    assert results.load_features(str(tmp_path / 'nowhere.h5')) is None
+    assert evaluate.load_features(str(tmp_path / 'nowhere.h5')) is None
   assert 'nowhere.h5' in caplog.text and '--inception_weights' in caplog.text
 
 
 def test_fid_kid_with_injected_inception(data, samples, tmp_path):
   features = metrics.InceptionFeatures(batch_size=8, random_weights=True)
-  results.evaluate(data['config'], 'valid', {'truth': samples['truth']},
-                   str(tmp_path), features=features, num_outputs=4)
+  evaluate.evaluate(data['config'], 'valid', {'truth': samples['truth']},
+                    str(tmp_path), features=features, num_outputs=4)
   rows = read_csv(tmp_path)
   for method in ('cloudy input', 'least cloudy', 'mosaic', 'truth',
                  'truth [composite]'):
@@ -412,14 +392,6 @@ def test_fid_kid_with_injected_inception(data, samples, tmp_path):
   assert np.isfinite(float(rows['truth', 16, 'all', '0-10%']['KID']))
   assert rows['truth', 16, 'all', '>50%']['FID'] == 'n/a'
   assert 'FID and KID: n/a' not in (tmp_path / 'results.md').read_text()
-
-
-def test_fid_in_the_data_span_equals_full_fid():
-  a = np.random.RandomState(10).randn(10, 64)
-  b = np.random.RandomState(11).randn(12, 64) * 1.5 + 0.2
-  assert results.fid(a, b) == pytest.approx(
-      metrics.fid_from_activations(a, b), rel=1e-9)
-  assert results.fid(a, a) == pytest.approx(0, abs=1e-9)
 
 
 def test_skip_outputs_and_numbering(data, samples, tmp_path):
@@ -433,34 +405,24 @@ def test_skip_outputs_and_numbering(data, samples, tmp_path):
     writer.writerows([i, data['tile'][i], 0, 0, 0, 0]
                      for i in range(2, len(data['tile'])))
   late = {'late': str(sample_dir)}
-  results.evaluate(data['config'], 'valid', late, str(tmp_path),
-                   skip_outputs=2)
+  evaluate.evaluate(data['config'], 'valid', late, str(tmp_path),
+                    skip_outputs=2)
   row = read_csv(tmp_path)['late', 16, 'all', 'all']
   assert (row['n'], row[MSE8]) == (str(len(data['tile']) - 2), '0')
   with pytest.raises(ValueError, match='--skip_outputs=2'):
-    results.evaluate(data['config'], 'valid', late, str(tmp_path))
+    evaluate.evaluate(data['config'], 'valid', late, str(tmp_path))
 
 
 def test_rejects_test_subset_and_bad_samples(data, samples, tmp_path):
   with pytest.raises(ValueError, match='cloudy'):
-    results.evaluate(data['config'], 'test', samples, str(tmp_path))
+    evaluate.evaluate(data['config'], 'test', samples, str(tmp_path))
   with pytest.raises(ValueError, match='does not name its method'):
-    results.parse_samples(['no-name'])
+    evaluate.parse_samples(['no-name'])
   for taken in ('mosaic=x', 'least cloudy=x', 'a [composite]=x'):
     with pytest.raises(ValueError, match='is taken'):
-      results.parse_samples([taken])
+      evaluate.parse_samples([taken])
   with pytest.raises(ValueError, match='is taken'):
-    results.parse_samples(['a=x', 'a=y'])
-
-
-def test_coverage_groups():
-  groups = results.coverage_groups(
-      np.array([0, 10, 10.5, 30, 31, 50, 100]), [10, 30, 50])
-  assert [g[0] for g in groups] == [results.ALL] + BINS
-  assert [g[1].tolist() for g in groups] == [
-      [0, 1, 2, 3, 4, 5, 6], [0, 1], [2, 3], [4, 5], [6]]
-  with pytest.raises(ValueError, match='increase'):
-    results.coverage_groups(np.zeros(1), [30, 10])
+    evaluate.parse_samples(['a=x', 'a=y'])
 
 
 def evaluate_py(*args):

@@ -129,7 +129,7 @@ def test_metrics_csv_and_evaluate_score_the_files_written(core_run, tmp_path):
   outputs' TFRecord, the truth in its `_gt` PNG) is metrics.csv's `mse`,
   `all_rmse` and `psnr`, and evaluate.py's table holds their means."""
   from evaluation import metrics  # pylint: disable=g-import-not-at-top
-  from evaluation import results  # pylint: disable=g-import-not-at-top
+  from jobs import evaluate  # pylint: disable=g-import-not-at-top
   config, logdir, _ = core_run
   samples = os.path.join(logdir, 'samples_core_valid')
   h = config.downsample_res
@@ -148,7 +148,7 @@ def test_metrics_csv_and_evaluate_score_the_files_written(core_run, tmp_path):
   for key, values in expected.items():
     np.testing.assert_allclose([float(r[key]) for r in rows], values,
                                rtol=1e-6, err_msg=key)
-  results.evaluate(config, 'valid', {'core': samples}, str(tmp_path))
+  evaluate.evaluate(config, 'valid', {'core': samples}, str(tmp_path))
   with open(tmp_path / 'results.csv', newline='') as f:
     table = next(r for r in csv.DictReader(f) if r['method'] == 'core'
                  and r['coverage'] == 'all' and r['pixels'] == 'all')
