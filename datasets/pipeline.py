@@ -70,6 +70,15 @@ def check_config(config):
   check_synthetic_clouds(config)
 
 
+def uncorrected(config):
+  """A copy of `config` whose pipeline gives the context dates as they are
+  (config.context_correction 'none'): what the classical fills and the
+  pictures read, whatever the models were fed."""
+  plain = config.copy_and_resolve_references()
+  plain.context_correction = 'none'
+  return plain
+
+
 def check_synthetic_clouds(config):
   """DataError unless config.synthetic_clouds is known and, procedural, has
   a cover band (above CLEAR_MAX, at most config.max_coverage) to draw in."""

@@ -200,7 +200,8 @@ def gather(config, subset, sides, skip, count=None):
     s, s) the truth's own clear-mask, 1 = clear}} for each side of `sides`.
   """
   c = config.n_channels
-  ds = pipeline.get_dataset(config, PIPELINE_BATCH,
+  # The fills read the inputs as they are, whatever the models were fed.
+  ds = pipeline.get_dataset(pipeline.uncorrected(config), PIPELINE_BATCH,
                             subsets.EVALUATED[subset].name)
   ds = ds.unbatch().skip(skip).take(-1 if count is None else count).batch(
       PIPELINE_BATCH)

@@ -363,6 +363,16 @@ def test_baselines_alone(data, tmp_path):
       data['tile'])
 
 
+def test_the_baselines_read_the_inputs_uncorrected(data):
+  """A config whose models read corrected context dates still scores the
+  fills on the inputs as they are."""
+  config = data['config'].copy_and_resolve_references()
+  config.context_correction = 'local'
+  gathered = evaluate.gather(config, 'valid', {16}, 1, 3)
+  np.testing.assert_array_equal(gathered[16]['mosaic'], baselines.mosaic(
+      data['targets_16'][1:4], data['mask_16'][1:4], 3))
+
+
 def test_empty_split_is_refused():
   clear = np.ones((2, 16, 16), np.int32)
   with pytest.raises(ValueError, match='no .* cloudy pixel|No evaluated '

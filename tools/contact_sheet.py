@@ -115,9 +115,8 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
   upsampled = tfrecords.read_images(upsampled_dir, (side, side, c),
                                     '--upsampled')
   fill = baselines.FILLS[classical]
-  plain = config.copy_and_resolve_references()
-  plain.context_correction = 'none'     # the dates as they are
-  data = pipeline.get_dataset(plain, 1, subset).unbatch()
+  data = pipeline.get_dataset(pipeline.uncorrected(config), 1,
+                              subset).unbatch()
   os.makedirs(out_dir, exist_ok=True)
   paths, rows = [], []
   for index, (example, low, high) in enumerate(zip(

@@ -135,8 +135,7 @@ def best_classical(config, num_examples, side):
   """(name, cloudy PSNR) of the best classical fill on the first
   `num_examples` valid examples at `side`, from the inputs as they are
   (config.context_correction aside)."""
-  plain = config.copy_and_resolve_references()
-  plain.context_correction = 'none'
+  plain = pipeline.uncorrected(config)
   batch = next(iter(pipeline.get_dataset(plain, num_examples, 'valid')))
   cube = batch[keys.at_side('targets', side, plain)].numpy()
   mask = batch[keys.at_side('mask', side, plain)].numpy()
