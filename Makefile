@@ -52,7 +52,7 @@ $(VENV)/installed: requirements.txt
 # (2026-11-30, quiet machine). TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
 test: $(VENV)/installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
 
 demo: $(VENV)/installed
 	@start=$$(date +%s); \
