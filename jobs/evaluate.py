@@ -224,7 +224,10 @@ def gather(config, subset, sides, skip, count=None):
                      'evaluate: check --config, --subset and --skip_outputs.')
   out = {key: np.concatenate(parts.pop(key)) for key in ('tile', 'coverage')}
   for side in sides:
-    out[side] = {name: np.concatenate(parts[side, name]).astype(np.uint8)
+    # 8-bit values: a corrected fill can overshoot 0..255 (clipped, not
+    # wrapped round).
+    out[side] = {name: np.clip(np.concatenate(parts[side, name]), 0,
+                               255).astype(np.uint8)
                  for name in ('truth',) + tables.BASELINES}
     for mask in ('clear', 'known'):
       out[side][mask] = np.concatenate(parts[side, mask])

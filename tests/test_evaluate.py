@@ -363,6 +363,18 @@ def test_baselines_alone(data, tmp_path):
       data['tile'])
 
 
+def test_fills_beyond_8_bits_are_clipped_not_wrapped(data, monkeypatch):
+  """A corrected fill that overshoots 0..255 scores as 0 or 255."""
+  def overshoot(cube, mask, n_channels):
+    out = np.full(cube.shape[:-1] + (n_channels,), 300)
+    out[..., 0, :] = -5
+    return out
+  monkeypatch.setitem(baselines.FILLS, 'corrected mosaic', overshoot)
+  gathered = evaluate.gather(data['config'], 'valid', {16}, 0, 2)
+  fill = gathered[16]['corrected mosaic']
+  assert (fill[..., 0, :] == 0).all() and (fill[..., 1:, :] == 255).all()
+
+
 def test_the_baselines_read_the_inputs_uncorrected(data):
   """A config whose models read corrected context dates still scores the
   fills on the inputs as they are."""
