@@ -160,7 +160,7 @@ def time_oracle(model, config, rows):
   folded = tf.reshape(tf.broadcast_to(offsets, [1, z.shape[0]]), [-1])
   seconds, _, _ = measure.timed(
       model._reference_decode,  # pylint: disable=protected-access
-      z, folded, 'argmax', None, rows)
+      z, folded, 'argmax', None, None, rows)
   return {'timed_rows': rows,
           'seconds_per_image': round(seconds * height / rows, 1)}
 

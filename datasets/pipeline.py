@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from datasets import export
+from datasets import keys
 from datasets import scan
 from datasets import selection as selection_lib
 from datasets import subsets
@@ -61,9 +62,13 @@ def check_config(config):
     raise DataError(
         f'config.context_correction={config.context_correction!r} must be '
         f'one of {transforms.CONTEXT_CORRECTIONS}.')
-  if config.context_correction != 'none' and config.timeline < 3:
-    raise DataError(f'config.context_correction={config.context_correction!r}'
-                    ' needs a context date: config.timeline >= 3.')
+  if config.classical_prior and not config.downsample:
+    raise DataError('config.classical_prior gives the core its fill at '
+                    'downsample_res: set config.downsample=True.')
+  if (config.context_correction != 'none' or config.classical_prior) and (
+      config.timeline < 3):
+    raise DataError('config.context_correction and config.classical_prior '
+                    'need a context date: config.timeline >= 3.')
   if config.targets_dir and not config.downsample:
     raise DataError('config.targets_dir exports the downsampled cubes; set '
                     'config.downsample=True or unset config.targets_dir.')
@@ -276,24 +281,26 @@ class Loader:
         transforms.crop(example['image'], window), size)
     mask = transforms.resize_mask(
         transforms.crop(example['clear'], window), size)
-    targets = transforms.correct_context(
-        transforms.mask_targets(image, mask, n_channels), mask, n_channels,
-        config.context_correction)
+    plain = transforms.mask_targets(image, mask, n_channels)
+    targets = transforms.correct_context(plain, mask, n_channels,
+                                         config.context_correction)
     out = {'image': image,
            'targets': targets,
            'mask': mask,
            'tile': example['tile'],
            'coverage': transforms.cloud_coverage(mask[..., -1])}
-    keys = ['targets', 'mask', 'image']
+    cubes = ['targets', 'mask', 'image']
     if self.train and config.random_channel:
       channel = tf.random.stateless_uniform(
           [], seeds['channel'], 0, n_channels, tf.int32)
       out['targets_slice'] = transforms.channel_slice(out['targets'], channel,
                                                       n_channels)
       out['channel_index'] = channel
-      keys.append('targets_slice')
+      cubes.append('targets_slice')
     if config.downsample:
-      transforms.add_downsampled(out, keys, config.downsample_res, size)
+      transforms.add_downsampled(out, cubes, config.downsample_res, size)
+    if config.classical_prior:
+      add_prior(out, plain, mask, config)
     return out
 
   def examples(self, records, pipeline_id=0):
@@ -312,6 +319,21 @@ class Loader:
     else:
       ds = records.map(self.load, num_parallel_calls=AUTOTUNE)
     return ds.map(self.preprocess, num_parallel_calls=AUTOTUNE)
+
+
+def add_prior(example, plain, mask, config):
+  """Adds `prior_{h}`, the classical fill of the inputs as they are at the
+  core's side h (`transforms.classical_fill`), and with a `channel_index`
+  its channel, `prior_slice_{h}` (..., h, h, 1)."""
+  side = config.downsample_res
+  prior = transforms.classical_fill(
+      transforms.resize_values(plain, side), transforms.resize_mask(mask, side),
+      config.n_channels)
+  example[keys.downsampled('prior', side)] = prior
+  if 'channel_index' in example:
+    example[keys.downsampled('prior_slice', side)] = tf.gather(
+        prior, example['channel_index'], axis=-1)[..., None]
+  return example
 
 
 def get_dataset(config, batch_size, subset, input_context=None, start=0,

@@ -245,6 +245,35 @@ def correct_context(targets, mask, n_channels, method):
   return tf.reshape(tf.cast(cube, targets.dtype), tf.shape(targets))
 
 
+def classical_fill(targets, mask, n_channels):
+  """The local corrected mosaic of a `targets` cube: per pixel the target's
+  own value where it is clear, else the newest clear context date in the
+  target's light (`correct_context`, 'local'); a pixel clear in no date
+  takes the rounded mean of the target's clear pixels per channel (slot
+  T-1 as is if none is clear). The `local corrected mosaic` of
+  evaluation/baselines.py, clipped to 0..255: (..., H, W, C) int32.
+
+  Args:
+    targets: (..., H, W, T·C) integer cube as the pipeline masks it (the
+      inputs as they are, not corrected).
+    mask: (..., H, W, T), 1 = clear.
+    n_channels: C.
+  """
+  slots = split_slots(correct_context(targets, mask, n_channels, 'local'),
+                      n_channels)
+  clear = tf.cast(mask, tf.bool)
+  target, target_clear = tf.cast(slots[..., -1, :], tf.float64), clear[..., -1:]
+  count = tf.reduce_sum(tf.cast(target_clear, tf.float64), axis=[-3, -2],
+                        keepdims=True)
+  mean = tf.reduce_sum(tf.where(target_clear, target, 0.), axis=[-3, -2],
+                       keepdims=True) / tf.maximum(count, 1.)
+  value = tf.where(count > 0, tf.round(mean), target)
+  for t in range(1, int(mask.shape[-1])):
+    value = tf.where(clear[..., t:t + 1],
+                     tf.cast(slots[..., t, :], tf.float64), value)
+  return tf.cast(value, tf.int32)
+
+
 def channel_slice(cube, channel, n_channels):
   """(..., T·C) cube -> (..., T): channel `channel` of every slot."""
   return tf.gather(split_slots(cube, n_channels), channel, axis=-1)

@@ -13,23 +13,25 @@ import os
 
 import numpy as np
 
+from datasets import pipeline
 from datasets import transforms
 from jobs import checkpoints
 from models import base
 
 
-def model_batch(rgb, clear, downsample_res, context_correction='none'):
+def model_batch(rgb, clear, config):
   """The example dict the models read, from a batch of tiles.
 
   Args:
     rgb: (B, T-1, S, S, C) uint8, the model's dates oldest first, the target
       last.
     clear: (B, T-1, S, S) bool, True = clear.
-    downsample_res: the core's side `h`.
-    context_correction: the models' config.context_correction.
+    config: the core's config: its `downsample_res` (the side `h`),
+      `context_correction` and `classical_prior`.
 
   Returns:
-    {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`}
+    {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`,
+    and with config.classical_prior `prior_{h}`}
     int32, slot 0 = the target, slots 1..T-1 = the dates, cloudy
     pixels set to 40 in `targets`, resized as the data pipeline does.
   """
@@ -38,12 +40,15 @@ def model_batch(rgb, clear, downsample_res, context_correction='none'):
                                for t in range(dates)])
   mask = transforms.to_slots([clear[:, t, ..., None].astype(np.int32)
                               for t in range(dates)])
-  targets = transforms.correct_context(
-      transforms.mask_targets(image, mask, rgb.shape[-1]), mask,
-      rgb.shape[-1], context_correction)
-  batch = {'targets': targets, 'mask': mask}
-  return transforms.add_downsampled(batch, ['targets', 'mask'],
-                                    downsample_res, rgb.shape[2])
+  plain = transforms.mask_targets(image, mask, rgb.shape[-1])
+  batch = {'targets': transforms.correct_context(
+               plain, mask, rgb.shape[-1], config.context_correction),
+           'mask': mask}
+  transforms.add_downsampled(batch, ['targets', 'mask'],
+                             config.downsample_res, rgb.shape[2])
+  if config.classical_prior:
+    pipeline.add_prior(batch, plain, mask, config)
+  return batch
 
 
 def generate(core, upsampler, batch, only_parallel, seed=None):
@@ -70,7 +75,7 @@ def check_configs(core_config, upsampler_config):
                      f'{upsampler_config.model.name!r} config; give '
                      'configs/upsampler_test.py.')
   for key in ('timeline', 'downsample_res', 'n_channels',
-              'context_correction'):
+              'context_correction', 'classical_prior'):
     if core_config[key] != upsampler_config[key]:
       raise ValueError(
           f'config.{key} differs between the core ({core_config[key]}) and '
@@ -127,13 +132,12 @@ class ModelPredictor:
                only_parallel):
     self.core, self.upsampler = core, upsampler
     self.downsample_res = core_config.downsample_res
-    self.context_correction = core_config.context_correction
+    self.core_config = core_config
     self.tile_size = upsampler_config.resolution[0]
     self.only_parallel = only_parallel
 
   def __call__(self, rgb, clear, seed=None):
-    batch = model_batch(rgb, clear, self.downsample_res,
-                        self.context_correction)
+    batch = model_batch(rgb, clear, self.core_config)
     out = generate(self.core, self.upsampler, batch, self.only_parallel,
                    seed)
     return np.clip(np.asarray(out), 0, 255).astype(np.uint8)

@@ -17,6 +17,8 @@ the same pixels from the same seed (`base.choose_pixels`);
 returns (`base.CloudTranModel.sample`).
 """
 
+import math
+
 import tensorflow as tf
 
 from datasets import keys
@@ -31,6 +33,8 @@ AGGREGATIONS = ('conv', 'attention', 'sum')
 # z of the whole image, as in training; 'row' = z of the row being generated
 # only, as upstream's sampler (for models imported from upstream).
 COND_LN_SAMPLING = ('image', 'row')
+# σ (in 8-bit levels) of the classical prior at the start of training.
+PRIOR_SIGMA = 2.0
 
 
 def check_config(config):
@@ -340,6 +344,13 @@ class CloudTranCore(base.CloudTranModel):
                                         dtype=layers.KEEP_FLOAT32)
     self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size,
                                     dtype=layers.KEEP_FLOAT32)
+    self.prior_log_precision = None
+    if config.classical_prior:
+      # log(1 / (2 σ²)) of a σ of PRIOR_SIGMA levels at the start.
+      self.prior_log_precision = self.add_weight(
+          name='prior_log_precision', shape=(), dtype='float32',
+          initializer=tf.keras.initializers.Constant(
+              -math.log(2 * PRIOR_SIGMA ** 2)))
     # The fast sampler (models/sampler.py), made at the first `generate`.
     self._sampler = None
     # Every weight exists once the constructor returns.
@@ -374,6 +385,18 @@ class CloudTranCore(base.CloudTranModel):
     return (cube[..., :num_channels], slots,
             base.channel_offsets(None, num_channels))
 
+  def prior_logits(self, inputs, training):
+    """The classical prior's logits `(B, h, w, C_out, 256)`: -(v - fill)²
+    times the learned precision, for every value v; None without
+    config.classical_prior."""
+    if self.prior_log_precision is None:
+      return None
+    fill = inputs[keys.downsampled('prior_slice' if training else 'prior',
+                                   self.config.downsample_res)]
+    values = tf.range(NUM_SYMBOLS, dtype=tf.float32)
+    return -tf.square(values - tf.cast(fill, tf.float32)[..., None]) * tf.exp(
+        self.prior_log_precision)
+
   def encode(self, slots, offsets, training=False):
     """z `(B, h, w, C_out, D)` from the slots `(B, h, w, T-1, C_out)`."""
     return self.encoder(slots + offsets[:, None, None, None],
@@ -400,10 +423,12 @@ class CloudTranCore(base.CloudTranModel):
   def get_logits(self, inputs, training):
     target, slots, offsets = self.split_inputs(inputs, training)
     z = self.encode(slots, offsets, training=training)
+    prior = self.prior_logits(inputs, training)
+    with_prior = lambda logits: logits if prior is None else logits + prior
     aux = {}
     if self.parallel_head is not None:
-      aux['encoder_logits'] = self.parallel_head(z)
-    return self.decode(target, z, offsets, training=training), aux
+      aux['encoder_logits'] = with_prior(self.parallel_head(z))
+    return with_prior(self.decode(target, z, offsets, training=training)), aux
 
   def call(self, inputs, training=False):
     return self.get_logits(inputs, training)
@@ -465,9 +490,11 @@ class CloudTranCore(base.CloudTranModel):
     _, slots, offsets = self.split_inputs(inputs, training=False)
     seed = base.seed_pair(seed) if mode == 'sample' else None
     return self.generate_with(self._reference_decode, slots, offsets, mode,
-                              only_parallel, seed)
+                              only_parallel, seed,
+                              self.prior_logits(inputs, training=False))
 
-  def generate_with(self, decode, slots, offsets, mode, only_parallel, seed):
+  def generate_with(self, decode, slots, offsets, mode, only_parallel, seed,
+                    prior=None):
     """Encoder, parallel head and `decode`: the body of both samplers.
 
     slots `(B, h, w, T-1, C)` and offsets `(1, C)` as `split_inputs` gives
@@ -475,7 +502,8 @@ class CloudTranCore(base.CloudTranModel):
     `(N, h, w, D)` and their offsets `(N,)` int32 (N = B·C) in, the pixel
     values `(N, h, w)` int32 and their softmax `(N, h, w, 256)` out. `seed`
     is the `(2,)` seed of `'sample'` (see `base.seed_pair`). Outputs as
-    `generate`.
+    `generate`. `prior`: `prior_logits` `(B, h, w, C, 256)` added to every
+    logit, or None; `decode` gets it folded, `(N, h, w, 256)`, or None.
     """
     base.check_mode(mode)
     if only_parallel and self.parallel_head is None:
@@ -485,6 +513,8 @@ class CloudTranCore(base.CloudTranModel):
     output = {}
     if self.parallel_head is not None:
       logits = self.parallel_head(z)
+      if prior is not None:
+        logits += prior
       output['parallel'] = tf.argmax(logits, axis=-1, output_type=tf.int32)
       output['parallel_proba'] = tf.nn.softmax(logits)
     if only_parallel:
@@ -492,12 +522,13 @@ class CloudTranCore(base.CloudTranModel):
     num_channels = z.shape[3]
     folded_offsets = tf.reshape(
         tf.broadcast_to(offsets, [tf.shape(z)[0], num_channels]), [-1])
-    image, proba = decode(base.fold_channels(z), folded_offsets, mode, seed)
+    image, proba = decode(base.fold_channels(z), folded_offsets, mode, seed,
+                          None if prior is None else base.fold_channels(prior))
     output[f'auto_{mode}'] = base.unfold_channels(image, num_channels)
     output['proba'] = base.unfold_channels(proba, num_channels)
     return output
 
-  def _reference_decode(self, z, offsets, mode, seed, num_rows=None):
+  def _reference_decode(self, z, offsets, mode, seed, prior, num_rows=None):
     """`decode` of `generate_with` re-running the full decoders per pixel.
 
     `num_rows` stops after that many rows (the benchmark times a few and
@@ -516,6 +547,8 @@ class CloudTranCore(base.CloudTranModel):
         embeddings = self.pixel_embedding((canvas + offsets)[..., None])
         activations = self.inner_decoder(embeddings, upper, z)
         logits = self.logits_from_activations(activations[:, row, col])
+        if prior is not None:
+          logits += prior[:, row, col]
         pixel = base.choose_pixels(logits, mode, seed, row * width + col)
         here = (rows == row) & (cols == col)
         canvas = tf.where(here, pixel[:, None, None], canvas)

@@ -86,3 +86,17 @@ def test_predict_refuses_models_with_different_corrections(tiny_config):
   core.context_correction = 'local'
   with pytest.raises(ValueError, match='context_correction'):
     predict_models.check_configs(core, upsampler)
+
+
+def test_classical_fill_is_the_local_corrected_mosaic():
+  targets, mask = cube_and_mask(3, slots=5)
+  mask[:4, :4, 1:] = 0                      # clear in no input date
+  targets = np.where(np.repeat(mask, C, -1) > 0, targets, 40)
+  got = transforms.classical_fill(targets, mask, C).numpy()
+  expected = np.clip(baselines.local_corrected_mosaic(targets, mask, C), 0,
+                     255)
+  np.testing.assert_array_equal(got, expected)
+  # Batched, as the models' inputs come.
+  both = transforms.classical_fill(np.stack([targets] * 2),
+                                   np.stack([mask] * 2), C).numpy()
+  np.testing.assert_array_equal(both, np.stack([expected] * 2))

@@ -319,3 +319,27 @@ def test_reference_sampler_refuses_row_norms(model, inputs):
   finally:
     config.model.decoder.cond_ln_sampling = 'image'
 
+
+
+def test_a_certain_classical_prior_is_what_every_sampler_gives(inputs):
+  """With the prior's precision made huge, the parallel head, the fast and
+  the reference sampler all return the prior's fill; the training loss
+  with it is finite and the precision gets a gradient."""
+  config = model_helpers.core_config()
+  config.classical_prior = True
+  model = models.build(config)
+  total, grads = model_helpers.gradients(
+      model, model_helpers.random_inputs(config), training=True)
+  assert np.isfinite(total)
+  assert dict((v.path, g) for v, g in grads)[
+      model.prior_log_precision.path] is not None
+  prior_inputs = model_helpers.random_inputs(config, seed=3)
+  fill = prior_inputs[f'prior_{SIZE}'].numpy()
+  model.prior_log_precision.assign(10.)
+  fast = model.generate(prior_inputs)
+  reference = model.generate(prior_inputs, reference=True)
+  for out in (fast['parallel'], fast['auto_argmax'],
+              reference['auto_argmax']):
+    np.testing.assert_array_equal(out, fill)
+  model.prior_log_precision.assign(-30.)     # the prior all but gone
+  assert (model.generate(prior_inputs)['parallel'].numpy() != fill).mean() > .9

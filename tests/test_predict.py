@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import ml_collections
 import numpy as np
 import pytest
 import rasterio
@@ -299,7 +300,9 @@ def test_model_batch_slots_masks_and_low_resolution():
     rgb[:, t] = 10 * (t + 1)
   clear = np.ones((1, 3, 32, 32), bool)
   clear[:, 2, :16] = False
-  batch = predict_models.model_batch(rgb, clear, 16)
+  batch = predict_models.model_batch(rgb, clear, ml_collections.ConfigDict(
+      dict(downsample_res=16, context_correction='none',
+           classical_prior=False)))
   targets = batch['targets'].numpy().reshape(1, 32, 32, 4, 3)
   # slot 0 and T-1 = the target (masked to 40), slots 1..2 the dates.
   assert (targets[0, 20, :, :, 0] == [30, 10, 20, 30]).all()
@@ -308,19 +311,21 @@ def test_model_batch_slots_masks_and_low_resolution():
   np.testing.assert_array_equal(batch['mask'].numpy()[0, 0, 0], [0, 1, 1, 0])
 
 
-@pytest.mark.parametrize('correction', ['none', 'local'])
-def test_model_batch_equals_the_data_pipeline(tiny_config, correction):
+@pytest.mark.parametrize('correction,prior', [('none', False),
+                                              ('local', True)])
+def test_model_batch_equals_the_data_pipeline(tiny_config, correction, prior):
   config = tiny_config('cloudtran_core_test')
   config.context_correction = correction
+  config.classical_prior = prior
   batch = next(iter(pipeline.get_dataset(config, 2, 'test')))
   size, c = config.downsample_res, config.n_channels
   image = batch['image'].numpy()
   shape = image.shape[:3] + (config.timeline, c)
   rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
   clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
-  ours = predict_models.model_batch(rgb, clear, size, correction)
+  ours = predict_models.model_batch(rgb, clear, config)
   for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
-              f'mask_{size}'):
+              f'mask_{size}') + ((f'prior_{size}',) if prior else ()):
     np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),
                                   err_msg=key)
 
