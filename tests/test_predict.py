@@ -344,20 +344,26 @@ def tiny_models(tmp_path_factory):
                                          'tiny')
 
 
-def model_flags(models_dirs):
-  core, upsampler = models_dirs
-  return ['--core_config=configs/cloudtran_core_test.py:tiny',
-          '--upsampler_config=configs/upsampler_test.py:tiny',
-          f'--core_logdir={core}', f'--upsampler_logdir={upsampler}']
-
-
-def test_predict_py_with_tiny_models(scene, tiny_models, tmp_path):
+def predict_py_flags(scene, tiny_models):
   """The models' configs from the runs' config.yaml, the overlap from the
-  tile size (32 px: 4)."""
-  out = str(tmp_path / 'clear.tif')
+  tile size (32 px: 4); one tile per batch, so a kill can fall between
+  tiles."""
   core, upsampler = tiny_models
-  done = predict_cli(f'--core_logdir={core}', f'--upsampler_logdir={upsampler}',
-                     *scene_flags(scene)[:2], f'--out={out}')
+  return [f'--core_logdir={core}', f'--upsampler_logdir={upsampler}',
+          f'--inputs={scene}/images/*.tif', f'--scl={scene}/scl/*.tif',
+          '--batch_size=1']
+
+
+@pytest.fixture(scope='module')
+def predicted(scene, tiny_models, tmp_path_factory):
+  """predict.py run once with the tiny models: (its result, the --out)."""
+  out = str(tmp_path_factory.mktemp('predicted') / 'clear.tif')
+  flags = predict_py_flags(scene, tiny_models)
+  return predict_cli(*flags, f'--out={out}'), out
+
+
+def test_predict_py_with_tiny_models(scene, predicted):
+  done, out = predicted
   assert done.returncode == 0, done.stderr[-2000:]
   assert 'tiles [' in done.stderr and '/s ETA' in done.stderr
   assert ' tiles of 32 px (overlap 4)' in done.stderr
@@ -370,20 +376,17 @@ def test_predict_py_with_tiny_models(scene, tiny_models, tmp_path):
   clear = ~cloudy[-1]
   np.testing.assert_array_equal(image.transpose(1, 2, 0)[clear],
                                 rgb[-1][clear])
-  assert os.path.exists(str(tmp_path / 'clear.png'))
-  assert os.path.exists(str(tmp_path / 'clear_fill.tif'))
-
-
-def scene_flags(root):
-  return [f'--inputs={root}/images/*.tif', f'--scl={root}/scl/*.tif',
-          '--overlap=8']
+  assert os.path.exists(out[:-len('.tif')] + '.png')
+  assert os.path.exists(out[:-len('.tif')] + '_fill.tif')
 
 
 def test_sigkilled_predict_py_resumes_to_the_same_bytes(scene, tiny_models,
-                                                        tmp_path):
-  flags = [*model_flags(tiny_models), *scene_flags(scene), '--batch_size=1']
-  clean = str(tmp_path / 'clean.tif')
-  assert predict_cli(*flags, f'--out={clean}').returncode == 0
+                                                        predicted, tmp_path):
+  """The same command as `predicted`'s, killed after its first tile and run
+  again: the bytes of the run that was not killed."""
+  flags = predict_py_flags(scene, tiny_models)
+  clean = predicted[1]
+  assert predicted[0].returncode == 0
   out = str(tmp_path / 'killed.tif')
   work = predict_workdir.work_dir(out)
   proc = subprocess.Popen(
@@ -396,7 +399,8 @@ def test_sigkilled_predict_py_resumes_to_the_same_bytes(scene, tiny_models,
     time.sleep(0.005)
   proc.kill()
   proc.wait()
-  done_before = sum(name.endswith('.npz') for name in os.listdir(work))
+  # A tile's record: its models' output, or a marker of a clear target.
+  done_before = sum(name.startswith('tile_') for name in os.listdir(work))
   assert 1 <= done_before < 6 and not os.path.exists(out)
   resumed = predict_cli(*flags, f'--out={out}')
   assert resumed.returncode == 0, resumed.stderr[-2000:]

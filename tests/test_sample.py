@@ -289,7 +289,8 @@ def test_missing_checkpoint_and_bad_sample_keys(synthetic_data, tmp_path):
 
 
 def test_sample_py_command_line(core_run, synthetic_data, tmp_path):
-  _, core_logdir, _ = core_run
+  config, core_logdir, _ = core_run
+  h = config.downsample_res
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
   split = 'testset'
   command = [
@@ -306,15 +307,18 @@ def test_sample_py_command_line(core_run, synthetic_data, tmp_path):
   assert done.returncode == 0, done.stderr[-3000:]
   assert 'ETA' in done.stderr
   assert os.path.exists(os.path.join(core_logdir, 'cli', 'gen0.tfrecords'))
-  refused = subprocess.run(command + ['--config.sample.num_outputs=1'],
+  # Twice the outputs in batches of the same size: the same compiled sampler.
+  refused = subprocess.run(command + ['--config.sample.num_outputs=4'],
                            env=env, capture_output=True, text=True,
                            check=False)
   assert refused.returncode != 0
-  assert 'config.sample.num_outputs was 2, now 1' in refused.stderr
+  assert 'config.sample.num_outputs was 2, now 4' in refused.stderr
   restarted = subprocess.run(
-      command + ['--config.sample.num_outputs=1', '--restart'], env=env,
+      command + ['--config.sample.num_outputs=4', '--restart'], env=env,
       capture_output=True, text=True, check=False)
   assert restarted.returncode == 0, restarted.stderr[-3000:]
+  assert len(records(os.path.join(core_logdir, 'cli', 'gen0.tfrecords'),
+                     (h, h, 3))) == 4
 
 
 def test_readme_sequence_gives_each_subset_its_own_outputs(core_run,
