@@ -75,7 +75,7 @@ def check_configs(core_config, upsampler_config):
                      f'{upsampler_config.model.name!r} config; give '
                      'configs/upsampler_test.py.')
   for key in ('timeline', 'downsample_res', 'n_channels',
-              'context_correction', 'classical_prior'):
+              'context_correction'):
     if core_config[key] != upsampler_config[key]:
       raise ValueError(
           f'config.{key} differs between the core ({core_config[key]}) and '
