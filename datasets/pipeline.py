@@ -300,7 +300,7 @@ class Loader:
     if config.downsample:
       transforms.add_downsampled(out, cubes, config.downsample_res, size)
     if config.classical_prior:
-      add_prior(out, plain, mask, config)
+      add_prior(out, plain, config)
     return out
 
   def examples(self, records, pipeline_id=0):
@@ -321,14 +321,15 @@ class Loader:
     return ds.map(self.preprocess, num_parallel_calls=AUTOTUNE)
 
 
-def add_prior(example, plain, mask, config):
-  """Adds `prior_{h}`, the classical fill of the inputs as they are at the
-  core's side h (`transforms.classical_fill`), and with a `channel_index`
+def add_prior(example, plain, config):
+  """Adds `prior_{h}`, the classical fill at the core's side h
+  (`transforms.classical_fill`) of `plain`, the targets cube as it is
+  (uncorrected), with the example's `mask_{h}`; and with a `channel_index`
   its channel, `prior_slice_{h}` (..., h, h, 1)."""
   side = config.downsample_res
   prior = transforms.classical_fill(
-      transforms.resize_values(plain, side), transforms.resize_mask(mask, side),
-      config.n_channels)
+      transforms.resize_values(plain, side),
+      example[keys.downsampled('mask', side)], config.n_channels)
   example[keys.downsampled('prior', side)] = prior
   if 'channel_index' in example:
     example[keys.downsampled('prior_slice', side)] = tf.gather(

@@ -332,6 +332,14 @@ FILLS = {
 }
 
 
+def fill_8bit(name, cube, mask_cube, n_channels):
+  """FILLS[name] of an 8-bit cube held in a wider integer dtype (the data
+  pipeline's int32), as uint8: a corrected value that overshoots 0..255 is
+  clipped, not wrapped round."""
+  return np.clip(FILLS[name](cube, mask_cube, n_channels), 0,
+                 255).astype(np.uint8)
+
+
 def composite(output, cube, mask_cube, n_channels):
   """A model's output where the target date is cloudy, the target's own
   pixels where it is clear: what `predict.py` writes.

@@ -215,8 +215,8 @@ def gather(config, subset, sides, skip, count=None):
       parts[side, 'truth'].append(targets[..., :c])
       parts[side, 'known'].append(mask[..., 0])
       parts[side, 'clear'].append(mask[..., -1])
-      for name, fill in baselines.FILLS.items():
-        parts[side, name].append(fill(targets, mask, c))
+      for name in baselines.FILLS:
+        parts[side, name].append(baselines.fill_8bit(name, targets, mask, c))
   found = sum(len(t) for t in parts['tile'])
   if not found or (count is not None and found < count):
     raise ValueError(f'The {subset} subset has {found} examples after the '
@@ -224,10 +224,7 @@ def gather(config, subset, sides, skip, count=None):
                      'evaluate: check --config, --subset and --skip_outputs.')
   out = {key: np.concatenate(parts.pop(key)) for key in ('tile', 'coverage')}
   for side in sides:
-    # 8-bit values: a corrected fill can overshoot 0..255 (clipped, not
-    # wrapped round).
-    out[side] = {name: np.clip(np.concatenate(parts[side, name]), 0,
-                               255).astype(np.uint8)
+    out[side] = {name: np.concatenate(parts[side, name]).astype(np.uint8)
                  for name in ('truth',) + tables.BASELINES}
     for mask in ('clear', 'known'):
       out[side][mask] = np.concatenate(parts[side, mask])

@@ -47,7 +47,7 @@ def model_batch(rgb, clear, config):
   transforms.add_downsampled(batch, ['targets', 'mask'],
                              config.downsample_res, rgb.shape[2])
   if config.classical_prior:
-    pipeline.add_prior(batch, plain, mask, config)
+    pipeline.add_prior(batch, plain, config)
   return batch
 
 
@@ -131,7 +131,6 @@ class ModelPredictor:
   def __init__(self, core, upsampler, core_config, upsampler_config,
                only_parallel):
     self.core, self.upsampler = core, upsampler
-    self.downsample_res = core_config.downsample_res
     self.core_config = core_config
     self.tile_size = upsampler_config.resolution[0]
     self.only_parallel = only_parallel

@@ -114,7 +114,6 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
   core = tfrecords.read_images(core_dir, (h, h, c), '--core')
   upsampled = tfrecords.read_images(upsampled_dir, (side, side, c),
                                     '--upsampled')
-  fill = baselines.FILLS[classical]
   data = pipeline.get_dataset(pipeline.uncorrected(config), 1,
                               subset).unbatch()
   os.makedirs(out_dir, exist_ok=True)
@@ -131,7 +130,8 @@ def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
              for t in range(1, slots)]
     mask_row = [(f'mask {t}', tile_image(masks[..., t:t + 1] * 255, panel))
                 for t in range(1, slots)]
-    classical_fill = fill(example['targets'], masks, c)
+    classical_fill = baselines.fill_8bit(classical, example['targets'], masks,
+                                         c)
     truth = targets[:, :, 0]
     model_db, classical_db = (cloudy_psnr(x, truth, masks)
                               for x in (high, classical_fill))

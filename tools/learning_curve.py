@@ -140,9 +140,9 @@ def best_classical(config, num_examples, side):
   cube = batch[keys.at_side('targets', side, plain)].numpy()
   mask = batch[keys.at_side('mask', side, plain)].numpy()
   c = plain.n_channels
-  scores = {name: cloudy_psnr(fill(cube, mask, c), cube[..., :c],
-                              mask[..., -1])
-            for name, fill in baselines.FILLS.items()}
+  scores = {name: cloudy_psnr(baselines.fill_8bit(name, cube, mask, c),
+                              cube[..., :c], mask[..., -1])
+            for name in baselines.FILLS}
   return max(scores.items(), key=lambda item: item[1])
 
 
