@@ -79,11 +79,11 @@ def data_config(config, split, downsample_res, n_channels):
   # image or in a 15-px window around each pixel (datasets/transforms.py,
   # correct_context). Both models of predict.py must share it.
   config.context_correction = 'none'
-  # New: the core's logits start from the classical fill: with True, the
-  # pipeline adds the local corrected mosaic of the inputs at the core's
-  # side (`prior_{h}`, datasets/transforms.py, classical_fill) and the core
+  # New: the model's logits start from the classical fill: with True, the
+  # pipeline adds the local corrected mosaic of the inputs at the model's
+  # output side (`prior`, datasets/pipeline.py, prior_side) and the model
   # adds -(v - fill)² · a learned precision to the logits of every value v
-  # (models/core.py), so an untrained core already gives the fill and
+  # (models/base.py), so an untrained model already gives the fill and
   # training learns what to change. False: the original's logits.
   config.classical_prior = False
   config.use_augmentation = False

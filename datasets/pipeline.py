@@ -63,8 +63,9 @@ def check_config(config):
         f'config.context_correction={config.context_correction!r} must be '
         f'one of {transforms.CONTEXT_CORRECTIONS}.')
   if config.classical_prior and not config.downsample:
-    raise DataError('config.classical_prior gives the core its fill at '
-                    'downsample_res: set config.downsample=True.')
+    raise DataError('config.classical_prior gives the models their fill '
+                    'at their side (the core reads downsample_res): set '
+                    'config.downsample=True.')
   if (config.context_correction != 'none' or config.classical_prior) and (
       config.timeline < 3):
     raise DataError('config.context_correction and config.classical_prior '
@@ -321,18 +322,27 @@ class Loader:
     return ds.map(self.preprocess, num_parallel_calls=AUTOTUNE)
 
 
+def prior_side(config):
+  """Side of the classical prior `config.model.name`'s model reads: its
+  output side (the upsampler's full resolution, the core's
+  downsample_res)."""
+  if config.model.name == 'upsampler':
+    return config.resolution[0]
+  return config.downsample_res
+
+
 def add_prior(example, plain, config):
-  """Adds `prior_{h}`, the classical fill at the core's side h
-  (`transforms.classical_fill`) of `plain`, the targets cube as it is
-  (uncorrected), with the example's `mask_{h}`; and with a `channel_index`
-  its channel, `prior_slice_{h}` (..., h, h, 1)."""
-  side = config.downsample_res
+  """Adds `prior` at the model's side s (`prior_side`; named by
+  `keys.at_side`), the classical fill (`transforms.classical_fill`) of
+  `plain`, the targets cube as it is (uncorrected), with the example's mask
+  at that side; and with a `channel_index` its channel, `prior_slice`
+  (..., s, s, 1)."""
+  side = prior_side(config)
   prior = transforms.classical_fill(
-      transforms.resize_values(plain, side),
-      example[keys.downsampled('mask', side)], config.n_channels)
-  example[keys.downsampled('prior', side)] = prior
+      transforms.resize_values(plain, side), example[keys.at_side('mask', side, config)], config.n_channels)
+  example[keys.at_side('prior', side, config)] = prior
   if 'channel_index' in example:
-    example[keys.downsampled('prior_slice', side)] = tf.gather(
+    example[keys.at_side('prior_slice', side, config)] = tf.gather(
         prior, example['channel_index'], axis=-1)[..., None]
   return example
 

@@ -19,7 +19,7 @@ from jobs import checkpoints
 from models import base
 
 
-def model_batch(rgb, clear, config):
+def model_batch(rgb, clear, config, upsampler_config=None):
   """The example dict the models read, from a batch of tiles.
 
   Args:
@@ -28,10 +28,11 @@ def model_batch(rgb, clear, config):
     clear: (B, T-1, S, S) bool, True = clear.
     config: the core's config: its `downsample_res` (the side `h`),
       `context_correction` and `classical_prior`.
+    upsampler_config: the upsampler's config, for its `classical_prior`.
 
   Returns:
     {'targets', 'mask' (B, S, S, T·C | T) and their `_{h}`, `_{h}_up_back`,
-    and with config.classical_prior `prior_{h}`}
+    and for each config with classical_prior its `prior` cube}
     int32, slot 0 = the target, slots 1..T-1 = the dates, cloudy
     pixels set to 40 in `targets`, resized as the data pipeline does.
   """
@@ -46,8 +47,9 @@ def model_batch(rgb, clear, config):
            'mask': mask}
   transforms.add_downsampled(batch, ['targets', 'mask'],
                              config.downsample_res, rgb.shape[2])
-  if config.classical_prior:
-    pipeline.add_prior(batch, plain, config)
+  for model_config in (config, upsampler_config):
+    if model_config is not None and model_config.classical_prior:
+      pipeline.add_prior(batch, plain, model_config)
   return batch
 
 
@@ -132,11 +134,13 @@ class ModelPredictor:
                only_parallel):
     self.core, self.upsampler = core, upsampler
     self.core_config = core_config
+    self.upsampler_config = upsampler_config
     self.tile_size = upsampler_config.resolution[0]
     self.only_parallel = only_parallel
 
   def __call__(self, rgb, clear, seed=None):
-    batch = model_batch(rgb, clear, self.core_config)
+    batch = model_batch(rgb, clear, self.core_config,
+                        self.upsampler_config)
     out = generate(self.core, self.upsampler, batch, self.only_parallel,
                    seed)
     return np.clip(np.asarray(out), 0, 255).astype(np.uint8)

@@ -51,8 +51,9 @@ def zero_inputs(config, batch_size=1):
   Shapes follow the data pipeline (docs/design.md, Data): `targets`/`image`
   `(B, H, W, T·C)`, `mask` `(B, H, W, T)`, their `_{h}` and `_{h}_up_back`
   versions, the random-channel `targets_slice*` `(·, ·, ·, T)` and
-  `channel_index` `(B,)`, and with config.classical_prior `prior_{h}` `(B,
-  h, h, C)` and `prior_slice_{h}` `(B, h, h, 1)`, all int32.
+  `channel_index` `(B,)`, and with config.classical_prior `prior` `(B, s,
+  s, C)` and `prior_slice` `(B, s, s, 1)` at the model's output side s
+  (named by `keys.at_side`), all int32.
   """
   height, width = config.resolution
   size = config.downsample_res
@@ -66,10 +67,10 @@ def zero_inputs(config, batch_size=1):
         [batch_size, size, size, depth], tf.int32)
     inputs[keys.up_back(key, size)] = inputs[key]
   if config.classical_prior:
-    inputs[keys.downsampled('prior', size)] = tf.zeros(
-        [batch_size, size, size, channels], tf.int32)
-    inputs[keys.downsampled('prior_slice', size)] = tf.zeros(
-        [batch_size, size, size, 1], tf.int32)
+    side = model_class(config).output_side(config)
+    for key, depth in (('prior', channels), ('prior_slice', 1)):
+      inputs[keys.at_side(key, side, config)] = tf.zeros(
+          [batch_size, side, side, depth], tf.int32)
   return inputs
 
 

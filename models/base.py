@@ -18,6 +18,8 @@ SAMPLE_MODES = ('argmax', 'sample')
 # The keys of the dict every model's `sample` returns.
 OUTPUT = 'output'
 CONFIDENCE = 'confidence'
+# σ (in 8-bit levels) of the classical prior at the start of training.
+PRIOR_SIGMA = 2.0
 
 
 def bits_per_dim(logits, labels):
@@ -125,7 +127,8 @@ class CloudTranModel(tf.keras.Model):
   Built from the whole experiment config (checked by the subclass's
   `check_config`, kept as `self.config`). Subclasses implement
   `check_config`, `output_side`, `get_logits`, `loss`, `sample` and, if they
-  refine another model's output, `with_low_res`.
+  refine another model's output, `with_low_res`; with
+  `config.classical_prior` they add `prior_logits` to every logit.
   """
 
   # Whether `sample` generates pixel by pixel (its output is then written as
@@ -140,6 +143,13 @@ class CloudTranModel(tf.keras.Model):
     self.check_config(config)
     self.config = config
     self.num_channels = config.n_channels
+    self.prior_log_precision = None
+    if config.classical_prior:
+      # log(1 / (2 σ²)) of a σ of PRIOR_SIGMA levels at the start.
+      self.prior_log_precision = self.add_weight(
+          name='prior_log_precision', shape=(), dtype='float32',
+          initializer=tf.keras.initializers.Constant(
+              -math.log(2 * PRIOR_SIGMA ** 2)))
 
   @staticmethod
   def check_config(config):
@@ -159,6 +169,24 @@ class CloudTranModel(tf.keras.Model):
   def get_logits(self, inputs, training):
     """Returns (logits (B, s, s, C_out, 256), aux dict of extra outputs)."""
     raise NotImplementedError
+
+  def prior_fill(self, inputs, training):
+    """The classical fill at the output side, `(B, s, s, C_out)` (the
+    pipeline's `prior` cubes); None without config.classical_prior."""
+    if self.prior_log_precision is None:
+      return None
+    return inputs[keys.at_side('prior_slice' if training else 'prior',
+                               self.output_side(self.config), self.config)]
+
+  def prior_logits(self, fill):
+    """The classical prior's logits `(..., 256)` of a fill `(...)`: -(v -
+    fill)² times the learned precision, for every value v; None for a None
+    fill."""
+    if fill is None:
+      return None
+    values = tf.range(NUM_SYMBOLS, dtype=tf.float32)
+    return -tf.square(values - tf.cast(fill, tf.float32)[..., None]) * tf.exp(
+        self.prior_log_precision)
 
   def loss(self, inputs, logits, aux, training):
     """Returns (weighted total, {'loss': bits/dim, <metric_key>: bits/dim})."""

@@ -17,8 +17,6 @@ the same pixels from the same seed (`base.choose_pixels`);
 returns (`base.CloudTranModel.sample`).
 """
 
-import math
-
 import tensorflow as tf
 
 from datasets import keys
@@ -33,8 +31,6 @@ AGGREGATIONS = ('conv', 'attention', 'sum')
 # z of the whole image, as in training; 'row' = z of the row being generated
 # only, as upstream's sampler (for models imported from upstream).
 COND_LN_SAMPLING = ('image', 'row')
-# σ (in 8-bit levels) of the classical prior at the start of training.
-PRIOR_SIGMA = 2.0
 
 
 def check_config(config):
@@ -344,13 +340,6 @@ class CloudTranCore(base.CloudTranModel):
                                         dtype=layers.KEEP_FLOAT32)
     self.final_dense = layers.dense(NUM_SYMBOLS, hidden_size,
                                     dtype=layers.KEEP_FLOAT32)
-    self.prior_log_precision = None
-    if config.classical_prior:
-      # log(1 / (2 σ²)) of a σ of PRIOR_SIGMA levels at the start.
-      self.prior_log_precision = self.add_weight(
-          name='prior_log_precision', shape=(), dtype='float32',
-          initializer=tf.keras.initializers.Constant(
-              -math.log(2 * PRIOR_SIGMA ** 2)))
     # The fast sampler (models/sampler.py), made at the first `generate`.
     self._sampler = None
     # Every weight exists once the constructor returns.
@@ -385,18 +374,6 @@ class CloudTranCore(base.CloudTranModel):
     return (cube[..., :num_channels], slots,
             base.channel_offsets(None, num_channels))
 
-  def prior_logits(self, inputs, training):
-    """The classical prior's logits `(B, h, w, C_out, 256)`: -(v - fill)²
-    times the learned precision, for every value v; None without
-    config.classical_prior."""
-    if self.prior_log_precision is None:
-      return None
-    fill = inputs[keys.downsampled('prior_slice' if training else 'prior',
-                                   self.config.downsample_res)]
-    values = tf.range(NUM_SYMBOLS, dtype=tf.float32)
-    return -tf.square(values - tf.cast(fill, tf.float32)[..., None]) * tf.exp(
-        self.prior_log_precision)
-
   def encode(self, slots, offsets, training=False):
     """z `(B, h, w, C_out, D)` from the slots `(B, h, w, T-1, C_out)`."""
     return self.encoder(slots + offsets[:, None, None, None],
@@ -423,7 +400,7 @@ class CloudTranCore(base.CloudTranModel):
   def get_logits(self, inputs, training):
     target, slots, offsets = self.split_inputs(inputs, training)
     z = self.encode(slots, offsets, training=training)
-    prior = self.prior_logits(inputs, training)
+    prior = self.prior_logits(self.prior_fill(inputs, training))
     with_prior = lambda logits: logits if prior is None else logits + prior
     aux = {}
     if self.parallel_head is not None:
@@ -489,9 +466,9 @@ class CloudTranCore(base.CloudTranModel):
           'fast sampler only.')
     _, slots, offsets = self.split_inputs(inputs, training=False)
     seed = base.seed_pair(seed) if mode == 'sample' else None
+    prior = self.prior_logits(self.prior_fill(inputs, training=False))
     return self.generate_with(self._reference_decode, slots, offsets, mode,
-                              only_parallel, seed,
-                              self.prior_logits(inputs, training=False))
+                              only_parallel, seed, prior)
 
   def generate_with(self, decode, slots, offsets, mode, only_parallel, seed,
                     prior=None):

@@ -129,7 +129,8 @@ class Sampler:
     seed = (base.seed_pair(seed) if mode == 'sample' else
             tf.zeros([2], tf.int32))
     return self._generate(slots, offsets, seed,
-                          self.model.prior_logits(inputs, training=False),
+                          self.model.prior_logits(
+                              self.model.prior_fill(inputs, training=False)),
                           mode=mode, only_parallel=only_parallel)
 
   def _generate_graph(self, slots, offsets, seed, prior, mode, only_parallel):

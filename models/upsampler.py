@@ -47,6 +47,8 @@ class Upsampler(base.CloudTranModel):
      (dense to D, no bias), concatenated with the time embedding and mapped
      by a dense layer (with bias) to D.
   3. An axial encoder stack (`num_encoder_layers`) and a dense `D -> 256`.
+  4. With `config.classical_prior`, the prior's logits of the full
+     resolution fill (`base.CloudTranModel.prior_logits`) are added.
 
   Logits `(B, H, W, C_out, 256)`: one random channel in training, all C
   otherwise.
@@ -126,8 +128,10 @@ class Upsampler(base.CloudTranModel):
     else:
       offsets = base.channel_offsets(None, self.num_channels)
       low_res = low_res[..., :self.num_channels]
-    return self.upsample(low_res, offsets, self._slots(inputs),
-                         training=training), {}
+    logits = self.upsample(low_res, offsets, self._slots(inputs),
+                           training=training)
+    prior = self.prior_logits(self.prior_fill(inputs, training))
+    return (logits if prior is None else logits + prior), {}
 
   def call(self, inputs, training=False):
     return self.get_logits(inputs, training)
@@ -167,10 +171,12 @@ class Upsampler(base.CloudTranModel):
                       tf.int32)[..., :self.num_channels]
     seed = (base.seed_pair(seed) if mode == 'sample' else
             tf.zeros([2], tf.int32))
-    return low_res, self._slots(inputs), seed
+    return (low_res, self._slots(inputs), seed,
+            self.prior_fill(inputs, training=False))
 
-  def _sample_maps(self, low_res, slots, seed, mode):
-    """Pixel values and their probabilities, each `(B, H, W, C)`.
+  def _sample_maps(self, low_res, slots, seed, fill, mode):
+    """Pixel values and their probabilities, each `(B, H, W, C)`; `fill`
+    the classical prior's `(B, H, W, C)`, or None.
 
     One `(example, channel)` map at a time through the whole model, its
     pixels chosen inside the loop: memory stays that of one map whatever
@@ -180,10 +186,13 @@ class Upsampler(base.CloudTranModel):
     """
     offsets = base.channel_offsets(None, self.num_channels)
     symbols = base.fold_channels(low_res + offsets[:, None, None])
+    fills = None if fill is None else base.fold_channels(fill)
 
     def one_map(index):
       time = self.time_embedding(slots[index // self.num_channels][None])
       logits = self._map_logits(symbols[index][None], time)[0]
+      if fills is not None:
+        logits += self.prior_logits(fills[index])
       flat = tf.reshape(logits, [-1, NUM_SYMBOLS])
       pixels = base.choose_pixels(
           flat, mode, tf.random.experimental.stateless_fold_in(seed, index),

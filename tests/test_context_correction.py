@@ -100,3 +100,24 @@ def test_classical_fill_is_the_local_corrected_mosaic():
   both = transforms.classical_fill(np.stack([targets] * 2),
                                    np.stack([mask] * 2), C).numpy()
   np.testing.assert_array_equal(both, np.stack([expected] * 2))
+
+
+@pytest.mark.parametrize('name', ['cloudtran_core_test', 'upsampler_test'])
+def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name):
+  """The pipeline gives each model the local corrected mosaic of the
+  uncorrected inputs at the side it outputs: the core's downsample_res, the
+  upsampler's full resolution."""
+  config = tiny_config(name)
+  config.classical_prior = True
+  config.context_correction = 'local'
+  batch = next(iter(pipeline.get_dataset(config, 2, 'valid')))
+  side = pipeline.prior_side(config)
+  assert side == (config.resolution[0] if name == 'upsampler_test' else
+                  config.downsample_res)
+  key = 'prior' if side == config.resolution[0] else f'prior_{side}'
+  plain = transforms.mask_targets(batch['image'], batch['mask'], C)
+  expected = transforms.classical_fill(
+      transforms.resize_values(plain, side),
+      batch['mask' if key == 'prior' else f'mask_{side}'], C)
+  np.testing.assert_array_equal(batch[key], expected)
+  assert batch[key].shape == (2, side, side, C)

@@ -311,10 +311,12 @@ def test_model_batch_slots_masks_and_low_resolution():
   np.testing.assert_array_equal(batch['mask'].numpy()[0, 0, 0], [0, 1, 1, 0])
 
 
-@pytest.mark.parametrize('correction,prior', [('none', False),
-                                              ('local', True)])
-def test_model_batch_equals_the_data_pipeline(tiny_config, correction, prior):
-  config = tiny_config('cloudtran_core_test')
+@pytest.mark.parametrize('correction,prior,model', [
+    ('none', False, 'cloudtran_core_test'), ('local', True, 'cloudtran_core_test'),
+    ('local', True, 'upsampler_test')])
+def test_model_batch_equals_the_data_pipeline(tiny_config, correction, prior,
+                                              model):
+  config = tiny_config(model)
   config.context_correction = correction
   config.classical_prior = prior
   batch = next(iter(pipeline.get_dataset(config, 2, 'test')))
@@ -323,9 +325,16 @@ def test_model_batch_equals_the_data_pipeline(tiny_config, correction, prior):
   shape = image.shape[:3] + (config.timeline, c)
   rgb = np.moveaxis(image.reshape(shape)[..., 1:, :], 3, 1).astype(np.uint8)
   clear = np.moveaxis(batch['mask'].numpy()[..., 1:], 3, 1).astype(bool)
-  ours = predict_models.model_batch(rgb, clear, config)
+  core = tiny_config('cloudtran_core_test')
+  core.context_correction = correction
+  if model == 'upsampler_test':
+    ours = predict_models.model_batch(rgb, clear, core, config)
+    prior_key = 'prior'
+  else:
+    ours = predict_models.model_batch(rgb, clear, config)
+    prior_key = f'prior_{size}'
   for key in ('targets', f'targets_{size}', f'targets_{size}_up_back', 'mask',
-              f'mask_{size}') + ((f'prior_{size}',) if prior else ()):
+              f'mask_{size}') + ((prior_key,) if prior else ()):
     np.testing.assert_array_equal(ours[key].numpy(), batch[key].numpy(),
                                   err_msg=key)
 

@@ -162,3 +162,25 @@ def test_config_errors_name_the_keys():
   config.model.resolution = (4, 4)
   with pytest.raises(ValueError, match='model.resolution'):
     models.build(config)
+
+
+def test_a_certain_classical_prior_is_what_the_upsampler_gives():
+  """With config.classical_prior and its precision made huge, `sample` (the
+  compiled sampler) and the logits' argmax give the full resolution fill;
+  the training loss is finite and the precision gets a gradient."""
+  config = model_helpers.upsampler_config(resolution=FULL)
+  config.classical_prior = True
+  model = models.build(config)
+  prior_inputs = model_helpers.random_inputs(config, seed=3)
+  assert prior_inputs['prior'].shape == (2, FULL, FULL, 3)
+  total, grads = model_helpers.gradients(model, prior_inputs, training=True)
+  assert np.isfinite(total)
+  assert dict((v.path, g) for v, g in grads)[
+      model.prior_log_precision.path] is not None
+  fill = prior_inputs['prior'].numpy()
+  model.prior_log_precision.assign(10.)
+  logits, _ = model.get_logits(prior_inputs, training=False)
+  np.testing.assert_array_equal(tf.argmax(logits, -1), fill)
+  np.testing.assert_array_equal(model.sample(prior_inputs)[base.OUTPUT], fill)
+  model.prior_log_precision.assign(-30.)     # the prior all but gone
+  assert (model.sample(prior_inputs)[base.OUTPUT].numpy() != fill).mean() > .9
