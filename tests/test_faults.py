@@ -851,6 +851,17 @@ def test_a_full_disk_at_the_lock_names_the_lock_file(tmp_path, monkeypatch):
       '(or write elsewhere), then run the command again', 2)
 
 
+def test_no_gpu_is_an_input_error_that_says_to_pass_cpu(monkeypatch):
+  # Before: a RuntimeError, reported as a bug with exit status 1.
+  monkeypatch.setattr(distribute.tf.config, 'list_logical_devices',
+                      lambda kind: [])
+  with pytest.raises(ValueError) as raised:
+    distribute.local_devices('GPU', 1)
+  message, status = cli._error_line(raised.value)
+  assert status == 2 and message.endswith(
+      '— pass --accelerator_type=CPU to run on the CPU.')
+
+
 def test_eval_of_a_logdir_without_a_run_says_so(synthetic_data, tmp_path):
   config = tiny_config_at(synthetic_data, 'cloudtran_core_test')
   typo = str(tmp_path / 'typo')

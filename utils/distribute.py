@@ -93,8 +93,9 @@ def local_devices(accelerator_type, count):
     return [d.name for d in tf.config.list_logical_devices('CPU')][:count]
   gpus = tf.config.list_logical_devices('GPU')
   if not gpus:
-    raise RuntimeError(
-        'No GPU found; pass --accelerator_type=CPU to run on the CPU.')
+    raise ValueError(
+        'No GPU found (--accelerator_type=GPU is the default) — pass '
+        '--accelerator_type=CPU to run on the CPU.')
   if len(gpus) < count:
     raise ValueError(f'--devices_per_worker={count} but only {len(gpus)} '
                      'GPUs are visible.')
