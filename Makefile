@@ -27,7 +27,8 @@ UP_TEST := configs/upsampler_test.py:tiny
 	demo-train-upsampler demo-eval demo-sample-core demo-sample-upsampler \
 	demo-evaluate demo-sheets demo-geotiff reproduce-small small-data \
 	small-train-core small-train-upsampler small-sample small-evaluate \
-	small-sheets small-curve small-geotiff clean-small demo-selfcheck small-classical
+	small-sheets small-curve small-geotiff clean-small demo-selfcheck small-classical \
+	small-holdout-v1
 
 help:
 	@echo "make demo    the whole method end to end on a synthetic dataset"
@@ -181,6 +182,12 @@ split_data = --$(1).data_dir=$(2)/videos_final_$(3) \
 TRAIN := $(call split_data,config,$(SMALL_DATA),trainset)
 DATA_valid := $(call split_data,config,$(SMALL_DATA),testset)
 DATA_holdout := $(call split_data,config,$(SMALL_DATA)/holdout,testset)
+# The holdout split of benchmark version 1 (make small-holdout-v1).
+SMALL_DATA_V1 := $(SMALL)/data_v1
+DATA_holdout_v1 := $(call split_data,config,$(SMALL_DATA_V1)/holdout,testset)
+# $(call stage_no,<split>,<valid's>,<holdout's>): a split's stage number
+# (the version 1 holdout's are extra stages).
+stage_no = $(if $(filter valid,$(1)),$(2),$(if $(filter holdout,$(1)),$(3),extra))
 OUTPUTS := --config.sample.num_outputs=$(SMALL_OUTPUTS)
 # $(call stage,k/9 what): a banner; $(call staged,stamp): its wall time and
 # stamp.
@@ -241,7 +248,7 @@ $(DONE)/train-upsampler-$(SMALL_UP_STEPS): $(DONE)/data
 # the upsampler on the autoregressive output.
 $(DONE)/sample-%-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
   $(DONE)/train-upsampler-$(SMALL_UP_STEPS)
-	$(call stage,$(if $(filter valid,$*),4,5)/9 sample the $* split)
+	$(call stage,$(call stage_no,$*,4/9,5/9) sample the $* split)
 	$(PY) sample.py --config $(S_CORE_TEST) --mode=sample_valid \
 	  --logdir $(SMALL_CORE) $(OUTPUTS) $(DATA_$*) \
 	  --config.sample.log_dir=$(notdir $(call core_samples,$*)) \
@@ -257,7 +264,7 @@ $(DONE)/sample-%-$(U_TAG): $(DONE)/train-core-$(C_TAG) \
 
 # The flags of demo-evaluate, per split.
 $(DONE)/evaluate-%-$(U_TAG): $(DONE)/sample-%-$(U_TAG)
-	$(call stage,$(if $(filter valid,$*),6,7)/9 results of the $* split)
+	$(call stage,$(call stage_no,$*,6/9,7/9) results of the $* split)
 	$(PY) evaluate.py --config $(S_CORE_TEST) $(DATA_$*) --subset=valid \
 	  --split_name="$* split" --out $(SMALL)/eval_$* \
 	  --samples "core (parallel)=$(call core_samples,$*)_parallel" \
@@ -303,6 +310,22 @@ small-classical: $(DONE)/data
 	  $(DATA_$(split)) --subset=valid --split_name="$(split) split" \
 	  --out $(SMALL)/eval_classical_$(split) &&) true
 	cat $(SMALL)/eval_classical_holdout/results.md
+
+# The recipe's models (trained on version $(SMALL_BENCH_VERSION)) on the
+# holdout split of benchmark version 1 too, after reproduce-small: the same
+# seed's dataset as published (docs/benchmark_v2.md), its holdout sampled
+# and scored as the recipe's (every classical row beside the models).
+small-holdout-v1: $(DONE)/evaluate-holdout_v1-$(U_TAG)
+	cat $(SMALL)/eval_holdout_v1/results.md
+
+$(DONE)/data-v1: | $(VENV)/installed
+	$(call stage,extra benchmark dataset version 1)
+	rm -rf $(SMALL_DATA_V1)
+	$(PY) -m tools.recipe_dataset $(SMALL_DATA_V1) --seed $(SMALL_SEED) \
+	  --version 1 $(BENCH_ARGS)
+	$(call staged,data-v1)
+
+$(DONE)/sample-holdout_v1-$(U_TAG): $(DONE)/data-v1
 
 clean-small:
 	rm -rf $(SMALL)

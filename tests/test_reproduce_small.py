@@ -32,8 +32,9 @@ pytestmark = pytest.mark.skipif(shutil.which('make') is None,
 
 
 def dry_run(tmp_path, *targets, steps=()):
-  """{stage number: [(program, {flag: [values]}, [positional])]} of the
-  Python commands `make -n` prints, stage by stage."""
+  """{stage number (an extra stage: its banner): [(program, {flag:
+  [values]}, [positional])]} of the Python commands `make -n` prints, stage
+  by stage."""
   venv = tmp_path / 'venv'
   venv.mkdir(exist_ok=True)
   (venv / 'installed').touch()
@@ -43,10 +44,14 @@ def dry_run(tmp_path, *targets, steps=()):
       text=True, check=True)
   stages, stage = {}, None
   for line in result.stdout.replace('\\\n', ' ').splitlines():
-    banner = re.search(r'==> reproduce-small \[(\d)/9 ([^]]*)\]', line)
-    if banner:
+    banner = re.search(r'==> reproduce-small \[(?:(\d)/9|extra) ([^]]*)\]',
+                       line)
+    if banner and banner.group(1):
       stage = int(banner.group(1))
       assert banner.group(2).startswith(BANNERS[stage]), line
+      stages[stage] = []
+    elif banner:    # an extra stage, by its banner
+      stage = banner.group(2)
       stages[stage] = []
     elif line.startswith(f'{venv}/bin/python '):
       stages[stage].append(parse(shlex.split(line)[1:]))
@@ -197,3 +202,30 @@ def test_more_core_steps_continue_training_and_sample_anew(tmp_path):
   assert flag(flags, 'logdir') == f'{tmp_path}/small/core'   # resumed
   assert flag(flags, 'config.max_train_steps') == '3000'
   check_held_out_wiring(tmp_path, stages, steps='3000')
+
+
+def test_the_version_1_holdout_is_its_own_data_scored_by_the_same_models(
+    tmp_path):
+  stamp(tmp_path, STAMPS)
+  stages = dry_run(tmp_path, 'small-holdout-v1')
+  assert sorted(stages) == ['benchmark dataset version 1',
+                            'results of the holdout_v1 split',
+                            'sample the holdout_v1 split']
+  ((maker, flags, positional),) = stages['benchmark dataset version 1']
+  root = f'{tmp_path}/small/data_v1'
+  assert maker == 'tools.recipe_dataset' and positional == [root]
+  assert flag(flags, 'version') == '1' and flag(flags, 'seed') == '1'
+  data = {key: value.replace(f'{tmp_path}/small/data/', f'{root}/')
+          for key, value in split_data(tmp_path, 'holdout').items()}
+  jobs = sampled(stages, 'sample the holdout_v1 split')
+  core = f'{tmp_path}/small/core/samples_core_holdout_v1_2000'
+  assert sorted(jobs) == sorted(
+      [core, core + '_parallel',
+       f'{tmp_path}/small/upsampler/samples_sup_holdout_v1_2000-2000'])
+  for out, job in jobs.items():
+    assert data_of(job) == data, out
+    assert flag(job, 'logdir') in (f'{tmp_path}/small/core',
+                                   f'{tmp_path}/small/upsampler')
+  ((program, flags, _),) = stages['results of the holdout_v1 split']
+  assert program == 'evaluate.py' and data_of(flags) == data
+  assert sorted(s.split('=', 1)[1] for s in flags['samples']) == sorted(jobs)
