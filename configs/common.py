@@ -344,6 +344,11 @@ def small(config, split, spec):
   config.polyak_decay = 0.995
   config.optimizer.learning_rate = 1e-3
   config.precision = 'auto'
+  # The kept recipe (docs/beat_classical.md): the context dates in the
+  # target's light, logits from the classical fill, no discriminator.
+  config.context_correction = 'local'
+  config.classical_prior = True
+  config.use_discriminator = False
   if 'sample' in config:
     config.sample.batch_size = 8
     config.sample.num_outputs = 48

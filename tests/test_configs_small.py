@@ -39,6 +39,21 @@ def test_small_sits_between_tiny_and_upstream(name, monkeypatch):
   assert small.jsonf == f'{common.SMALL_DATA}/{split}.json'
 
 
+@pytest.mark.parametrize('name', CONFIGS)
+def test_small_is_the_kept_recipe_and_the_others_the_original(name):
+  """`:small` trains and samples with the levers of docs/beat_classical.md
+  (train and test configs alike, so a checkpoint samples with what it was
+  trained with); the upstream and `:tiny` configs keep the original's
+  inputs and logits."""
+  small = load(name)
+  assert (small.context_correction, small.classical_prior,
+          small.use_discriminator) == ('local', True, False)
+  for variant in ('', 'tiny'):
+    other = load(name, variant)
+    assert (other.context_correction, other.classical_prior) == ('none',
+                                                                 False)
+
+
 def test_unknown_variant_names_the_choices():
   with pytest.raises(ValueError, match='"small"'):
     load('cloudtran_core_train', 'smal')
