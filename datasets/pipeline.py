@@ -339,7 +339,8 @@ def add_prior(example, plain, config):
   (..., s, s, 1)."""
   side = prior_side(config)
   prior = transforms.classical_fill(
-      transforms.resize_values(plain, side), example[keys.at_side('mask', side, config)], config.n_channels)
+      transforms.resize_values(plain, side),
+      example[keys.at_side('mask', side, config)], config.n_channels)
   example[keys.at_side('prior', side, config)] = prior
   if 'channel_index' in example:
     example[keys.at_side('prior_slice', side, config)] = tf.gather(

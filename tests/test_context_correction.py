@@ -7,6 +7,7 @@ from datasets import pipeline
 from datasets import transforms
 from evaluation import baselines
 from jobs import predict_models
+import models
 from utils import errors
 
 C = 3
@@ -114,6 +115,8 @@ def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name):
   side = pipeline.prior_side(config)
   assert side == (config.resolution[0] if name == 'upsampler_test' else
                   config.downsample_res)
+  # The pipeline's twin of the models' own output side.
+  assert side == models.generator_resolution(config)
   key = 'prior' if side == config.resolution[0] else f'prior_{side}'
   plain = transforms.mask_targets(batch['image'], batch['mask'], C)
   expected = transforms.classical_fill(
