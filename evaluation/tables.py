@@ -21,7 +21,8 @@ import numpy as np
 from evaluation import baselines
 from evaluation import metrics
 
-BASELINES = tuple(baselines.FILLS)
+# The fills at each side, and below full resolution the resized best one.
+BASELINES = tuple(baselines.FILLS) + (baselines.RESIZED_FILL,)
 # A method's composite is named `<method>` + COMPOSITE.
 COMPOSITE = ' [composite]'
 PSNR = metrics.PROTOCOL['psnr01'].header
@@ -143,10 +144,12 @@ def score_rows(entry, truth, clear, known, groups, features=None):
 
 
 def entries_at(data, side, methods):
-  """The baselines at `side`, then each method at `side` and its
+  """The baselines at `side` (the resized fill below full resolution
+  only), then each method at `side` and its
   composite (its output where the target is cloudy, the target's pixels
   where clear)."""
-  entries = [Entry(name, side, data[side][name]) for name in BASELINES]
+  entries = [Entry(name, side, data[side][name]) for name in BASELINES
+             if name in data[side]]
   # The target date as a one-slot cube, its clear-mask as its mask cube.
   target, clear = data[side]['cloudy input'], data[side]['clear'][..., None]
   for m in methods:

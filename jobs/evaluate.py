@@ -196,10 +196,11 @@ def gather(config, subset, sides, skip, count=None):
 
   Returns:
     {'tile': (N,), 'coverage': (N,), side: {'truth', *tables.BASELINES: (N,
-    s, s, C) uint8, 'clear': (N, s, s) the target's clear-mask, 'known': (N,
-    s, s) the truth's own clear-mask, 1 = clear}} for each side of `sides`.
+    s, s, C) uint8 (the resized fill below full resolution only), 'clear':
+    (N, s, s) the target's clear-mask, 'known': (N, s, s) the truth's own
+    clear-mask, 1 = clear}} for each side of `sides`.
   """
-  c = config.n_channels
+  c, full = config.n_channels, config.resolution[0]
   # The fills read the inputs as they are, whatever the models were fed.
   ds = pipeline.get_dataset(pipeline.uncorrected(config), PIPELINE_BATCH,
                             subsets.EVALUATED[subset].name)
@@ -217,6 +218,9 @@ def gather(config, subset, sides, skip, count=None):
       parts[side, 'clear'].append(mask[..., -1])
       for name in baselines.FILLS:
         parts[side, name].append(baselines.fill_8bit(name, targets, mask, c))
+      if side != full:
+        parts[side, baselines.RESIZED_FILL].append(baselines.resized_fill(
+            batch['targets'], batch['mask'], c, side))
   found = sum(len(t) for t in parts['tile'])
   if not found or (count is not None and found < count):
     raise ValueError(f'The {subset} subset has {found} examples after the '
@@ -225,7 +229,8 @@ def gather(config, subset, sides, skip, count=None):
   out = {key: np.concatenate(parts.pop(key)) for key in ('tile', 'coverage')}
   for side in sides:
     out[side] = {name: np.concatenate(parts[side, name]).astype(np.uint8)
-                 for name in ('truth',) + tables.BASELINES}
+                 for name in ('truth',) + tables.BASELINES
+                 if (side, name) in parts}
     for mask in ('clear', 'known'):
       out[side][mask] = np.concatenate(parts[side, mask])
   return out

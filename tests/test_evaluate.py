@@ -14,6 +14,7 @@ from skimage import metrics as sk_metrics
 from conftest import tiny_config_at
 from datasets import pipeline
 from datasets import tfrecords
+from datasets import transforms
 from evaluation import baselines
 from evaluation import metrics
 from evaluation import tables
@@ -68,11 +69,14 @@ def test_tables_without_inception(data, samples, tmp_path):
   baseline_names = ['cloudy input', 'least cloudy', 'mosaic',
                     'corrected least cloudy', 'corrected mosaic',
                     'local corrected mosaic']
+  # Below full resolution, the full resolution's best fill resized too.
+  resized = {16: [baselines.RESIZED_FILL], 32: []}
   methods = [(m, s) for s, method in ((16, 'truth'), (32, 'noise'))
-             for m in baseline_names + [method, method + ' [composite]']]
+             for m in baseline_names + resized[s] +
+             [method, method + ' [composite]']]
   assert sorted(rows) == sorted((m, s, p, g) for m, s in methods
                                 for p in SPLITS for g in ['all'] + BINS)
-  check_best_classical(rows, baseline_names)
+  check_best_classical(rows, baseline_names + [baselines.RESIZED_FILL])
   truth = rows['truth', 16, 'all', 'all']
   assert (truth['n'], truth[MSE8], truth[PSNR8], truth[SSIM8]) == (
       str(n), '0', 'inf', '1')
@@ -125,7 +129,8 @@ def check_best_classical(rows, baseline_names):
   cloudy-pixel PSNR over all outputs, and every row's Δ is its PSNR minus
   that baseline's in its own split and group."""
   for side in {key[1] for key in rows}:
-    best = max(baseline_names,
+    best = max((m for m in baseline_names
+                if (m, side, 'cloudy', 'all') in rows),
                key=lambda m: float(rows[m, side, 'cloudy', 'all'][PSNR]))
     for (method, s, split, group), row in rows.items():
       if s != side:
@@ -353,7 +358,13 @@ def test_baselines_alone(data, tmp_path):
           data['targets_16'][1:4], data['mask_16'][1:4], 3))
   rows = evaluate.evaluate(config, 'valid', {}, str(tmp_path))
   assert {(r['method'], r['resolution']) for r in rows} == {
-      (m, s) for m in tables.BASELINES for s in (16, 32)}
+      (m, s) for m in tables.BASELINES for s in (16, 32)} - {
+          (baselines.RESIZED_FILL, 32)}
+  # The resized fill: the full resolution's best fill, area-resized.
+  np.testing.assert_array_equal(
+      gathered[16][baselines.RESIZED_FILL],
+      transforms.resize_values(np.clip(baselines.local_corrected_mosaic(
+          data['targets'][1:4], data['mask'][1:4], 3), 0, 255), 16))
   assert {r['n'] for r in rows if r['pixels'] == r['coverage'] == 'all'} == {
       len(data['tile'])}
   check_best_classical(read_csv(tmp_path), list(tables.BASELINES))

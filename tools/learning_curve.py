@@ -134,15 +134,21 @@ def model_scorer(config, num_examples):
 def best_classical(config, num_examples, side):
   """(name, cloudy PSNR) of the best classical fill on the first
   `num_examples` valid examples at `side`, from the inputs as they are
-  (config.context_correction aside)."""
+  (config.context_correction aside); below full resolution the full
+  resolution's best fill resized is a candidate too (`evaluate.py`'s
+  rows)."""
   plain = pipeline.uncorrected(config)
   batch = next(iter(pipeline.get_dataset(plain, num_examples, 'valid')))
   cube = batch[keys.at_side('targets', side, plain)].numpy()
   mask = batch[keys.at_side('mask', side, plain)].numpy()
   c = plain.n_channels
-  scores = {name: cloudy_psnr(baselines.fill_8bit(name, cube, mask, c),
-                              cube[..., :c], mask[..., -1])
-            for name in baselines.FILLS}
+  fills = {name: baselines.fill_8bit(name, cube, mask, c)
+           for name in baselines.FILLS}
+  if side != plain.resolution[0]:
+    fills[baselines.RESIZED_FILL] = baselines.resized_fill(
+        batch['targets'].numpy(), batch['mask'].numpy(), c, side)
+  scores = {name: cloudy_psnr(fill, cube[..., :c], mask[..., -1])
+            for name, fill in fills.items()}
   return max(scores.items(), key=lambda item: item[1])
 
 
