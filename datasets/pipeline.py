@@ -333,14 +333,16 @@ def prior_side(config):
 
 def add_prior(example, plain, config):
   """Adds `prior` at the model's side s (`prior_side`; named by
-  `keys.at_side`), the classical fill (`transforms.classical_fill`) of
-  `plain`, the targets cube as it is (uncorrected), with the example's mask
-  at that side; and with a `channel_index` its channel, `prior_slice`
-  (..., s, s, 1)."""
+  `keys.at_side`): the classical fill (`transforms.classical_fill`) of
+  `plain`, the targets cube as it is (uncorrected), with the example's
+  full-resolution mask, area-resized to s. The fill is made at full
+  resolution because there it is best: made from the inputs at the core's
+  side it loses dates to the coarser cloud mask and light to the wider
+  window (docs/beat_classical.md). With a `channel_index`, also its channel
+  `prior_slice` (..., s, s, 1)."""
   side = prior_side(config)
-  prior = transforms.classical_fill(
-      transforms.resize_values(plain, side),
-      example[keys.at_side('mask', side, config)], config.n_channels)
+  fill = transforms.classical_fill(plain, example['mask'], config.n_channels)
+  prior = transforms.resize_values(fill, side)
   example[keys.at_side('prior', side, config)] = prior
   if 'channel_index' in example:
     example[keys.at_side('prior_slice', side, config)] = tf.gather(

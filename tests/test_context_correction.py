@@ -106,8 +106,8 @@ def test_classical_fill_is_the_local_corrected_mosaic():
 @pytest.mark.parametrize('name', ['cloudtran_core_test', 'upsampler_test'])
 def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name):
   """The pipeline gives each model the local corrected mosaic of the
-  uncorrected inputs at the side it outputs: the core's downsample_res, the
-  upsampler's full resolution."""
+  uncorrected full-resolution inputs, area-resized to the side it outputs:
+  the core's downsample_res, the upsampler's full resolution."""
   config = tiny_config(name)
   config.classical_prior = True
   config.context_correction = 'local'
@@ -119,8 +119,7 @@ def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name):
   assert side == models.generator_resolution(config)
   key = 'prior' if side == config.resolution[0] else f'prior_{side}'
   plain = transforms.mask_targets(batch['image'], batch['mask'], C)
-  expected = transforms.classical_fill(
-      transforms.resize_values(plain, side),
-      batch['mask' if key == 'prior' else f'mask_{side}'], C)
+  expected = transforms.resize_values(
+      transforms.classical_fill(plain, batch['mask'], C), side)
   np.testing.assert_array_equal(batch[key], expected)
   assert batch[key].shape == (2, side, side, C)
