@@ -37,6 +37,27 @@ def check_config(config):
         f'config.model.num_heads={model.num_heads}.')
 
 
+def residual_fill(fill, low_res, side):
+  """The full resolution fill with its low frequencies from the low
+  resolution target: `fill + up(down(low_res) - down(fill))`, down an area
+  resize to `side`, up a bilinear one, clipped to 0..255.
+
+  The fill keeps its texture and edges; the target (the truth in training,
+  the core's output at inference) sets the level of each `side` pixel.
+
+  Args:
+    fill: `(B, H, W, C)` the classical fill.
+    low_res: `(B, H, W, C)` the low resolution target brought back to full
+      resolution (`_up_back`): area-resized to `side`, it is that target.
+    side: the low resolution (downsample_res).
+  """
+  fill = tf.cast(fill, tf.float32)
+  residual = (transforms.area_resize(low_res, side) -
+              transforms.area_resize(fill, side))
+  up = tf.image.resize(residual, fill.shape[1:3], method='bilinear')
+  return tf.clip_by_value(fill + up, 0., NUM_SYMBOLS - 1.)
+
+
 class Upsampler(base.CloudTranModel):
   """Spatial upsampler.
 
@@ -47,8 +68,9 @@ class Upsampler(base.CloudTranModel):
      (dense to D, no bias), concatenated with the time embedding and mapped
      by a dense layer (with bias) to D.
   3. An axial encoder stack (`num_encoder_layers`) and a dense `D -> 256`.
-  4. With `config.classical_prior`, the prior's logits of the full
-     resolution fill (`base.CloudTranModel.prior_logits`) are added.
+  4. With `config.classical_prior`, the prior's logits
+     (`base.CloudTranModel.prior_logits`) of the full resolution fill
+     corrected by the low resolution target (`residual_fill`) are added.
 
   Logits `(B, H, W, C_out, 256)`: one random channel in training, all C
   otherwise.
@@ -91,6 +113,16 @@ class Upsampler(base.CloudTranModel):
 
   def _labels_key(self, training):
     return 'targets_slice' if training else 'targets'
+
+  def prior_fill(self, inputs, training):
+    """`residual_fill` of the pipeline's full resolution fill and the low
+    resolution target, `(B, H, W, C_out)` float32; None without
+    config.classical_prior."""
+    fill = super().prior_fill(inputs, training)
+    if fill is None:
+      return None
+    low_res = inputs[self._low_res_key(training)][..., :fill.shape[-1]]
+    return residual_fill(fill, low_res, self.config.downsample_res)
 
   def _slots(self, inputs):
     """Slots 1..T-1 of `targets`, `(B, H, W, (T-1)·C)` int32."""

@@ -7,6 +7,7 @@ import tensorflow as tf
 from datasets import transforms
 import models
 from models import base
+from models import upsampler
 import model_helpers
 
 SIZE = model_helpers.SIZE
@@ -166,8 +167,9 @@ def test_config_errors_name_the_keys():
 
 def test_a_certain_classical_prior_is_what_the_upsampler_gives():
   """With config.classical_prior and its precision made huge, `sample` (the
-  compiled sampler) and the logits' argmax give the full resolution fill;
-  the training loss is finite and the precision gets a gradient."""
+  compiled sampler) and the logits' argmax give the full resolution fill
+  corrected by the low resolution target (`residual_fill`, to the nearest
+  value); the training loss is finite and the precision gets a gradient."""
   config = model_helpers.upsampler_config(resolution=FULL)
   config.classical_prior = True
   model = models.build(config)
@@ -177,10 +179,27 @@ def test_a_certain_classical_prior_is_what_the_upsampler_gives():
   assert np.isfinite(total)
   assert dict((v.path, g) for v, g in grads)[
       model.prior_log_precision.path] is not None
-  fill = prior_inputs['prior'].numpy()
+  low_res = prior_inputs[UP_BACK][..., :3]
+  fill = upsampler.residual_fill(prior_inputs['prior'], low_res,
+                                SIZE).numpy()
   model.prior_log_precision.assign(10.)
   logits, _ = model.get_logits(prior_inputs, training=False)
-  np.testing.assert_array_equal(tf.argmax(logits, -1), fill)
-  np.testing.assert_array_equal(model.sample(prior_inputs)[base.OUTPUT], fill)
+  argmax = tf.argmax(logits, -1).numpy()
+  assert np.abs(argmax - fill).max() <= 0.5 + 1e-3   # its nearest value
+  np.testing.assert_array_equal(model.sample(prior_inputs)[base.OUTPUT],
+                                argmax)
   model.prior_log_precision.assign(-30.)     # the prior all but gone
-  assert (model.sample(prior_inputs)[base.OUTPUT].numpy() != fill).mean() > .9
+  assert (model.sample(prior_inputs)[base.OUTPUT].numpy() != argmax).mean(
+      ) > .9
+
+
+def test_the_residual_fill_takes_its_levels_from_the_low_resolution():
+  """`residual_fill`: the fill itself (within rounding) when the low
+  resolution target is the fill's own, the fill shifted by a constant added
+  to it, clipped to 0..255."""
+  fill = np.random.RandomState(0).randint(20, 236, (2, FULL, FULL, 3))
+  own = transforms.resize_values(transforms.resize_values(fill, SIZE), FULL)
+  same = upsampler.residual_fill(fill, own, SIZE).numpy()
+  assert np.abs(same - fill).max() <= 0.5
+  shifted = upsampler.residual_fill(fill, own + 30, SIZE).numpy()
+  np.testing.assert_allclose(shifted, np.minimum(same + 30, 255), atol=1e-3)
