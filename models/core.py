@@ -466,12 +466,12 @@ class CloudTranCore(base.CloudTranModel):
           'fast sampler only.')
     _, slots, offsets = self.split_inputs(inputs, training=False)
     seed = base.seed_pair(seed) if mode == 'sample' else None
-    prior = self.prior_logits(self.prior_fill(inputs, training=False))
     return self.generate_with(self._reference_decode, slots, offsets, mode,
-                              only_parallel, seed, prior)
+                              only_parallel, seed,
+                              self.prior_fill(inputs, training=False))
 
   def generate_with(self, decode, slots, offsets, mode, only_parallel, seed,
-                    prior=None):
+                    fill=None):
     """Encoder, parallel head and `decode`: the body of both samplers.
 
     slots `(B, h, w, T-1, C)` and offsets `(1, C)` as `split_inputs` gives
@@ -479,8 +479,9 @@ class CloudTranCore(base.CloudTranModel):
     `(N, h, w, D)` and their offsets `(N,)` int32 (N = B·C) in, the pixel
     values `(N, h, w)` int32 and their softmax `(N, h, w, 256)` out. `seed`
     is the `(2,)` seed of `'sample'` (see `base.seed_pair`). Outputs as
-    `generate`. `prior`: `prior_logits` `(B, h, w, C, 256)` added to every
-    logit, or None; `decode` gets it folded, `(N, h, w, 256)`, or None.
+    `generate`. `fill`: the classical prior's fill `(B, h, w, C)`, whose
+    `prior_logits` are added to every logit, or None; `decode` gets it
+    folded, `(N, h, w)`, or None.
     """
     base.check_mode(mode)
     if only_parallel and self.parallel_head is None:
@@ -490,8 +491,8 @@ class CloudTranCore(base.CloudTranModel):
     output = {}
     if self.parallel_head is not None:
       logits = self.parallel_head(z)
-      if prior is not None:
-        logits += prior
+      if fill is not None:
+        logits += self.prior_logits(fill)
       output['parallel'] = tf.argmax(logits, axis=-1, output_type=tf.int32)
       output['parallel_proba'] = tf.nn.softmax(logits)
     if only_parallel:
@@ -500,12 +501,12 @@ class CloudTranCore(base.CloudTranModel):
     folded_offsets = tf.reshape(
         tf.broadcast_to(offsets, [tf.shape(z)[0], num_channels]), [-1])
     image, proba = decode(base.fold_channels(z), folded_offsets, mode, seed,
-                          None if prior is None else base.fold_channels(prior))
+                          None if fill is None else base.fold_channels(fill))
     output[f'auto_{mode}'] = base.unfold_channels(image, num_channels)
     output['proba'] = base.unfold_channels(proba, num_channels)
     return output
 
-  def _reference_decode(self, z, offsets, mode, seed, prior, num_rows=None):
+  def _reference_decode(self, z, offsets, mode, seed, fill, num_rows=None):
     """`decode` of `generate_with` re-running the full decoders per pixel.
 
     `num_rows` stops after that many rows (the benchmark times a few and
@@ -524,8 +525,8 @@ class CloudTranCore(base.CloudTranModel):
         embeddings = self.pixel_embedding((canvas + offsets)[..., None])
         activations = self.inner_decoder(embeddings, upper, z)
         logits = self.logits_from_activations(activations[:, row, col])
-        if prior is not None:
-          logits += prior[:, row, col]
+        if fill is not None:
+          logits += self.prior_logits(fill[:, row, col])
         pixel = base.choose_pixels(logits, mode, seed, row * width + col)
         here = (rows == row) & (cols == col)
         canvas = tf.where(here, pixel[:, None, None], canvas)
