@@ -37,10 +37,22 @@ def check_config(config):
         f'config.model.num_heads={model.num_heads}.')
 
 
+def _area_down(x, side):
+  """Area resize of `(B, H, W, C)` to `side` for H, W multiples of it: the
+  mean of each block, as `transforms.area_resize` (XLA has no ResizeArea)."""
+  height, width = x.shape[1:3]
+  if height % side or width % side:
+    raise ValueError(f'The upsampler\'s classical prior needs the resolution '
+                     f'({height}, {width}) to be a multiple of downsample_res='
+                     f'{side}.')
+  return tf.nn.avg_pool2d(x, (height // side, width // side),
+                          (height // side, width // side), 'VALID')
+
+
 def residual_fill(fill, low_res, side):
   """The full resolution fill with its low frequencies from the low
   resolution target: `fill + up(down(low_res) - down(fill))`, down an area
-  resize to `side`, up a bilinear one, clipped to 0..255.
+  resize to `side` (block means), up a bilinear one, clipped to 0..255.
 
   The fill keeps its texture and edges; the target (the truth in training,
   the core's output at inference) sets the level of each `side` pixel.
@@ -52,8 +64,8 @@ def residual_fill(fill, low_res, side):
     side: the low resolution (downsample_res).
   """
   fill = tf.cast(fill, tf.float32)
-  residual = (transforms.area_resize(low_res, side) -
-              transforms.area_resize(fill, side))
+  residual = (_area_down(tf.cast(low_res, tf.float32), side) -
+              _area_down(fill, side))
   up = tf.image.resize(residual, fill.shape[1:3], method='bilinear')
   return tf.clip_by_value(fill + up, 0., NUM_SYMBOLS - 1.)
 

@@ -203,3 +203,14 @@ def test_the_residual_fill_takes_its_levels_from_the_low_resolution():
   assert np.abs(same - fill).max() <= 0.5
   shifted = upsampler.residual_fill(fill, own + 30, SIZE).numpy()
   np.testing.assert_allclose(shifted, np.minimum(same + 30, 255), atol=1e-3)
+  # Its block means are the pipeline's area resize, and it compiles with
+  # XLA (training with config.jit_compile, the compiled sampler).
+  low_res = np.random.RandomState(1).randint(0, 256, fill.shape)
+  compiled = tf.function(upsampler.residual_fill, jit_compile=True)
+  got = compiled(tf.constant(fill, tf.float32), tf.constant(low_res), SIZE)
+  residual = (transforms.area_resize(low_res, SIZE) -
+              transforms.area_resize(fill, SIZE))
+  expected = np.clip(fill + tf.image.resize(residual, (FULL, FULL)), 0, 255)
+  np.testing.assert_allclose(got, expected, atol=1e-3)
+  with pytest.raises(ValueError, match='multiple of downsample_res'):
+    upsampler.residual_fill(fill, low_res, 5)
