@@ -15,8 +15,6 @@ the truth itself.
 
 import numpy as np
 
-from datasets import transforms
-
 
 def _slots(cube, n_channels):
   """(..., H, W, T·C) -> (..., H, W, T, C)."""
@@ -335,17 +333,10 @@ FILLS = {
 
 
 # The best fill made at full resolution, area-resized to a lower one (the
-# core's side): at the lower side, made from the inputs there, it loses
+# core's side; `jobs.evaluate.resized_fill`, which resizes as the data
+# pipeline does): at the lower side, made from the inputs there, it loses
 # dates to the coarser cloud mask and light to the wider window.
 RESIZED_FILL = 'resized local corrected mosaic'
-
-
-def resized_fill(cube, mask_cube, n_channels, side):
-  """The local corrected mosaic of a full-resolution 8-bit cube, clipped
-  and area-resized to (side, side) as the data pipeline resizes (rounded):
-  (..., side, side, C) uint8."""
-  fill = fill_8bit('local corrected mosaic', cube, mask_cube, n_channels)
-  return transforms.resize_values(fill, side).numpy().astype(np.uint8)
 
 
 def fill_8bit(name, cube, mask_cube, n_channels):

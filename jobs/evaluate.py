@@ -48,6 +48,7 @@ from datasets import pipeline
 from datasets import sample_outputs
 from datasets import subsets
 from datasets import tfrecords
+from datasets import transforms
 from evaluation import baselines
 from evaluation import calibration
 from evaluation import metrics
@@ -190,6 +191,15 @@ def resolutions(config):
   return sides
 
 
+def resized_fill(cube, mask_cube, n_channels, side):
+  """`baselines.RESIZED_FILL`: the local corrected mosaic of a
+  full-resolution 8-bit cube, clipped and area-resized to (side, side) as
+  the data pipeline resizes (rounded): (..., side, side, C) uint8."""
+  fill = baselines.fill_8bit('local corrected mosaic', cube, mask_cube,
+                             n_channels)
+  return transforms.resize_values(fill, side).numpy().astype(np.uint8)
+
+
 def gather(config, subset, sides, skip, count=None):
   """Truth, masks, baselines, tiles and coverage of outputs
   skip..skip+count-1 (count None: every output after `skip`).
@@ -219,7 +229,7 @@ def gather(config, subset, sides, skip, count=None):
       for name in baselines.FILLS:
         parts[side, name].append(baselines.fill_8bit(name, targets, mask, c))
       if side != full:
-        parts[side, baselines.RESIZED_FILL].append(baselines.resized_fill(
+        parts[side, baselines.RESIZED_FILL].append(resized_fill(
             batch['targets'], batch['mask'], c, side))
   found = sum(len(t) for t in parts['tile'])
   if not found or (count is not None and found < count):

@@ -32,6 +32,7 @@ from datasets import pipeline
 from evaluation import baselines
 from evaluation import metrics
 from jobs import checkpoints
+from jobs import evaluate
 from utils import cli
 
 matplotlib.use('Agg')
@@ -145,7 +146,7 @@ def best_classical(config, num_examples, side):
   fills = {name: baselines.fill_8bit(name, cube, mask, c)
            for name in baselines.FILLS}
   if side != plain.resolution[0]:
-    fills[baselines.RESIZED_FILL] = baselines.resized_fill(
+    fills[baselines.RESIZED_FILL] = evaluate.resized_fill(
         batch['targets'].numpy(), batch['mask'].numpy(), c, side)
   scores = {name: cloudy_psnr(fill, cube[..., :c], mask[..., -1])
             for name, fill in fills.items()}
