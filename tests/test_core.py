@@ -344,7 +344,8 @@ def test_a_certain_classical_prior_is_what_every_sampler_gives(inputs):
   gone = model.generate(prior_inputs)['auto_argmax'].numpy()
   assert (gone != fill).mean() > .9
   model.prior_log_precision.assign(-7.)
-  fast = model.generate(prior_inputs)['auto_argmax'].numpy()
+  one = {key: value[:1] for key, value in prior_inputs.items()}
+  fast = model.generate(one)['auto_argmax'].numpy()
   np.testing.assert_array_equal(
-      model.generate(prior_inputs, reference=True)['auto_argmax'], fast)
-  assert 0 < (fast == fill).mean() < 1 and (fast != gone).any()
+      model.generate(one, reference=True)['auto_argmax'], fast)
+  assert 0 < (fast == fill[:1]).mean() < 1 and (fast != gone[:1]).any()
