@@ -241,7 +241,7 @@ def tiny_upsampler(model):
 
 # What differs between the model kinds' configs (small_*: the `:small`
 # variant's hidden size, batch size, training steps and whether its
-# training step is compiled with XLA: 1.2-1.4x the plain step for the
+# training step is compiled with XLA: 1.2-1.45x the plain step for the
 # upsampler on the 2-core CPU, nothing for the core; docs/benchmarks.md).
 Kind = collections.namedtuple(
     'Kind', 'model_size eval_batch_size discriminator loss_factor '

@@ -200,6 +200,21 @@ def resized_fill(cube, mask_cube, n_channels, side):
   return transforms.resize_values(fill, side).numpy().astype(np.uint8)
 
 
+def fills_at(batch, side, config):
+  """Every baseline at `side` of a pipeline batch of uncorrected inputs
+  (numpy): {name: (N, s, s, C) uint8} for each of `baselines.FILLS`, and
+  below full resolution `baselines.RESIZED_FILL`."""
+  c = config.n_channels
+  targets = batch[keys.at_side('targets', side, config)]
+  mask = batch[keys.at_side('mask', side, config)]
+  fills = {name: baselines.fill_8bit(name, targets, mask, c)
+           for name in baselines.FILLS}
+  if side != config.resolution[0]:
+    fills[baselines.RESIZED_FILL] = resized_fill(batch['targets'],
+                                                 batch['mask'], c, side)
+  return fills
+
+
 def gather(config, subset, sides, skip, count=None):
   """Truth, masks, baselines, tiles and coverage of outputs
   skip..skip+count-1 (count None: every output after `skip`).
@@ -210,7 +225,7 @@ def gather(config, subset, sides, skip, count=None):
     (N, s, s) the target's clear-mask, 'known': (N, s, s) the truth's own
     clear-mask, 1 = clear}} for each side of `sides`.
   """
-  c, full = config.n_channels, config.resolution[0]
+  c = config.n_channels
   # The fills read the inputs as they are, whatever the models were fed.
   ds = pipeline.get_dataset(pipeline.uncorrected(config), PIPELINE_BATCH,
                             subsets.EVALUATED[subset].name)
@@ -226,11 +241,8 @@ def gather(config, subset, sides, skip, count=None):
       parts[side, 'truth'].append(targets[..., :c])
       parts[side, 'known'].append(mask[..., 0])
       parts[side, 'clear'].append(mask[..., -1])
-      for name in baselines.FILLS:
-        parts[side, name].append(baselines.fill_8bit(name, targets, mask, c))
-      if side != full:
-        parts[side, baselines.RESIZED_FILL].append(resized_fill(
-            batch['targets'], batch['mask'], c, side))
+      for name, fill in fills_at(batch, side, config).items():
+        parts[side, name].append(fill)
   found = sum(len(t) for t in parts['tile'])
   if not found or (count is not None and found < count):
     raise ValueError(f'The {subset} subset has {found} examples after the '

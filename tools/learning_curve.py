@@ -29,7 +29,6 @@ import tensorflow as tf
 
 from datasets import keys
 from datasets import pipeline
-from evaluation import baselines
 from evaluation import metrics
 from jobs import checkpoints
 from jobs import evaluate
@@ -139,17 +138,12 @@ def best_classical(config, num_examples, side):
   resolution's best fill resized is a candidate too (`evaluate.py`'s
   rows)."""
   plain = pipeline.uncorrected(config)
-  batch = next(iter(pipeline.get_dataset(plain, num_examples, 'valid')))
-  cube = batch[keys.at_side('targets', side, plain)].numpy()
-  mask = batch[keys.at_side('mask', side, plain)].numpy()
-  c = plain.n_channels
-  fills = {name: baselines.fill_8bit(name, cube, mask, c)
-           for name in baselines.FILLS}
-  if side != plain.resolution[0]:
-    fills[baselines.RESIZED_FILL] = evaluate.resized_fill(
-        batch['targets'].numpy(), batch['mask'].numpy(), c, side)
-  scores = {name: cloudy_psnr(fill, cube[..., :c], mask[..., -1])
-            for name, fill in fills.items()}
+  batch = next(pipeline.get_dataset(plain, num_examples,
+                                    'valid').as_numpy_iterator())
+  truth = batch[keys.at_side('targets', side, plain)][..., :plain.n_channels]
+  clear = batch[keys.at_side('mask', side, plain)][..., -1]
+  scores = {name: cloudy_psnr(fill, truth, clear)
+            for name, fill in evaluate.fills_at(batch, side, plain).items()}
   return max(scores.items(), key=lambda item: item[1])
 
 
