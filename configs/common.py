@@ -76,8 +76,9 @@ def data_config(config, split, downsample_res, n_channels):
   # New: the context dates as the models read them: 'none' (upstream) as
   # they are; 'global' or 'local': each in the light of the target date,
   # by a gain and offset fitted on the pixels clear in both, over the whole
-  # image or in a 15-px window around each pixel (datasets/transforms.py,
-  # correct_context). Both models of predict.py must share it.
+  # image or in a 15-px (else 31-px) window around each pixel
+  # (datasets/transforms.py, correct_context). Both models of predict.py
+  # must share it.
   config.context_correction = 'none'
   # New: the model's logits start from the classical fill: with True, the
   # pipeline adds the local corrected mosaic of the inputs at the model's

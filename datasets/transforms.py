@@ -164,9 +164,9 @@ def mask_targets(image, mask, n_channels):
 # config.context_correction: how the context dates reach the models.
 CONTEXT_CORRECTIONS = ('none', 'global', 'local')
 # As the classical fills (evaluation/baselines.py): fewest pixels for a
-# fitted gain, and the side of the local fit's window.
+# fitted gain, and the sides of the local fit's windows, smallest first.
 MIN_GAIN_PIXELS = 16
-LOCAL_WINDOW = 15
+LOCAL_WINDOWS = (15, 31)
 
 
 def _window_sum(values, window, axes):
@@ -211,10 +211,11 @@ def correct_context(targets, mask, n_channels, method):
   Per date and channel, the least-squares gain and offset from the date to
   the target over the pixels clear in both, as the classical corrected
   fills (evaluation/baselines.py) fit them: over the whole image
-  ('global'), or in the LOCAL_WINDOW square around each pixel ('local',
-  the whole image's fit where the window cannot fit a gain). Clear pixels
-  take the corrected value, rounded and clipped to 0..255; cloudy ones
-  keep MASK_VALUE; slots 0 and T-1 are unchanged. 'none' returns `targets`.
+  ('global'), or in a square around each pixel ('local': the smallest of
+  LOCAL_WINDOWS that can fit a gain, the whole image's fit where none
+  can). Clear pixels take the corrected value, rounded and clipped to
+  0..255; cloudy ones keep MASK_VALUE; slots 0 and T-1 are unchanged.
+  'none' returns `targets`.
 
   Args:
     targets: (..., H, W, T·C) integer cube, cloudy pixels = MASK_VALUE.
@@ -233,9 +234,12 @@ def correct_context(targets, mask, n_channels, method):
   valid = (clear[..., 1:-1] & clear[..., -1:])[..., None]
   image_sum = lambda v: tf.reduce_sum(v, axis=[-4, -3], keepdims=True)
   gain, offset, _ = _gain_offset(dates, target, valid, image_sum)
-  if method == 'local':
+  # The widest first: a smaller window's fit replaces it where it has one.
+  for window in sorted(LOCAL_WINDOWS if method == 'local' else (),
+                       reverse=True):
     local_gain, local_offset, sloped = _gain_offset(
-        dates, target, valid, lambda v: _window_sum(v, LOCAL_WINDOW, (-4, -3)))
+        dates, target, valid,
+        lambda v, w=window: _window_sum(v, w, (-4, -3)))
     gain = tf.where(sloped, local_gain, gain)
     offset = tf.where(sloped, local_offset, offset)
   corrected = tf.clip_by_value(tf.round(dates * gain + offset), 0., 255.)

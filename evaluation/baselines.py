@@ -95,8 +95,12 @@ def least_cloudy(cube, mask_cube, n_channels):
 # Fewest pixels clear in both dates for a least-squares gain: below it the
 # slope of a handful of pixels is mostly noise, so only the offset is fitted.
 MIN_GAIN_PIXELS = 16
-# Side of `local_corrected_mosaic`'s window, in pixels.
-LOCAL_WINDOW = 15
+# Sides of `local_corrected_mosaic`'s windows, in pixels, smallest first: a
+# pixel takes the fit of the smallest that holds enough clear pixels. The
+# 31 px one serves the inside of clouds wider than the 15 px window, which
+# the whole image's fit serves badly where light varies across it (+0.5 dB
+# per image on the cloudy pixels of docs/benchmark_v2.md's valid split).
+LOCAL_WINDOWS = (15, 31)
 
 
 def _context_dates(slots, mask_cube):
@@ -178,12 +182,13 @@ def _window_sum(values, window):
   return values
 
 
-def _corrected_context(slots, mask_cube, window=None, fit=None):
+def _corrected_context(slots, mask_cube, windows=(), fit=None):
   """Every context date (slots 1..T-2) in the target's light, (..., H, W,
   T-2, C) float64: `fit_gain_offset` from it to the target (slot T-1) over
   the pixels clear in both (or `fit`, (gain, offset) each (..., T-2, C));
-  with `window`, a gain and offset per pixel fitted in the window around
-  it, the whole image's (or `fit`) where the window cannot fit a gain."""
+  with `windows`, a gain and offset per pixel fitted in the smallest
+  window around it that can fit a gain, the whole image's (or `fit`) where
+  none can."""
   dates, clear = _context_dates(slots, mask_cube)
   # Dates first, (..., T-2, H, W, C), to fit one gain per date and channel.
   source = np.moveaxis(dates, -2, -4)
@@ -194,9 +199,10 @@ def _corrected_context(slots, mask_cube, window=None, fit=None):
   else:
     gain, offset = (np.asarray(v, np.float64)[..., None, None, :]
                     for v in fit)
-  if window:
+  # The widest first: a smaller window's fit replaces it where it has one.
+  for window in sorted(windows, reverse=True):
     local_gain, local_offset, sloped = _least_squares(
-        source, target, valid, lambda v: _window_sum(v, window))
+        source, target, valid, lambda v, w=window: _window_sum(v, w))
     gain = np.where(sloped, local_gain, gain)
     offset = np.where(sloped, local_offset, offset)
   return np.moveaxis(source * gain + offset, -4, -2)
@@ -240,7 +246,7 @@ def corrected_least_cloudy(cube, mask_cube, n_channels, fit=None):
                    slots.dtype)
 
 
-def _corrected_newest_clear(cube, mask_cube, n_channels, window=None,
+def _corrected_newest_clear(cube, mask_cube, n_channels, windows=(),
                             fit=None, fill=None):
   """`mosaic` over the target and its context dates in the target's light
   (`_corrected_context`, with `fit`); a pixel clear in no date takes `fill`
@@ -250,7 +256,7 @@ def _corrected_newest_clear(cube, mask_cube, n_channels, window=None,
   # Slot 0 (the truth) replaced by zeros: `_newest_clear` never takes it.
   corrected = np.concatenate(
       [np.zeros(slots[..., :1, :].shape),
-       _corrected_context(slots, mask_cube, window, fit), slots[..., -1:, :]],
+       _corrected_context(slots, mask_cube, windows, fit), slots[..., -1:, :]],
       axis=-2)
   values, found = _newest_clear(corrected, mask_cube)
   if fill is None:
@@ -290,32 +296,34 @@ def corrected_mosaic(cube, mask_cube, n_channels, fit=None, fill=None):
                                  fill=fill)
 
 
-def local_corrected_mosaic(cube, mask_cube, n_channels, window=LOCAL_WINDOW,
-                           fit=None, fill=None):
-  """`corrected_mosaic` with a gain and offset per pixel, fitted in the
-  window × window square around it.
+def local_corrected_mosaic(cube, mask_cube, n_channels,
+                           windows=LOCAL_WINDOWS, fit=None, fill=None):
+  """`corrected_mosaic` with a gain and offset per pixel, fitted in a
+  square window around it.
 
   The moving-window gain/offset is the classical local linear histogram
   matching of Landsat 7's SLC-off gap filling (USGS): a global correction
   cannot follow light or haze that varies across the image, a local one can,
-  at the cost of a few box sums. Where the window holds fewer than
-  MIN_GAIN_PIXELS pixels clear in both dates (or a constant date), the
-  pixel takes the whole image's gain and offset; fill as `corrected_mosaic`.
+  at the cost of a few box sums. A pixel takes the fit of the smallest of
+  `windows` that holds at least MIN_GAIN_PIXELS pixels clear in both dates
+  (and no constant date), the whole image's gain and offset where none
+  does; fill as `corrected_mosaic`.
 
   Args:
     cube: (..., H, W, T·C) image cube; slot 0 (the truth) is never read.
     mask_cube: (..., H, W, T), 1 = clear, 0 = cloud.
     n_channels: C.
-    window: odd side of the window, in pixels.
+    windows: odd sides of the windows, in pixels.
     fit, fill: as `corrected_mosaic`.
 
   Returns:
     (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
   """
-  if window < 1 or window % 2 == 0:
-    raise ValueError(f'The window side must be odd and positive, got '
-                     f'{window}.')
-  return _corrected_newest_clear(cube, mask_cube, n_channels, window, fit,
+  for window in windows:
+    if window < 1 or window % 2 == 0:
+      raise ValueError(f'A window side must be odd and positive, got '
+                       f'{window}.')
+  return _corrected_newest_clear(cube, mask_cube, n_channels, windows, fit,
                                  fill)
 
 

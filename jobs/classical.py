@@ -18,9 +18,10 @@ the same numbers and each fill is per pixel, so the output is the baseline
 run on the whole scene at once, with no seam, in one read of the scene for
 the fit and one for the output. What a scene-wide fit cannot follow, light
 or haze that changes across the scene, `local_corrected_mosaic` follows:
-its gain and offset are fitted per pixel in a LOCAL_WINDOW px square, read
-with that margin around each block, so it too is seamless; where the
-window holds too few clear pixels it falls back to the scene's fit.
+its gain and offset are fitted per pixel in a square window (the smallest
+of LOCAL_WINDOWS with enough clear pixels), read with the widest one's
+margin around each block, so it too is seamless; where no window holds
+enough clear pixels it falls back to the scene's fit.
 """
 
 import collections
@@ -36,8 +37,8 @@ from utils.errors import DataError
 _FILLED = tuple(name.replace(' ', '_') for name in baselines.FILLS
                 if name != 'cloudy input')
 METHODS = ('mosaic', *(name for name in _FILLED if name != 'mosaic'))
-# Pixels read around a block for `local_corrected_mosaic`'s window.
-LOCAL_MARGIN = baselines.LOCAL_WINDOW // 2
+# Pixels read around a block for `local_corrected_mosaic`'s widest window.
+LOCAL_MARGIN = max(baselines.LOCAL_WINDOWS) // 2
 CHANNELS = 3
 
 # A scene's fit: per context date and channel the gain and offset into the

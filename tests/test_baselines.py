@@ -211,14 +211,14 @@ def test_local_corrected_mosaic_follows_light_that_varies_across_the_image():
   mask[4:8, 2:4, 2] = 0                  # cloudy in the left half
   mask[4:8, 20:22, 2] = 0                # and in the right half
   cube = _stack([truth, date, target])
-  local = baselines.local_corrected_mosaic(cube, mask, 2, window=5)
+  local = baselines.local_corrected_mosaic(cube, mask, 2, windows=(5,))
   cloudy = mask[..., 2] == 0
   np.testing.assert_allclose(local[cloudy], truth[cloudy], atol=1e-9)
   # One gain for the whole image cannot.
   whole = baselines.corrected_mosaic(cube, mask, 2)
   assert np.abs(whole[cloudy] - truth[cloudy]).max() > 1.
   with pytest.raises(ValueError, match='odd'):
-    baselines.local_corrected_mosaic(cube, mask, 2, window=4)
+    baselines.local_corrected_mosaic(cube, mask, 2, windows=(5, 4))
 
 
 def test_local_corrected_mosaic_falls_back_to_the_image_fit():
@@ -226,8 +226,27 @@ def test_local_corrected_mosaic_falls_back_to_the_image_fit():
   cube = _stack([truth, _light(truth, 1.1, 5.).astype(np.uint8), truth])
   mask = np.ones((12, 12, 3), np.uint8)
   mask[:7, :7, 2] = 0                    # a 3×3 window at (1, 1): no pixel
-  local = baselines.local_corrected_mosaic(cube, mask, 2, window=3)
+  local = baselines.local_corrected_mosaic(cube, mask, 2, windows=(3,))
   np.testing.assert_array_equal(local, truth)
+
+
+def test_local_corrected_mosaic_takes_a_wider_window_inside_a_large_cloud():
+  rng = np.random.default_rng(3)
+  truth = rng.uniform(0, 200, (13, 24, 2))
+  date = np.concatenate([_light(truth[:, :12], 1.1, 5.),
+                         _light(truth[:, 12:], 0.7, 30.)], axis=1)
+  mask = np.ones((13, 24, 3), np.uint8)
+  mask[3:10, 2:9, 2] = 0                 # 7×7: no 5×5 window inside fits
+  cube = _stack([truth, date, truth])
+  # The 9×9 windows of the cloud's columns 2..7 lie in the left half.
+  inside = np.zeros((13, 24), bool)
+  inside[3:10, 2:8] = True
+  narrow = baselines.local_corrected_mosaic(cube, mask, 2, windows=(5,))
+  both = baselines.local_corrected_mosaic(cube, mask, 2, windows=(9, 5))
+  np.testing.assert_allclose(both[inside], truth[inside], atol=1e-9)
+  assert np.abs(narrow[inside] - truth[inside]).max() > 1.
+  clear = mask[..., 2] > 0
+  np.testing.assert_array_equal(both[clear], truth[clear])
 
 
 def test_corrected_baselines_need_a_context_date():

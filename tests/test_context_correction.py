@@ -42,18 +42,18 @@ def test_a_linear_date_comes_back_as_the_target(method):
                                 targets.reshape(32, 32, 4, C)[..., [0, 3], :])
 
 
-@pytest.mark.parametrize('method,window', [('global', None),
-                                           ('local', baselines.LOCAL_WINDOW)])
-def test_the_classical_fill_fit_on_random_cubes(method, window):
+@pytest.mark.parametrize('method,windows', [('global', ()),
+                                            ('local', baselines.LOCAL_WINDOWS)])
+def test_the_classical_fill_fit_on_random_cubes(method, windows):
   targets, mask = cube_and_mask(1)
   out = transforms.correct_context(targets, mask, C, method).numpy()
   slots = targets.reshape(24, 24, 5, C)
   expected = np.clip(np.rint(baselines._corrected_context(  # pylint: disable=protected-access
-      slots, mask, window)), 0, 255)
+      slots, mask, windows)), 0, 255)
   clear = mask[..., 1:-1] > 0
   got = out.reshape(24, 24, 5, C)[..., 1:-1, :]
   np.testing.assert_array_equal(got[clear], expected[clear])
-  assert transforms.LOCAL_WINDOW == baselines.LOCAL_WINDOW
+  assert transforms.LOCAL_WINDOWS == baselines.LOCAL_WINDOWS
   assert transforms.MIN_GAIN_PIXELS == baselines.MIN_GAIN_PIXELS
 
 
