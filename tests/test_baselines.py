@@ -236,7 +236,7 @@ def test_local_corrected_mosaic_takes_a_wider_window_inside_a_large_cloud():
   date = np.concatenate([_light(truth[:, :12], 1.1, 5.),
                          _light(truth[:, 12:], 0.7, 30.)], axis=1)
   mask = np.ones((13, 24, 3), np.uint8)
-  mask[3:10, 2:9, 2] = 0                 # 7×7: no 5×5 window inside fits
+  mask[3:10, 2:9, 2] = 0     # 7×7: the 5×5 windows of its middle are cloudy
   cube = _stack([truth, date, truth])
   # The 9×9 windows of the cloud's columns 2..7 lie in the left half.
   inside = np.zeros((13, 24), bool)
