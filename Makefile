@@ -162,8 +162,9 @@ SMALL_SEED ?= 1
 SMALL_BENCH_VERSION ?= 2
 # Extra tools.recipe_dataset arguments, e.g. "--train 24 --valid 8 --holdout 8".
 BENCH_ARGS ?=
-SMALL_CORE_STEPS ?= 2000
-SMALL_UP_STEPS ?= 2000
+# Chosen on the valid split (docs/reproduce_small.md, "Step counts").
+SMALL_CORE_STEPS ?= 300
+SMALL_UP_STEPS ?= 1000
 # Outputs sampled per held-out split (each split has 48 tiles by default).
 SMALL_OUTPUTS ?= 48
 S_CORE_TRAIN := configs/cloudtran_core_train.py:small

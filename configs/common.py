@@ -251,12 +251,12 @@ Kind = collections.namedtuple(
 KINDS = {
     'cloudtran_core': Kind(
         128, 16, True, 0.99, core_model_config, tiny_core,
-        dict(log_dir='samples_core_{subset}'), 64, 8, 2000, False),
+        dict(log_dir='samples_core_{subset}'), 64, 8, 300, False),
     'upsampler': Kind(
         # Upstream's upsampler configs have no loss_factor: its default, 1.
         512, 1, False, 1.0, upsampler_model_config, tiny_upsampler,
         dict(log_dir='samples_sup_{subset}', batch_size=5,
-             gen_file='gen0_sup_{subset}', upsample_factor=1), 128, 4, 2000,
+             gen_file='gen0_sup_{subset}', upsample_factor=1), 128, 4, 1000,
         True),
 }
 VARIANTS = ('', 'tiny', 'small')
@@ -340,8 +340,8 @@ def small(config, split, spec):
   config.shuffle_buffer = 256
   config.batch_size = spec.small_batch_size
   config.max_train_steps = spec.small_steps
-  # Often enough that the learning curve has about ten checkpoints.
-  config.save_checkpoint_secs = 240
+  # Often enough that the learning curve has five to ten checkpoints.
+  config.save_checkpoint_secs = 120
   config.eval_num_examples = 48
   config.eval_batch_size = 8
   # An averaging horizon of ~200 steps, short beside the run.

@@ -14,9 +14,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STAGES = ['small-data', 'small-train-core', 'small-train-upsampler',
           'small-sample', 'small-evaluate', 'small-sheets', 'small-curve']
-# Stamps in the order the stages make them, at the default 2,000 steps.
-STAMPS = ['data', 'train-core-2000', 'train-upsampler-2000'] + [
-    f'{stage}-2000-2000' for stage in (
+# The Makefile's default training steps (SMALL_CORE_STEPS, SMALL_UP_STEPS).
+CORE, UP = '300', '1000'
+# Stamps in the order the stages make them, at the default steps.
+STAMPS = ['data', f'train-core-{CORE}', f'train-upsampler-{UP}'] + [
+    f'{stage}-{CORE}-{UP}' for stage in (
         'sample-valid', 'sample-holdout', 'evaluate-valid', 'evaluate-holdout',
         'sheets', 'curve')]
 # The banners of the nine stages, by number.
@@ -115,7 +117,7 @@ def sampled(stages, stage):
   return jobs
 
 
-def check_held_out_wiring(tmp_path, stages, steps='2000'):
+def check_held_out_wiring(tmp_path, stages, steps=CORE):
   """Each held-out split is sampled from its own data (core parallel, core
   autoregressive, the upsampler on the latter) and scored against the
   same data; the contact sheets show the holdout, the curves the valid."""
@@ -125,7 +127,7 @@ def check_held_out_wiring(tmp_path, stages, steps='2000'):
     data = split_data(tmp_path, split)
     jobs = sampled(stages, sample_stage)
     core_dir = f'{core}/samples_core_{split}_{steps}'
-    up_dir = f'{up}/samples_sup_{split}_{steps}-2000'
+    up_dir = f'{up}/samples_sup_{split}_{steps}-{UP}'
     assert sorted(jobs) == sorted([core_dir, core_dir + '_parallel', up_dir])
     for out, flags in jobs.items():
       assert data_of(flags) == data, (split, out)
@@ -144,7 +146,7 @@ def check_held_out_wiring(tmp_path, stages, steps='2000'):
   assert program == 'tools.contact_sheet'
   assert data_of(flags) == split_data(tmp_path, 'holdout')
   assert flag(flags, 'core') == f'{core}/samples_core_holdout_{steps}'
-  assert flag(flags, 'upsampled') == f'{up}/samples_sup_holdout_{steps}-2000'
+  assert flag(flags, 'upsampled') == f'{up}/samples_sup_holdout_{steps}-{UP}'
   ((program, flags, _),) = stages[9]
   assert program == 'tools.learning_curve'
   for run, logdir in (('core', core), ('upsampler', up)):
@@ -160,14 +162,15 @@ def test_a_fresh_run_does_every_stage_on_the_right_data(tmp_path):
   assert maker.startswith('tools.') and positional == [
       f'{tmp_path}/small/data']
   train = split_data(tmp_path, 'train')
-  for stage, (config, logdir) in ((2, ('cloudtran_core_train', 'core')),
-                                  (3, ('upsampler_train', 'upsampler'))):
+  for stage, (config, logdir, steps) in (
+      (2, ('cloudtran_core_train', 'core', CORE)),
+      (3, ('upsampler_train', 'upsampler', UP))):
     ((program, flags, _),) = stages[stage]
     assert program == 'run.py' and flag(flags, 'mode') == 'train'
     assert flag(flags, 'config') == f'configs/{config}.py:small'
     assert flag(flags, 'logdir') == f'{tmp_path}/small/{logdir}'
     assert data_of(flags) == train
-    assert flag(flags, 'config.max_train_steps') == '2000'
+    assert flag(flags, 'config.max_train_steps') == steps
   assert split_data(tmp_path, 'valid') != split_data(tmp_path, 'holdout')
   check_held_out_wiring(tmp_path, stages)
 
@@ -187,7 +190,7 @@ def stamp(tmp_path, names):
 
 
 def test_a_newer_input_redoes_what_reads_it(tmp_path):
-  stamp(tmp_path, STAMPS + ['train-upsampler-2000'])   # trained again
+  stamp(tmp_path, STAMPS + [f'train-upsampler-{UP}'])   # trained again
   stages = dry_run(tmp_path, *STAGES)
   assert sorted(stages) == [4, 5, 6, 7, 8, 9]
   check_held_out_wiring(tmp_path, stages)
@@ -218,10 +221,10 @@ def test_the_version_1_holdout_is_its_own_data_scored_by_the_same_models(
   data = {key: value.replace(f'{tmp_path}/small/data/', f'{root}/')
           for key, value in split_data(tmp_path, 'holdout').items()}
   jobs = sampled(stages, 'sample the holdout_v1 split')
-  core = f'{tmp_path}/small/core/samples_core_holdout_v1_2000'
+  core = f'{tmp_path}/small/core/samples_core_holdout_v1_{CORE}'
   assert sorted(jobs) == sorted(
       [core, core + '_parallel',
-       f'{tmp_path}/small/upsampler/samples_sup_holdout_v1_2000-2000'])
+       f'{tmp_path}/small/upsampler/samples_sup_holdout_v1_{CORE}-{UP}'])
   for out, job in jobs.items():
     assert data_of(job) == data, out
     assert flag(job, 'logdir') in (f'{tmp_path}/small/core',
