@@ -143,6 +143,10 @@ def core_model_config(hidden_size, downsample_res, n_channels):
   model.stage = 'encoder_decoder'
   model.resolution = square(downsample_res)
   model.name = 'cloudtran_core'
+  # New: with config.classical_prior, a dense head on the encoder's output
+  # shifts the prior's centre and scales its precision per pixel (zero at
+  # the start; models/core.py, CloudTranCore.prior).
+  model.prior_head = False
 
   enc = model.encoder = ml_collections.ConfigDict()
   enc.n_channels = n_channels

@@ -178,15 +178,26 @@ class CloudTranModel(tf.keras.Model):
     return inputs[keys.at_side('prior_slice' if training else 'prior',
                                self.output_side(self.config), self.config)]
 
-  def prior_logits(self, fill):
-    """The classical prior's logits `(..., 256)` of a fill `(...)`: -(v -
-    fill)² times the learned precision, for every value v; None for a None
-    fill."""
+  def prior_params(self, fill, adjust=None):
+    """The classical prior of a fill `(...)`: `(..., 2)` float32, its centre
+    (the fill, in levels) and the learned log precision, plus `adjust`
+    `(..., 2)` when given (a per-pixel shift and log scale); None for a
+    None fill."""
     if fill is None:
       return None
+    fill = tf.cast(fill, tf.float32)
+    params = tf.stack(
+        [fill, tf.broadcast_to(self.prior_log_precision, tf.shape(fill))], -1)
+    return params if adjust is None else params + tf.cast(adjust, tf.float32)
+
+  def prior_logits(self, params):
+    """The classical prior's logits `(..., 256)` of its `prior_params`
+    `(..., 2)`: -(v - centre)² times the precision, for every value v; None
+    for None."""
+    if params is None:
+      return None
     values = tf.range(NUM_SYMBOLS, dtype=tf.float32)
-    return -tf.square(values - tf.cast(fill, tf.float32)[..., None]) * tf.exp(
-        self.prior_log_precision)
+    return -tf.square(values - params[..., :1]) * tf.exp(params[..., 1:])
 
   def loss(self, inputs, logits, aux, training):
     """Returns (weighted total, {'loss': bits/dim, <metric_key>: bits/dim})."""

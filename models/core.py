@@ -65,6 +65,9 @@ def check_config(config):
   if model.stage not in STAGES:
     raise ValueError(f'config.model.stage={model.stage!r} must be one of '
                      f'{STAGES}.')
+  if model.prior_head and not config.classical_prior:
+    raise ValueError('config.model.prior_head adjusts the classical prior: '
+                     'set config.classical_prior=True too.')
   if enc.aggregation not in AGGREGATIONS:
     raise ValueError(f'config.model.encoder.aggregation={enc.aggregation!r} '
                      f'must be one of {AGGREGATIONS}.')
@@ -332,6 +335,12 @@ class CloudTranCore(base.CloudTranModel):
       self.parallel_head = layers.dense(NUM_SYMBOLS, hidden_size,
                                         use_bias=False,
                                         dtype=layers.KEEP_FLOAT32)
+    # Zero at the start: the prior is the fill's until training moves it.
+    self.prior_head = None
+    if model.prior_head:
+      self.prior_head = layers.dense(2, hidden_size,
+                                     kernel_initializer='zeros',
+                                     dtype=layers.KEEP_FLOAT32)
     self.pixel_embedding = layers.OneHotEmbedding(
         NUM_SYMBOLS * self.num_channels, hidden_size)
     self.outer_decoder = OuterDecoder(model.decoder, self.resolution)
@@ -397,10 +406,20 @@ class CloudTranCore(base.CloudTranModel):
     return base.unfold_channels(self.logits_from_activations(activations),
                            target.shape[-1])
 
+  def prior(self, fill, z):
+    """`base.CloudTranModel.prior_params` `(B, h, w, C_out, 2)` of a fill
+    `(B, h, w, C_out)` (None: None); with config.model.prior_head, shifted
+    and rescaled per pixel by a dense head on z `(B, h, w, C_out, D)`."""
+    if fill is None:
+      return None
+    return self.prior_params(
+        fill, None if self.prior_head is None else self.prior_head(z))
+
   def get_logits(self, inputs, training):
     target, slots, offsets = self.split_inputs(inputs, training)
     z = self.encode(slots, offsets, training=training)
-    prior = self.prior_logits(self.prior_fill(inputs, training))
+    prior = self.prior_logits(
+        self.prior(self.prior_fill(inputs, training), z))
     with_prior = lambda logits: logits if prior is None else logits + prior
     aux = {}
     if self.parallel_head is not None:
@@ -480,19 +499,20 @@ class CloudTranCore(base.CloudTranModel):
     values `(N, h, w)` int32 and their softmax `(N, h, w, 256)` out. `seed`
     is the `(2,)` seed of `'sample'` (see `base.seed_pair`). Outputs as
     `generate`. `fill`: the classical prior's fill `(B, h, w, C)`, whose
-    `prior_logits` are added to every logit, or None; `decode` gets it
-    folded, `(N, h, w)`, or None.
+    `prior_logits` are added to every logit, or None; `decode` gets its
+    `prior` folded, `(N, h, w, 2)`, or None.
     """
     base.check_mode(mode)
     if only_parallel and self.parallel_head is None:
       raise ValueError("only_parallel needs a parallel head: set "
                        "config.model.stage='encoder_decoder'.")
     z = self.encode(slots, offsets)
+    prior = self.prior(fill, z)
     output = {}
     if self.parallel_head is not None:
       logits = self.parallel_head(z)
-      if fill is not None:
-        logits += self.prior_logits(fill)
+      if prior is not None:
+        logits += self.prior_logits(prior)
       output['parallel'] = tf.argmax(logits, axis=-1, output_type=tf.int32)
       output['parallel_proba'] = tf.nn.softmax(logits)
     if only_parallel:
@@ -501,12 +521,12 @@ class CloudTranCore(base.CloudTranModel):
     folded_offsets = tf.reshape(
         tf.broadcast_to(offsets, [tf.shape(z)[0], num_channels]), [-1])
     image, proba = decode(base.fold_channels(z), folded_offsets, mode, seed,
-                          None if fill is None else base.fold_channels(fill))
+                          None if prior is None else base.fold_channels(prior))
     output[f'auto_{mode}'] = base.unfold_channels(image, num_channels)
     output['proba'] = base.unfold_channels(proba, num_channels)
     return output
 
-  def _reference_decode(self, z, offsets, mode, seed, fill, num_rows=None):
+  def _reference_decode(self, z, offsets, mode, seed, prior, num_rows=None):
     """`decode` of `generate_with` re-running the full decoders per pixel.
 
     `num_rows` stops after that many rows (the benchmark times a few and
@@ -525,8 +545,8 @@ class CloudTranCore(base.CloudTranModel):
         embeddings = self.pixel_embedding((canvas + offsets)[..., None])
         activations = self.inner_decoder(embeddings, upper, z)
         logits = self.logits_from_activations(activations[:, row, col])
-        if fill is not None:
-          logits += self.prior_logits(fill[:, row, col])
+        if prior is not None:
+          logits += self.prior_logits(prior[:, row, col])
         pixel = base.choose_pixels(logits, mode, seed, row * width + col)
         here = (rows == row) & (cols == col)
         canvas = tf.where(here, pixel[:, None, None], canvas)

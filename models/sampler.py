@@ -136,12 +136,12 @@ class Sampler:
     return self.model.generate_with(self.decode, slots, offsets, mode,
                                     only_parallel, seed, fill)
 
-  def decode(self, z, offsets, mode, seed, fill=None):
+  def decode(self, z, offsets, mode, seed, prior=None):
     """The cached `decode` of `CloudTranCore.generate_with`.
 
-    z `(N, h, w, D)`, offsets `(N,)` int32, seed `(2,)`, fill `(N, h, w)`
-    the classical prior's fill or None; returns the pixel values `(N, h, w)`
-    int32 and their softmax `(N, h, w, 256)`.
+    z `(N, h, w, D)`, offsets `(N,)` int32, seed `(2,)`, prior `(N, h, w,
+    2)` the classical prior's `prior_params` or None; returns the pixel
+    values `(N, h, w)` int32 and their softmax `(N, h, w, 256)`.
     """
     outer = self.model.outer_decoder
     _, height, width, hidden_size = z.shape
@@ -166,7 +166,7 @@ class Sampler:
       pixels, probs = self._inner_row(
           row, z_row, upper, offsets, mode, seed,
           _norm_scale_shifts(inner_blocks, z_row) if row_norms
-          else inner_norms, None if fill is None else _take(fill, row, 1))
+          else inner_norms, None if prior is None else _take(prior, row, 1))
       image = image.write(row, pixels)
       proba = proba.write(row, probs)
       upper, caches = self._outer_row(row, pixels, z_row, offsets,
@@ -175,11 +175,11 @@ class Sampler:
             tf.transpose(proba.stack(), [1, 0, 2, 3]))
 
   def _inner_row(self, row, z_row, upper, offsets, mode, seed, norms,
-                 fill_row=None):
+                 prior_row=None):
     """Generates row `row` pixel by pixel (step 1 of the class docstring).
 
-    z_row and upper (the outer context) are `(N, 1, w, D)`, fill_row the
-    row's classical fill `(N, 1, w)` or None. Returns the
+    z_row and upper (the outer context) are `(N, 1, w, D)`, prior_row the
+    row's classical prior `(N, 1, w, 2)` or None. Returns the
     values `(N, w)` int32 and their softmax `(N, w, 256)`.
     """
     model = self.model
@@ -212,8 +212,8 @@ class Sampler:
         new_caches.append(cache)
       caches = new_caches
       logits = model.logits_from_activations(x)[:, 0, 0]
-      if fill_row is not None:
-        logits += model.prior_logits(_take(fill_row, column, 2)[:, 0, 0])
+      if prior_row is not None:
+        logits += model.prior_logits(_take(prior_row, column, 2)[:, 0, 0])
       pixel = base.choose_pixels(logits, mode, seed, row * width + column)
       pixels = pixels.write(column, pixel)
       probs = probs.write(column, tf.nn.softmax(logits))

@@ -174,7 +174,8 @@ class Upsampler(base.CloudTranModel):
       low_res = low_res[..., :self.num_channels]
     logits = self.upsample(low_res, offsets, self._slots(inputs),
                            training=training)
-    prior = self.prior_logits(self.prior_fill(inputs, training))
+    prior = self.prior_logits(
+        self.prior_params(self.prior_fill(inputs, training)))
     return (logits if prior is None else logits + prior), {}
 
   def call(self, inputs, training=False):
@@ -230,13 +231,14 @@ class Upsampler(base.CloudTranModel):
     """
     offsets = base.channel_offsets(None, self.num_channels)
     symbols = base.fold_channels(low_res + offsets[:, None, None])
-    fills = None if fill is None else base.fold_channels(fill)
+    priors = (None if fill is None else
+              base.fold_channels(self.prior_params(fill)))
 
     def one_map(index):
       time = self.time_embedding(slots[index // self.num_channels][None])
       logits = self._map_logits(symbols[index][None], time)[0]
-      if fills is not None:
-        logits += self.prior_logits(fills[index])
+      if priors is not None:
+        logits += self.prior_logits(priors[index])
       flat = tf.reshape(logits, [-1, NUM_SYMBOLS])
       pixels = base.choose_pixels(
           flat, mode, tf.random.experimental.stateless_fold_in(seed, index),

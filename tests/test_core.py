@@ -349,3 +349,46 @@ def test_a_certain_classical_prior_is_what_every_sampler_gives(inputs):
   np.testing.assert_array_equal(
       model.generate(one, reference=True)['auto_argmax'], fast)
   assert 0 < (fast == fill[:1]).mean() < 1 and (fast != gone[:1]).any()
+
+
+def test_the_prior_head_moves_the_prior_and_every_sampler_follows(inputs):
+  """config.model.prior_head starts at zero (the plain prior's logits); its
+  shift moves what a certain prior gives by as many levels, in the parallel
+  head and the fast sampler, and its weights get a gradient."""
+  config = model_helpers.core_config()
+  config.classical_prior = True
+  config.model.prior_head = True
+  model = models.build(config)
+  prior_inputs = model_helpers.random_inputs(config, seed=3)
+  logits, aux = model.get_logits(prior_inputs, training=False)
+  head, model.prior_head = model.prior_head, None
+  plain_logits, plain_aux = model.get_logits(prior_inputs, training=False)
+  model.prior_head = head
+  np.testing.assert_array_equal(logits, plain_logits)
+  np.testing.assert_array_equal(aux['encoder_logits'],
+                                plain_aux['encoder_logits'])
+  _, grads = model_helpers.gradients(
+      model, model_helpers.random_inputs(config), training=True)
+  head = {v.path for v in model.prior_head.weights}
+  assert all(g is not None and np.abs(g).sum() > 0
+             for v, g in grads if v.path in head)
+  fill = prior_inputs[f'prior_{SIZE}'].numpy()
+  model.prior_log_precision.assign(10.)
+  model.prior_head.bias.assign([3., 0.])
+  fast = model.generate(prior_inputs)
+  for out in (fast['parallel'], fast['auto_argmax']):
+    np.testing.assert_array_equal(out, np.minimum(fill + 3, 255))
+  model.prior_log_precision.assign(-5.)
+  model.prior_head.kernel.assign(
+      np.random.RandomState(0).normal(0, 2., model.prior_head.kernel.shape))
+  one = {key: value[:1] for key, value in prior_inputs.items()}
+  fast = model.generate(one)['auto_argmax'].numpy()
+  np.testing.assert_array_equal(
+      model.generate(one, reference=True)['auto_argmax'], fast)
+
+
+def test_the_prior_head_needs_the_prior():
+  config = model_helpers.core_config()
+  config.model.prior_head = True
+  with pytest.raises(ValueError, match='classical_prior'):
+    models.build(config)
