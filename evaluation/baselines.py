@@ -101,6 +101,12 @@ MIN_GAIN_PIXELS = 16
 # the whole image's fit serves badly where light varies across it (+0.5 dB
 # per image on the cloudy pixels of docs/benchmark_v2.md's valid split).
 LOCAL_WINDOWS = (15, 31)
+# similar_pixel_mosaic: the square searched around a cloudy pixel (its
+# half side) and the similar pixels averaged, chosen on benchmark v2's valid
+# split (docs/beat_classical.md, session 12).
+SIMILAR_RADIUS = 7
+SIMILAR_COUNT = 8
+SIMILAR_FILL = 'similar-pixel corrected mosaic'
 
 
 def _context_dates(slots, mask_cube):
@@ -327,6 +333,84 @@ def local_corrected_mosaic(cube, mask_cube, n_channels,
                                  fill)
 
 
+def _similar_shift(values, error, usable, radius, count):
+  """`similar_pixel_mosaic`'s correction of one image: the mean `error`
+  (H, W, C) of the `count` `usable` (H, W) pixels within `radius` whose
+  `values` (H, W, C) are nearest each pixel's, and whether it has that
+  many, (H, W)."""
+  height, width = usable.shape
+  pad = ((radius, radius), (radius, radius))
+  padded_values = np.pad(values, pad + ((0, 0),))
+  padded_error = np.pad(error, pad + ((0, 0),))
+  padded_usable = np.pad(usable, pad)
+  offsets = [(slice(dy, dy + height), slice(dx, dx + width))
+             for dy in range(2 * radius + 1) for dx in range(2 * radius + 1)]
+  distances = np.empty((height, width, len(offsets)), np.float32)
+  for i, window in enumerate(offsets):
+    distances[..., i] = np.where(
+        padded_usable[window],
+        np.square(padded_values[window] - values).sum(axis=-1), np.inf)
+  nearest = np.argpartition(distances, count - 1, axis=-1)[..., :count]
+  enough = np.isfinite(
+      np.take_along_axis(distances, nearest, axis=-1)).all(axis=-1)
+  shift = np.zeros_like(error)
+  for i, window in enumerate(offsets):
+    chosen = (nearest == i).any(axis=-1)
+    shift += np.where(chosen[..., None], padded_error[window], 0)
+  return shift / count, enough
+
+
+def similar_pixel_mosaic(cube, mask_cube, n_channels,
+                         radius=SIMILAR_RADIUS, count=SIMILAR_COUNT):
+  """`local_corrected_mosaic` corrected again where the target is cloudy,
+  by the error its context makes on similar clear pixels nearby.
+
+  The similar-pixel idea of gap filling (NSPI, Chen et al. 2011): pixels of
+  the same land cover close by changed alike since the context dates, which
+  one gain and offset per window cannot follow (a window spans parcels
+  that changed differently). Where the target is clear, the corrected
+  context (the newest clear corrected context date, as the fill would take
+  it) differs from the target by an error. Each cloudy pixel adds the mean
+  error of the `count` clear target pixels within `radius` whose corrected
+  context values are nearest its own; with fewer such pixels, or no clear
+  context date, it keeps the local corrected mosaic.
+
+  Args:
+    cube, mask_cube, n_channels: as `local_corrected_mosaic`.
+    radius: half the side of the square searched, in pixels.
+    count: similar pixels averaged.
+
+  Returns:
+    (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
+  """
+  slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
+  fill = local_corrected_mosaic(cube, mask_cube, n_channels)
+  # The newest clear corrected context date: slot 0 and the target masked.
+  context = np.concatenate(
+      [np.zeros(slots[..., :1, :].shape),
+       _corrected_context(slots, mask_cube, LOCAL_WINDOWS),
+       np.zeros(slots[..., :1, :].shape)], axis=-2)
+  masks = np.concatenate([mask_cube[..., :-1],
+                          np.zeros_like(mask_cube[..., -1:])], axis=-1)
+  values, found = _newest_clear(context, masks)
+  values = values.astype(np.float32)
+  clear = mask_cube[..., -1] > 0
+  error = (slots[..., -1, :] - values).astype(np.float32)
+  usable = clear & found
+  # One image at a time: the candidates' distances are (H, W, window²).
+  height, width, channels = values.shape[-3:]
+  images = zip(values.reshape(-1, height, width, channels),
+               error.reshape(-1, height, width, channels),
+               usable.reshape(-1, height, width))
+  shifts, enough = zip(*(_similar_shift(*image, radius, count)
+                         for image in images))
+  shift = np.stack(shifts).reshape(values.shape)
+  enough = np.stack(enough).reshape(clear.shape)
+  corrected = ~clear & found & enough
+  return _as_dtype(np.where(corrected[..., None], fill + shift, fill),
+                   slots.dtype)
+
+
 # Every fill by its table name: name -> fn(cube, mask_cube, n_channels) ->
 # (..., H, W, C), from the inputs alone.
 FILLS = {
@@ -337,14 +421,18 @@ FILLS = {
     'corrected least cloudy': corrected_least_cloudy,
     'corrected mosaic': corrected_mosaic,
     'local corrected mosaic': local_corrected_mosaic,
+    SIMILAR_FILL: similar_pixel_mosaic,
 }
 
 
-# The best fill made at full resolution, area-resized to a lower one (the
+# The best fills made at full resolution, area-resized to a lower one (the
 # core's side; `jobs.evaluate.resized_fill`, which resizes as the data
-# pipeline does): at the lower side, made from the inputs there, it loses
-# dates to the coarser cloud mask and light to the wider window.
+# pipeline does): at the lower side, made from the inputs there, they lose
+# dates to the coarser cloud mask and light to the wider window. Name ->
+# the fill resized.
 RESIZED_FILL = 'resized local corrected mosaic'
+RESIZED_FILLS = {RESIZED_FILL: 'local corrected mosaic',
+                 f'resized {SIMILAR_FILL}': SIMILAR_FILL}
 
 
 def fill_8bit(name, cube, mask_cube, n_channels):

@@ -21,8 +21,8 @@ import numpy as np
 from evaluation import baselines
 from evaluation import metrics
 
-# The fills at each side, and below full resolution the resized best one.
-BASELINES = tuple(baselines.FILLS) + (baselines.RESIZED_FILL,)
+# The fills at each side, and below full resolution the resized best ones.
+BASELINES = tuple(baselines.FILLS) + tuple(baselines.RESIZED_FILLS)
 # A method's composite is named `<method>` + COMPOSITE.
 COMPOSITE = ' [composite]'
 PSNR = metrics.PROTOCOL['psnr01'].header
@@ -262,7 +262,12 @@ def protocol_notes():
       'earlier dates corrected so), *local corrected mosaic* (the same with '
       'a gain and offset per pixel from the smallest window of '
       f'{" or ".join(f"{w}×{w}" for w in baselines.LOCAL_WINDOWS)} px that '
-      'holds enough clear pixels). **Best classical**: per '
+      'holds enough clear pixels), *similar-pixel corrected mosaic* (the '
+      'local one plus, at each cloudy pixel, the mean error the corrected '
+      f'dates make on the {baselines.SIMILAR_COUNT} clear target pixels '
+      f'within {baselines.SIMILAR_RADIUS} px whose corrected values are '
+      'nearest its own), *resized*: made at full resolution, area-resized. '
+      '**Best classical**: per '
       'resolution, the baseline with the highest PSNR on the cloudy pixels '
       'of all outputs, the same row in every table; '
       f'*{DELTA_PSNR}*: a row\'s PSNR minus that baseline\'s, in the same '

@@ -33,9 +33,10 @@ from rasters import geotiff
 from utils.errors import DataError
 
 # The baselines that fill a scene, every one but the cloudy input (the
-# target itself), by their flag names; the mosaic, the plainest, first.
+# target itself) and the similar-pixel fill (not read block by block yet),
+# by their flag names; the mosaic, the plainest, first.
 _FILLED = tuple(name.replace(' ', '_') for name in baselines.FILLS
-                if name != 'cloudy input')
+                if name not in ('cloudy input', baselines.SIMILAR_FILL))
 METHODS = ('mosaic', *(name for name in _FILLED if name != 'mosaic'))
 # Pixels read around a block for `local_corrected_mosaic`'s widest window.
 LOCAL_MARGIN = max(baselines.LOCAL_WINDOWS) // 2

@@ -191,27 +191,29 @@ def resolutions(config):
   return sides
 
 
-def resized_fill(cube, mask_cube, n_channels, side):
-  """`baselines.RESIZED_FILL`: the local corrected mosaic of a
-  full-resolution 8-bit cube, clipped and area-resized to (side, side) as
-  the data pipeline resizes (rounded): (..., side, side, C) uint8."""
-  fill = baselines.fill_8bit('local corrected mosaic', cube, mask_cube,
-                             n_channels)
+def resized_fill(cube, mask_cube, n_channels, side,
+                 name='local corrected mosaic'):
+  """The fill `name` (`baselines.FILLS`; the local corrected mosaic:
+  `baselines.RESIZED_FILL`) of a full-resolution 8-bit cube, clipped and
+  area-resized to (side, side) as the data pipeline resizes (rounded):
+  (..., side, side, C) uint8."""
+  fill = baselines.fill_8bit(name, cube, mask_cube, n_channels)
   return transforms.resize_values(fill, side).numpy().astype(np.uint8)
 
 
 def fills_at(batch, side, config):
   """Every baseline at `side` of a pipeline batch of uncorrected inputs
   (numpy): {name: (N, s, s, C) uint8} for each of `baselines.FILLS`, and
-  below full resolution `baselines.RESIZED_FILL`."""
+  below full resolution each of `baselines.RESIZED_FILLS`."""
   c = config.n_channels
   targets = batch[keys.at_side('targets', side, config)]
   mask = batch[keys.at_side('mask', side, config)]
   fills = {name: baselines.fill_8bit(name, targets, mask, c)
            for name in baselines.FILLS}
   if side != config.resolution[0]:
-    fills[baselines.RESIZED_FILL] = resized_fill(batch['targets'],
-                                                 batch['mask'], c, side)
+    for name, full in baselines.RESIZED_FILLS.items():
+      fills[name] = resized_fill(batch['targets'], batch['mask'], c, side,
+                                 full)
   return fills
 
 

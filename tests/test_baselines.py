@@ -252,3 +252,33 @@ def test_local_corrected_mosaic_takes_a_wider_window_inside_a_large_cloud():
 def test_corrected_baselines_need_a_context_date():
   with pytest.raises(ValueError, match='no context date'):
     baselines.corrected_mosaic(_cube([[1], [2]]), np.ones((1, 2, 2, 2)), 1)
+
+
+def similar_pixel_scene():
+  """(cube, masks, target) of a 24×24 one-channel scene of three land
+  covers in 1 px column stripes that changed differently since the one
+  context date (50 -> 80, 100 -> 70, 150 -> 160: no gain and offset maps
+  all three), the target cloudy in a 6×6 square."""
+  cover = np.arange(24)[None, :].repeat(24, axis=0) % 3
+  context = np.array([50, 100, 150])[cover]
+  target = np.array([80, 70, 160])[cover]
+  cube = np.stack([target, context, target], axis=-1)
+  masks = np.ones((24, 24, 3), np.int32)
+  masks[9:15, 9:15, 2] = 0
+  cube[..., 2] = np.where(masks[..., 2] > 0, target, 40)
+  return cube, masks, target
+
+
+def test_similar_pixel_mosaic_follows_each_land_cover_under_the_cloud():
+  cube, masks, target = similar_pixel_scene()
+  cloudy = masks[..., 2] == 0
+  local = baselines.local_corrected_mosaic(cube, masks, 1)[..., 0]
+  similar = baselines.similar_pixel_mosaic(cube, masks, 1)[..., 0]
+  assert np.abs(local - target)[cloudy].min() >= 5     # one line, 3 covers
+  assert np.abs(similar - target)[cloudy].max() <= 1
+  np.testing.assert_array_equal(similar[~cloudy], target[~cloudy])
+  # Fewer similar clear pixels in reach than asked: the local fill as is.
+  np.testing.assert_array_equal(
+      baselines.similar_pixel_mosaic(cube, masks, 1, radius=2, count=20),
+      baselines.local_corrected_mosaic(cube, masks, 1))
+

@@ -68,15 +68,15 @@ def test_tables_without_inception(data, samples, tmp_path):
   n = len(data['tile'])
   baseline_names = ['cloudy input', 'least cloudy', 'mosaic',
                     'corrected least cloudy', 'corrected mosaic',
-                    'local corrected mosaic']
-  # Below full resolution, the full resolution's best fill resized too.
-  resized = {16: [baselines.RESIZED_FILL], 32: []}
+                    'local corrected mosaic', baselines.SIMILAR_FILL]
+  # Below full resolution, the full resolution's best fills resized too.
+  resized = {16: list(baselines.RESIZED_FILLS), 32: []}
   methods = [(m, s) for s, method in ((16, 'truth'), (32, 'noise'))
              for m in baseline_names + resized[s] +
              [method, method + ' [composite]']]
   assert sorted(rows) == sorted((m, s, p, g) for m, s in methods
                                 for p in SPLITS for g in ['all'] + BINS)
-  check_best_classical(rows, baseline_names + [baselines.RESIZED_FILL])
+  check_best_classical(rows, baseline_names + list(baselines.RESIZED_FILLS))
   truth = rows['truth', 16, 'all', 'all']
   assert (truth['n'], truth[MSE8], truth[PSNR8], truth[SSIM8]) == (
       str(n), '0', 'inf', '1')
@@ -359,7 +359,7 @@ def test_baselines_alone(data, tmp_path):
   rows = evaluate.evaluate(config, 'valid', {}, str(tmp_path))
   assert {(r['method'], r['resolution']) for r in rows} == {
       (m, s) for m in tables.BASELINES for s in (16, 32)} - {
-          (baselines.RESIZED_FILL, 32)}
+          (name, 32) for name in baselines.RESIZED_FILLS}
   # The resized fill: the full resolution's best fill, area-resized.
   np.testing.assert_array_equal(
       gathered[16][baselines.RESIZED_FILL],

@@ -133,7 +133,7 @@ def test_plot_draws_each_runs_curves_in_its_column(tmp_path):
 def test_best_classical_reads_the_inputs_uncorrected(tiny_config):
   config = tiny_config('cloudtran_core_test')
   name, psnr = learning_curve.best_classical(config, 4, config.downsample_res)
-  assert name in list(baselines.FILLS) + [baselines.RESIZED_FILL]
+  assert name in list(baselines.FILLS) + list(baselines.RESIZED_FILLS)
   assert 10 < psnr < 60
   config.context_correction = 'global'
   assert learning_curve.best_classical(
