@@ -275,15 +275,16 @@ def _dates(series, slots):
   return ', '.join(str(series.dates[t]) for t in slots)
 
 
-def report_fill(counts, series, slots):
-  """Logs the shares of the fill codes; warns when over MAX_NO_CLEAR % of
-  the scene had no clear date among the model's."""
+def report_fill(counts, series, slots, filler='the model'):
+  """Logs the shares of the fill codes, naming the `filler` (the model or
+  a classical method); warns when over MAX_NO_CLEAR % of the scene had no
+  clear date among the model's."""
   total = counts.sum()
   share = lambda code: 100 * counts[code] / total
-  logging.info('%.1f %% of the pixels filled by the model, %.1f %% with no '
+  logging.info('%.1f %% of the pixels filled by %s, %.1f %% with no '
                'clear date (fill code %d).',
                share(geotiff.FILL_MODEL) + share(geotiff.FILL_NO_CLEAR),
-               share(geotiff.FILL_NO_CLEAR), geotiff.FILL_NO_CLEAR)
+               filler, share(geotiff.FILL_NO_CLEAR), geotiff.FILL_NO_CLEAR)
   if share(geotiff.FILL_NO_CLEAR) > MAX_NO_CLEAR:
     logging.warning(
         '%.0f %% of the scene had no clear pixel on any of the model\'s dates '
@@ -561,7 +562,8 @@ def _finish(series, work, out, names, counts, slots, models, manifest):
   fill codes; returns the output's paths."""
   names['item'] = stac_item.write(out, names, series, models, manifest)
   work.remove()
-  report_fill(counts, series, slots)
+  report_fill(counts, series, slots,
+              (models or {}).get('method', 'the model'))
   logging.info('Wrote %s.', ', '.join(names.values()))
   return names
 

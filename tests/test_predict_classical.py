@@ -83,6 +83,7 @@ def test_the_command_writes_every_output_without_a_model(scene, tmp_path):
               if line.startswith('import time:')]
   assert 'commands.model_flags' in imported
   assert not [m for m in imported if m.split('.')[0] == 'tensorflow']
+  assert '% of the pixels filled by corrected_mosaic,' in done.stderr
   assert sorted(os.listdir(tmp_path)) == [
       'clear.png', 'clear.stac.json', 'clear.tif', 'clear_fill.tif']
   again = predict_cli(f'--inputs={scene}/images/*.tif',
