@@ -252,18 +252,29 @@ def corrected_least_cloudy(cube, mask_cube, n_channels, fit=None):
                    slots.dtype)
 
 
-def _corrected_newest_clear(cube, mask_cube, n_channels, windows=(),
-                            fit=None, fill=None):
-  """`mosaic` over the target and its context dates in the target's light
-  (`_corrected_context`, with `fit`); a pixel clear in no date takes `fill`
-  ((..., C)), by default the per-channel mean of the target's clear pixels
-  (slot T-1 as is if it has none)."""
-  slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
-  # Slot 0 (the truth) replaced by zeros: `_newest_clear` never takes it.
-  corrected = np.concatenate(
+def _corrected_slots(slots, mask_cube, windows=(), fit=None):
+  """The slots (..., H, W, T, C) float64 with the context dates in the
+  target's light (`_corrected_context`) and slot 0 (the truth) zeros."""
+  return np.concatenate(
       [np.zeros(slots[..., :1, :].shape),
        _corrected_context(slots, mask_cube, windows, fit), slots[..., -1:, :]],
       axis=-2)
+
+
+def _corrected_newest_clear(cube, mask_cube, n_channels, windows=(),
+                            fit=None, fill=None):
+  """`mosaic` over the target and its context dates in the target's light
+  (`_corrected_context`, with `fit`); fill as `_mosaic_of`."""
+  slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
+  return _mosaic_of(_corrected_slots(slots, mask_cube, windows, fit),
+                    mask_cube, slots.dtype, fill)
+
+
+def _mosaic_of(corrected, mask_cube, dtype, fill=None):
+  """`mosaic` of `_corrected_slots` in `dtype`; a pixel clear in no date
+  takes `fill` ((..., C)), by default the per-channel mean of the target's
+  clear pixels (slot T-1 as is if it has none)."""
+  # Slot 0 (the truth) is zeros: `_newest_clear` never takes it.
   values, found = _newest_clear(corrected, mask_cube)
   if fill is None:
     target_clear = mask_cube[..., -1] > 0
@@ -273,7 +284,7 @@ def _corrected_newest_clear(cube, mask_cube, n_channels, windows=(),
     fill = np.where(count > 0, mean, values)
   else:
     fill = np.asarray(fill, np.float64)[..., None, None, :]
-  return _as_dtype(np.where(found[..., None], values, fill), slots.dtype)
+  return _as_dtype(np.where(found[..., None], values, fill), dtype)
 
 
 def corrected_mosaic(cube, mask_cube, n_channels, fit=None, fill=None):
@@ -384,15 +395,12 @@ def similar_pixel_mosaic(cube, mask_cube, n_channels,
     (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
   """
   slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
-  fill = local_corrected_mosaic(cube, mask_cube, n_channels)
-  # The newest clear corrected context date: slot 0 and the target masked.
-  context = np.concatenate(
-      [np.zeros(slots[..., :1, :].shape),
-       _corrected_context(slots, mask_cube, LOCAL_WINDOWS),
-       np.zeros(slots[..., :1, :].shape)], axis=-2)
+  corrected = _corrected_slots(slots, mask_cube, LOCAL_WINDOWS)
+  fill = _mosaic_of(corrected, mask_cube, slots.dtype)
+  # The newest clear corrected context date: the target masked.
   masks = np.concatenate([mask_cube[..., :-1],
                           np.zeros_like(mask_cube[..., -1:])], axis=-1)
-  values, found = _newest_clear(context, masks)
+  values, found = _newest_clear(corrected, masks)
   values = values.astype(np.float32)
   clear = mask_cube[..., -1] > 0
   error = (slots[..., -1, :] - values).astype(np.float32)

@@ -191,12 +191,10 @@ def resolutions(config):
   return sides
 
 
-def resized_fill(cube, mask_cube, n_channels, side,
-                 name='local corrected mosaic'):
-  """The fill `name` (`baselines.FILLS`; the local corrected mosaic:
-  `baselines.RESIZED_FILL`) of a full-resolution 8-bit cube, clipped and
-  area-resized to (side, side) as the data pipeline resizes (rounded):
-  (..., side, side, C) uint8."""
+def resized_fill(cube, mask_cube, n_channels, side, name):
+  """The fill `name` (`baselines.FILLS`) of a full-resolution 8-bit cube,
+  clipped and area-resized to (side, side) as the data pipeline resizes
+  (rounded): (..., side, side, C) uint8 (`baselines.RESIZED_FILLS`)."""
   fill = baselines.fill_8bit(name, cube, mask_cube, n_channels)
   return transforms.resize_values(fill, side).numpy().astype(np.uint8)
 
