@@ -87,6 +87,11 @@ def data_config(config, split, downsample_res, n_channels):
   # (models/base.py), so an untrained model already gives the fill and
   # training learns what to change. False: the original's logits.
   config.classical_prior = False
+  # New: the fill that prior starts from: 'local', the local corrected
+  # mosaic; 'similar', the similar-pixel corrected mosaic (that fill plus
+  # the error its context makes on similar clear pixels nearby;
+  # datasets/transforms.py, classical_fill).
+  config.prior_fill = 'local'
   config.use_augmentation = False
   # New: shuffle buffer of the training input pipeline (examples).
   config.shuffle_buffer = 128

@@ -62,6 +62,9 @@ def check_config(config):
     raise DataError(
         f'config.context_correction={config.context_correction!r} must be '
         f'one of {transforms.CONTEXT_CORRECTIONS}.')
+  if config.prior_fill not in transforms.PRIOR_FILLS:
+    raise DataError(f'config.prior_fill={config.prior_fill!r} must be one of '
+                    f'{transforms.PRIOR_FILLS}.')
   if config.classical_prior and not config.downsample:
     raise DataError('config.classical_prior gives the models their fill '
                     'at their side (the core reads downsample_res): set '
@@ -333,15 +336,16 @@ def prior_side(config):
 
 def add_prior(example, plain, config):
   """Adds `prior` at the model's side s (`prior_side`; named by
-  `keys.at_side`): the classical fill (`transforms.classical_fill`) of
-  `plain`, the targets cube as it is (uncorrected), with the example's
+  `keys.at_side`): the classical fill `config.prior_fill`
+  (`transforms.classical_fill`) of `plain`, the targets cube as it is (uncorrected), with the example's
   full-resolution mask, area-resized to s. The fill is made at full
   resolution because there it is best: made from the inputs at the core's
   side it loses dates to the coarser cloud mask and light to the wider
   window (docs/beat_classical.md). With a `channel_index`, also its channel
   `prior_slice` (..., s, s, 1)."""
   side = prior_side(config)
-  fill = transforms.classical_fill(plain, example['mask'], config.n_channels)
+  fill = transforms.classical_fill(plain, example['mask'], config.n_channels,
+                                   config.prior_fill)
   prior = transforms.resize_values(fill, side)
   example[keys.at_side('prior', side, config)] = prior
   if 'channel_index' in example:

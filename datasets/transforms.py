@@ -6,6 +6,7 @@ Cubes are (H, W, T·K): the K values of slot 0 first, then slot 1, and so on.
 Masks are 1 = clear, 0 = cloud.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from datasets import keys
@@ -204,6 +205,25 @@ def _gain_offset(source, target, valid, total):
   return gain, offset, sloped
 
 
+def _corrected_dates(slots, clear, method):
+  """The context dates of float64 `slots` (..., H, W, T, C) in the target's
+  light, unrounded, (..., H, W, T-2, C): `correct_context`'s fit, `clear`
+  (..., H, W, T) bool."""
+  dates, target = slots[..., 1:-1, :], slots[..., -1:, :]
+  valid = (clear[..., 1:-1] & clear[..., -1:])[..., None]
+  image_sum = lambda v: tf.reduce_sum(v, axis=[-4, -3], keepdims=True)
+  gain, offset, _ = _gain_offset(dates, target, valid, image_sum)
+  # The widest first: a smaller window's fit replaces it where it has one.
+  for window in sorted(LOCAL_WINDOWS if method == 'local' else (),
+                       reverse=True):
+    local_gain, local_offset, sloped = _gain_offset(
+        dates, target, valid,
+        lambda v, w=window: _window_sum(v, w, (-4, -3)))
+    gain = tf.where(sloped, local_gain, gain)
+    offset = tf.where(sloped, local_offset, offset)
+  return dates * gain + offset
+
+
 def correct_context(targets, mask, n_channels, method):
   """The context dates (slots 1..T-2) of a `targets` cube in the light of
   the target date (slot T-1), for the models to read.
@@ -230,52 +250,116 @@ def correct_context(targets, mask, n_channels, method):
     return targets
   slots = tf.cast(split_slots(targets, n_channels), tf.float64)
   clear = tf.cast(mask, tf.bool)
-  dates, target = slots[..., 1:-1, :], slots[..., -1:, :]
-  valid = (clear[..., 1:-1] & clear[..., -1:])[..., None]
-  image_sum = lambda v: tf.reduce_sum(v, axis=[-4, -3], keepdims=True)
-  gain, offset, _ = _gain_offset(dates, target, valid, image_sum)
-  # The widest first: a smaller window's fit replaces it where it has one.
-  for window in sorted(LOCAL_WINDOWS if method == 'local' else (),
-                       reverse=True):
-    local_gain, local_offset, sloped = _gain_offset(
-        dates, target, valid,
-        lambda v, w=window: _window_sum(v, w, (-4, -3)))
-    gain = tf.where(sloped, local_gain, gain)
-    offset = tf.where(sloped, local_offset, offset)
-  corrected = tf.clip_by_value(tf.round(dates * gain + offset), 0., 255.)
+  corrected = tf.clip_by_value(
+      tf.round(_corrected_dates(slots, clear, method)), 0., 255.)
   corrected = tf.where(clear[..., 1:-1, None], corrected,
                        tf.cast(MASK_VALUE, tf.float64))
-  cube = tf.concat([slots[..., :1, :], corrected, target], axis=-2)
+  cube = tf.concat([slots[..., :1, :], corrected, slots[..., -1:, :]],
+                   axis=-2)
   return tf.reshape(tf.cast(cube, targets.dtype), tf.shape(targets))
 
 
-def classical_fill(targets, mask, n_channels):
-  """The local corrected mosaic of a `targets` cube: per pixel the target's
-  own value where it is clear, else the newest clear context date in the
-  target's light (`correct_context`, 'local'); a pixel clear in no date
-  takes the rounded mean of the target's clear pixels per channel (slot
-  T-1 as is if none is clear). The `local corrected mosaic` of
-  evaluation/baselines.py, clipped to 0..255: (..., H, W, C) int32.
+# config.prior_fill: the classical fill a model's prior starts from.
+PRIOR_FILLS = ('local', 'similar')
+# As evaluation/baselines.py's similar-pixel fill: the side's half of the
+# square searched, and the similar pixels averaged.
+SIMILAR_RADIUS = 7
+SIMILAR_COUNT = 8
+
+
+def _newest(dates, clear):
+  """Per pixel the newest of `dates` (..., H, W, D, C) where `clear`
+  (..., H, W, D) bool, (..., H, W, C) (zeros where none), and whether one
+  is, (..., H, W)."""
+  value = tf.zeros_like(dates[..., 0, :])
+  for d in range(int(clear.shape[-1])):
+    value = tf.where(clear[..., d:d + 1], dates[..., d, :], value)
+  return value, tf.reduce_any(clear, axis=-1)
+
+
+def _similar_shift(values, error, usable, radius, count):
+  """The mean `error` (N, H, W, C) of the `count` `usable` (N, H, W) pixels
+  within `radius` whose `values` (N, H, W, C) are nearest each pixel's (a
+  tie to the earlier offset, row by row), and whether it has that many,
+  (N, H, W); evaluation/baselines.py's `_similar_shift`, float32."""
+  height, width = tf.shape(values)[1], tf.shape(values)[2]
+  pad = [[0, 0], [radius, radius], [radius, radius]]
+  padded_values = tf.pad(values, pad + [[0, 0]])
+  padded_error = tf.pad(error, pad + [[0, 0]])
+  padded_usable = tf.pad(usable, pad)
+  side = 2 * radius + 1
+  offsets = [(dy, dx) for dy in range(side) for dx in range(side)]
+  at = lambda cube, dy, dx: cube[:, dy:dy + height, dx:dx + width]
+  distances = []
+  for dy, dx in offsets:
+    square = tf.square(at(padded_values, dy, dx) - values)
+    distance = square[..., 0]
+    for c in range(1, int(values.shape[-1])):
+      distance += square[..., c]
+    distances.append(tf.where(at(padded_usable, dy, dx), distance, np.inf))
+  nearest_negated, nearest = tf.math.top_k(-tf.stack(distances, axis=-1),
+                                           count)
+  enough = tf.reduce_all(tf.math.is_finite(nearest_negated), axis=-1)
+  shift = tf.zeros_like(error)
+  for i, (dy, dx) in enumerate(offsets):
+    chosen = tf.reduce_any(nearest == i, axis=-1, keepdims=True)
+    shift += tf.where(chosen, at(padded_error, dy, dx), 0.)
+  return shift / count, enough
+
+
+def classical_fill(targets, mask, n_channels, method='local'):
+  """The classical fill of a `targets` cube, (..., H, W, C) int32 clipped to
+  0..255: evaluation/baselines.py's fills, to the bit.
+
+  'local', the local corrected mosaic: per pixel the target's own value
+  where it is clear, else the newest clear context date in the target's
+  light (`correct_context`'s 'local' fit), rounded; a pixel clear in no
+  date takes the rounded mean of the target's clear pixels per channel
+  (slot T-1 as is if none is clear). 'similar', the similar-pixel
+  corrected mosaic: a cloudy pixel with a clear context date also adds
+  the mean error (target − newest clear corrected context date) of the
+  SIMILAR_COUNT clear target pixels within SIMILAR_RADIUS whose corrected
+  context is nearest its own, where it has that many.
 
   Args:
     targets: (..., H, W, T·C) integer cube as the pipeline masks it (the
       inputs as they are, not corrected).
     mask: (..., H, W, T), 1 = clear.
     n_channels: C.
+    method: one of PRIOR_FILLS.
   """
-  slots = split_slots(correct_context(targets, mask, n_channels, 'local'),
-                      n_channels)
+  if method not in PRIOR_FILLS:
+    raise ValueError(f'config.prior_fill={method!r} must be one of '
+                     f'{PRIOR_FILLS}.')
+  slots = tf.cast(split_slots(targets, n_channels), tf.float64)
   clear = tf.cast(mask, tf.bool)
-  target, target_clear = tf.cast(slots[..., -1, :], tf.float64), clear[..., -1:]
+  context, found = _newest(_corrected_dates(slots, clear, 'local'),
+                           clear[..., 1:-1])
+  target, target_clear = slots[..., -1, :], clear[..., -1:]
   count = tf.reduce_sum(tf.cast(target_clear, tf.float64), axis=[-3, -2],
                         keepdims=True)
   mean = tf.reduce_sum(tf.where(target_clear, target, 0.), axis=[-3, -2],
                        keepdims=True) / tf.maximum(count, 1.)
-  value = tf.where(count > 0, tf.round(mean), target)
-  for t in range(1, int(mask.shape[-1])):
-    value = tf.where(clear[..., t:t + 1],
-                     tf.cast(slots[..., t, :], tf.float64), value)
-  return tf.cast(value, tf.int32)
+  value = tf.where(found[..., None], context,
+                   tf.where(count > 0, mean, target))
+  value = tf.round(tf.where(target_clear, target, value))
+  if method == 'similar':
+    shape = tf.shape(value)
+    flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[-3:]], 0))
+    context32 = tf.cast(context, tf.float32)
+    error = tf.cast(target - tf.cast(context32, tf.float64), tf.float32)
+    usable = target_clear[..., 0] & found
+    shift, enough = _similar_shift(
+        flat(context32), flat(error),
+        tf.reshape(usable, tf.concat([[-1], tf.shape(usable)[-2:]], 0)),
+        SIMILAR_RADIUS, SIMILAR_COUNT)
+    shifted = ~target_clear[..., 0] & found & tf.reshape(enough,
+                                                         shape[:-1])
+    value = tf.where(
+        shifted[..., None],
+        tf.round(value + tf.cast(tf.reshape(shift, shape), tf.float64)),
+        value)
+  return tf.cast(tf.clip_by_value(value, 0., 255.), tf.int32)
 
 
 def channel_slice(cube, channel, n_channels):

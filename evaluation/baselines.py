@@ -361,7 +361,8 @@ def _similar_shift(values, error, usable, radius, count):
     distances[..., i] = np.where(
         padded_usable[window],
         np.square(padded_values[window] - values).sum(axis=-1), np.inf)
-  nearest = np.argpartition(distances, count - 1, axis=-1)[..., :count]
+  # A tie goes to the earlier offset (row by row), as the pipeline's twin.
+  nearest = np.argsort(distances, axis=-1, kind='stable')[..., :count]
   enough = np.isfinite(
       np.take_along_axis(distances, nearest, axis=-1)).all(axis=-1)
   shift = np.zeros_like(error)

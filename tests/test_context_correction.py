@@ -103,14 +103,39 @@ def test_classical_fill_is_the_local_corrected_mosaic():
   np.testing.assert_array_equal(both, np.stack([expected] * 2))
 
 
-@pytest.mark.parametrize('name', ['cloudtran_core_test', 'upsampler_test'])
-def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name):
-  """The pipeline gives each model the local corrected mosaic of the
-  uncorrected full-resolution inputs, area-resized to the side it outputs:
-  the core's downsample_res, the upsampler's full resolution."""
+@pytest.mark.parametrize('flat', [False, True])
+def test_the_similar_fill_is_the_similar_pixel_mosaic(flat):
+  """To the bit. Flat context dates fit no gain, so their corrected values
+  are all equal: every candidate ties, and the earliest offsets win."""
+  targets, mask = cube_and_mask(4, size=40, slots=4)
+  if flat:
+    targets[..., C:3 * C] = 100
+  mask[:4, :4, 1:] = 0                      # clear in no input date
+  mask[20:, 20:, -1] = 0                    # a cloud wider than the search
+  targets = np.where(np.repeat(mask, C, -1) > 0, targets, 40)
+  expected = baselines.fill_8bit(baselines.SIMILAR_FILL, targets, mask, C)
+  local = baselines.fill_8bit('local corrected mosaic', targets, mask, C)
+  assert (expected != local).mean() > 0.1
+  both = transforms.classical_fill(np.stack([targets] * 2),
+                                   np.stack([mask] * 2), C, 'similar').numpy()
+  np.testing.assert_array_equal(both, np.stack([expected] * 2))
+  assert (transforms.SIMILAR_RADIUS, transforms.SIMILAR_COUNT) == (
+      baselines.SIMILAR_RADIUS, baselines.SIMILAR_COUNT)
+  with pytest.raises(ValueError, match='prior_fill'):
+    transforms.classical_fill(targets, mask, C, 'nearest')
+
+
+@pytest.mark.parametrize('name,fill', [('cloudtran_core_test', 'local'),
+                                       ('upsampler_test', 'local'),
+                                       ('cloudtran_core_test', 'similar')])
+def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name, fill):
+  """The pipeline gives each model its classical fill of the uncorrected
+  full-resolution inputs, area-resized to the side it outputs: the core's
+  downsample_res, the upsampler's full resolution."""
   config = tiny_config(name)
   config.classical_prior = True
   config.context_correction = 'local'
+  config.prior_fill = fill
   batch = next(iter(pipeline.get_dataset(config, 2, 'valid')))
   side = pipeline.prior_side(config)
   assert side == (config.resolution[0] if name == 'upsampler_test' else
@@ -120,6 +145,9 @@ def test_the_prior_is_the_fill_at_the_models_side(tiny_config, name):
   key = 'prior' if side == config.resolution[0] else f'prior_{side}'
   plain = transforms.mask_targets(batch['image'], batch['mask'], C)
   expected = transforms.resize_values(
-      transforms.classical_fill(plain, batch['mask'], C), side)
+      transforms.classical_fill(plain, batch['mask'], C, fill), side)
   np.testing.assert_array_equal(batch[key], expected)
   assert batch[key].shape == (2, side, side, C)
+  config.prior_fill = 'nearest'
+  with pytest.raises(errors.DataError, match='prior_fill'):
+    pipeline.check_config(config)

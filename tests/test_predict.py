@@ -312,13 +312,14 @@ def test_model_batch_slots_masks_and_low_resolution():
 
 
 @pytest.mark.parametrize('correction,prior,model', [
-    ('none', False, 'cloudtran_core_test'), ('local', True, 'cloudtran_core_test'),
-    ('local', True, 'upsampler_test')])
+    ('none', False, 'cloudtran_core_test'), ('local', 'local', 'cloudtran_core_test'),
+    ('local', 'similar', 'upsampler_test')])
 def test_model_batch_equals_the_data_pipeline(tiny_config, correction, prior,
                                               model):
   config = tiny_config(model)
   config.context_correction = correction
-  config.classical_prior = prior
+  config.classical_prior = bool(prior)
+  config.prior_fill = prior or 'local'
   batch = next(iter(pipeline.get_dataset(config, 2, 'test')))
   size, c = config.downsample_res, config.n_channels
   image = batch['image'].numpy()
