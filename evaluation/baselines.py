@@ -372,7 +372,7 @@ def _similar_shift(values, error, usable, radius, count):
   return shift / count, enough
 
 
-def similar_pixel_mosaic(cube, mask_cube, n_channels,
+def similar_pixel_mosaic(cube, mask_cube, n_channels, fit=None, fill=None,
                          radius=SIMILAR_RADIUS, count=SIMILAR_COUNT):
   """`local_corrected_mosaic` corrected again where the target is cloudy,
   by the error its context makes on similar clear pixels nearby.
@@ -388,7 +388,7 @@ def similar_pixel_mosaic(cube, mask_cube, n_channels,
   context date, it keeps the local corrected mosaic.
 
   Args:
-    cube, mask_cube, n_channels: as `local_corrected_mosaic`.
+    cube, mask_cube, n_channels, fit, fill: as `local_corrected_mosaic`.
     radius: half the side of the square searched, in pixels.
     count: similar pixels averaged.
 
@@ -396,8 +396,8 @@ def similar_pixel_mosaic(cube, mask_cube, n_channels,
     (..., H, W, C), the dtype of `cube` (integers rounded and clipped).
   """
   slots, mask_cube = _slots_and_masks(cube, mask_cube, n_channels)
-  corrected = _corrected_slots(slots, mask_cube, LOCAL_WINDOWS)
-  fill = _mosaic_of(corrected, mask_cube, slots.dtype)
+  corrected = _corrected_slots(slots, mask_cube, LOCAL_WINDOWS, fit)
+  fill = _mosaic_of(corrected, mask_cube, slots.dtype, fill)
   # The newest clear corrected context date: the target masked.
   masks = np.concatenate([mask_cube[..., :-1],
                           np.zeros_like(mask_cube[..., -1:])], axis=-1)

@@ -22,6 +22,9 @@ its gain and offset are fitted per pixel in a square window (the smallest
 of LOCAL_WINDOWS with enough clear pixels), read with the widest one's
 margin around each block, so it too is seamless; where no window holds
 enough clear pixels it falls back to the scene's fit.
+`similar_pixel_corrected_mosaic` adds to it, under the clouds, the error
+its corrected dates make on similar clear pixels nearby, read with the
+search radius more of margin.
 """
 
 import collections
@@ -33,13 +36,16 @@ from rasters import geotiff
 from utils.errors import DataError
 
 # The baselines that fill a scene, every one but the cloudy input (the
-# target itself) and the similar-pixel fill (not read block by block yet),
-# by their flag names; the mosaic, the plainest, first.
-_FILLED = tuple(name.replace(' ', '_') for name in baselines.FILLS
-                if name not in ('cloudy input', baselines.SIMILAR_FILL))
+# target itself), by their flag names; the mosaic, the plainest, first.
+_FILLED = tuple(name.replace(' ', '_').replace('-', '_')
+                for name in baselines.FILLS if name != 'cloudy input')
 METHODS = ('mosaic', *(name for name in _FILLED if name != 'mosaic'))
-# Pixels read around a block for `local_corrected_mosaic`'s widest window.
+# Pixels read around a block: `local_corrected_mosaic`'s widest window,
+# and for the similar-pixel fill that window around every pixel searched.
 LOCAL_MARGIN = max(baselines.LOCAL_WINDOWS) // 2
+MARGINS = {'local_corrected_mosaic': LOCAL_MARGIN,
+           'similar_pixel_corrected_mosaic':
+               LOCAL_MARGIN + baselines.SIMILAR_RADIUS}
 CHANNELS = 3
 
 # A scene's fit: per context date and channel the gain and offset into the
@@ -98,7 +104,7 @@ def fill(series, method, indices, scene, area):
   (top, left, h, w) of the grid: the fill of every pixel (the target's clear
   pixels too) and the pixels clear on none of the dates `indices`, with the
   scene's fit `scene` (`fit`)."""
-  margin = LOCAL_MARGIN if method == 'local_corrected_mosaic' else 0
+  margin = MARGINS.get(method, 0)
   grown, inner = geotiff.grown(area, series.grid, margin)
   rgb, cloudy, _ = series.read(geotiff.window(*grown), indices)
   clear = ~cloudy
@@ -121,6 +127,9 @@ def fill(series, method, indices, scene, area):
                                         fill=scene.fill)
   elif method == 'local_corrected_mosaic':
     values = baselines.local_corrected_mosaic(
+        cube, masks, CHANNELS, fit=fit_all, fill=scene.fill)
+  elif method == 'similar_pixel_corrected_mosaic':
+    values = baselines.similar_pixel_mosaic(
         cube, masks, CHANNELS, fit=fit_all, fill=scene.fill)
   else:
     raise ValueError(f'Unknown method {method!r}; one of {METHODS}.')

@@ -25,7 +25,8 @@ FUNCTIONS = {'mosaic': baselines.mosaic,
              'least_cloudy': baselines.least_cloudy,
              'corrected_least_cloudy': baselines.corrected_least_cloudy,
              'corrected_mosaic': baselines.corrected_mosaic,
-             'local_corrected_mosaic': baselines.local_corrected_mosaic}
+             'local_corrected_mosaic': baselines.local_corrected_mosaic,
+             'similar_pixel_corrected_mosaic': baselines.similar_pixel_mosaic}
 
 
 def test_the_methods_are_the_baselines():

@@ -312,7 +312,9 @@ def test_classical_rows_score_the_baselines_and_rank_without_a_model(
                'least_cloudy': baselines.least_cloudy,
                'corrected_least_cloudy': baselines.corrected_least_cloudy,
                'corrected_mosaic': baselines.corrected_mosaic,
-               'local_corrected_mosaic': baselines.local_corrected_mosaic}
+               'local_corrected_mosaic': baselines.local_corrected_mosaic,
+               'similar_pixel_corrected_mosaic':
+                   baselines.similar_pixel_mosaic}
   for pair in report['pairs']:
     assert set(pair['scores']) == {*functions, 'cloudy_input'}
     target, mask = dates.index(pair['target']), dates.index(pair['mask_date'])
