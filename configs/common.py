@@ -359,9 +359,10 @@ def small(config, split, spec):
   config.precision = 'auto'
   config.jit_compile = spec.small_jit_compile
   # The kept recipe (docs/beat_classical.md): the context dates in the
-  # target's light, logits from the classical fill, no discriminator.
+  # target's light, logits from the similar-pixel fill, no discriminator.
   config.context_correction = 'local'
   config.classical_prior = True
+  config.prior_fill = 'similar'
   config.use_discriminator = False
   if 'sample' in config:
     config.sample.batch_size = 8

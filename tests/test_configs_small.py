@@ -46,14 +46,15 @@ def test_small_is_the_kept_recipe_and_the_others_the_original(name):
   trained with); the upstream and `:tiny` configs keep the original's
   inputs and logits."""
   small = load(name)
-  assert (small.context_correction, small.classical_prior,
-          small.use_discriminator) == ('local', True, False)
+  assert (small.context_correction, small.classical_prior, small.prior_fill,
+          small.use_discriminator) == ('local', True, 'similar', False)
   # XLA where it measured faster: the upsampler's training step.
   assert small.jit_compile == name.startswith('upsampler')
   for variant in ('', 'tiny'):
     other = load(name, variant)
     assert (other.context_correction, other.classical_prior,
-            other.jit_compile) == ('none', False, False)
+            other.prior_fill, other.jit_compile) == ('none', False, 'local',
+                                                     False)
 
 
 def test_unknown_variant_names_the_choices():

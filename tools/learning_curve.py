@@ -172,7 +172,10 @@ def plot(runs, out):
     bottom.set_ylabel('dB')
     bottom.set_xlabel('step')
     if methods or classical:
-      bottom.legend()
+      # Headroom for the legend: the bar is often at the top of the data.
+      low, high = bottom.get_ylim()
+      bottom.set_ylim(low, high + 0.5 * (high - low))
+      bottom.legend(loc='upper center', fontsize='small')
     for axis in (top, bottom):
       axis.grid(alpha=0.3)
   figure.tight_layout()
