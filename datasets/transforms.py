@@ -277,33 +277,36 @@ def _newest(dates, clear):
   return value, tf.reduce_any(clear, axis=-1)
 
 
+def _patches(cube, radius):
+  """(N, H, W, (2·radius+1)², K): each pixel's square of `cube` (N, H, W,
+  K), offsets row by row, zeros outside the image."""
+  side = 2 * radius + 1
+  patches = tf.image.extract_patches(cube, [1, side, side, 1], [1, 1, 1, 1],
+                                     [1, 1, 1, 1], 'SAME')
+  return tf.reshape(patches, tf.concat(
+      [tf.shape(cube)[:3], [side * side, tf.shape(cube)[3]]], 0))
+
+
 def _similar_shift(values, error, usable, radius, count):
   """The mean `error` (N, H, W, C) of the `count` `usable` (N, H, W) pixels
   within `radius` whose `values` (N, H, W, C) are nearest each pixel's (a
   tie to the earlier offset, row by row), and whether it has that many,
-  (N, H, W); evaluation/baselines.py's `_similar_shift`, float32."""
-  height, width = tf.shape(values)[1], tf.shape(values)[2]
-  pad = [[0, 0], [radius, radius], [radius, radius]]
-  padded_values = tf.pad(values, pad + [[0, 0]])
-  padded_error = tf.pad(error, pad + [[0, 0]])
-  padded_usable = tf.pad(usable, pad)
-  side = 2 * radius + 1
-  offsets = [(dy, dx) for dy in range(side) for dx in range(side)]
-  at = lambda cube, dy, dx: cube[:, dy:dy + height, dx:dx + width]
-  distances = []
-  for dy, dx in offsets:
-    square = tf.square(at(padded_values, dy, dx) - values)
-    distance = square[..., 0]
-    for c in range(1, int(values.shape[-1])):
-      distance += square[..., c]
-    distances.append(tf.where(at(padded_usable, dy, dx), distance, np.inf))
-  nearest_negated, nearest = tf.math.top_k(-tf.stack(distances, axis=-1),
-                                           count)
+  (N, H, W); evaluation/baselines.py's `_similar_shift`, float32, summed in
+  its order."""
+  square = tf.square(_patches(values, radius) - values[..., None, :])
+  distance = square[..., 0]
+  for c in range(1, int(values.shape[-1])):
+    distance += square[..., c]
+  candidate = _patches(tf.cast(usable, tf.float32)[..., None], radius)
+  distance = tf.where(candidate[..., 0] > 0, distance, np.inf)
+  nearest_negated, nearest = tf.math.top_k(-distance, count)
   enough = tf.reduce_all(tf.math.is_finite(nearest_negated), axis=-1)
-  shift = tf.zeros_like(error)
-  for i, (dy, dx) in enumerate(offsets):
-    chosen = tf.reduce_any(nearest == i, axis=-1, keepdims=True)
-    shift += tf.where(chosen, at(padded_error, dy, dx), 0.)
+  # In offset order, as the baseline adds them.
+  chosen = tf.gather(_patches(error, radius), tf.sort(nearest, axis=-1),
+                     axis=3, batch_dims=3)
+  shift = chosen[..., 0, :]
+  for k in range(1, count):
+    shift += chosen[..., k, :]
   return shift / count, enough
 
 
