@@ -6,7 +6,6 @@ Cubes are (H, W, T·K): the K values of slot 0 first, then slot 1, and so on.
 Masks are 1 = clear, 0 = cloud.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from datasets import keys
@@ -298,7 +297,7 @@ def _similar_shift(values, error, usable, radius, count):
   for c in range(1, int(values.shape[-1])):
     distance += square[..., c]
   candidate = _patches(tf.cast(usable, tf.float32)[..., None], radius)
-  distance = tf.where(candidate[..., 0] > 0, distance, np.inf)
+  distance = tf.where(candidate[..., 0] > 0, distance, float('inf'))
   nearest_negated, nearest = tf.math.top_k(-distance, count)
   enough = tf.reduce_all(tf.math.is_finite(nearest_negated), axis=-1)
   # In offset order, as the baseline adds them.
@@ -308,6 +307,24 @@ def _similar_shift(values, error, usable, radius, count):
   for k in range(1, count):
     shift += chosen[..., k, :]
   return shift / count, enough
+
+
+def _with_similar_shift(fill, context, target, target_clear, found):
+  """`fill` (..., H, W, C) float64 where each cloudy pixel with a clear
+  context date (`found`) that has SIMILAR_COUNT similar clear pixels adds
+  their mean error, target − `context` (the newest clear corrected context
+  date), rounded: the similar-pixel corrected mosaic."""
+  shape = tf.shape(fill)
+  images = tf.concat([[-1], shape[-3:]], 0)
+  context32 = tf.cast(context, tf.float32)
+  error = tf.cast(target - tf.cast(context32, tf.float64), tf.float32)
+  shift, enough = _similar_shift(
+      tf.reshape(context32, images), tf.reshape(error, images),
+      tf.reshape(target_clear & found, images[:-1]), SIMILAR_RADIUS,
+      SIMILAR_COUNT)
+  shifted = ~target_clear & found & tf.reshape(enough, shape[:-1])
+  shift = tf.cast(tf.reshape(shift, shape), tf.float64)
+  return tf.where(shifted[..., None], tf.round(fill + shift), fill)
 
 
 def classical_fill(targets, mask, n_channels, method='local'):
@@ -347,21 +364,8 @@ def classical_fill(targets, mask, n_channels, method='local'):
                    tf.where(count > 0, mean, target))
   value = tf.round(tf.where(target_clear, target, value))
   if method == 'similar':
-    shape = tf.shape(value)
-    flat = lambda x: tf.reshape(x, tf.concat([[-1], tf.shape(x)[-3:]], 0))
-    context32 = tf.cast(context, tf.float32)
-    error = tf.cast(target - tf.cast(context32, tf.float64), tf.float32)
-    usable = target_clear[..., 0] & found
-    shift, enough = _similar_shift(
-        flat(context32), flat(error),
-        tf.reshape(usable, tf.concat([[-1], tf.shape(usable)[-2:]], 0)),
-        SIMILAR_RADIUS, SIMILAR_COUNT)
-    shifted = ~target_clear[..., 0] & found & tf.reshape(enough,
-                                                         shape[:-1])
-    value = tf.where(
-        shifted[..., None],
-        tf.round(value + tf.cast(tf.reshape(shift, shape), tf.float64)),
-        value)
+    value = _with_similar_shift(value, context, target, target_clear[..., 0],
+                                found)
   return tf.cast(tf.clip_by_value(value, 0., 255.), tf.int32)
 
 
