@@ -337,8 +337,9 @@ def prior_side(config):
 def add_prior(example, plain, config):
   """Adds `prior` at the model's side s (`prior_side`; named by
   `keys.at_side`): the classical fill `config.prior_fill`
-  (`transforms.classical_fill`) of `plain`, the targets cube as it is (uncorrected), with the example's
-  full-resolution mask, area-resized to s. The fill is made at full
+  (`transforms.classical_fill`) of `plain`, the targets cube as it is
+  (uncorrected), with the example's full-resolution mask, area-resized to
+  s. The fill is made at full
   resolution because there it is best: made from the inputs at the core's
   side it loses dates to the coarser cloud mask and light to the wider
   window (docs/beat_classical.md). With a `channel_index`, also its channel
