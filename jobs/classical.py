@@ -47,6 +47,11 @@ MARGINS = {'local_corrected_mosaic': LOCAL_MARGIN,
            'similar_pixel_corrected_mosaic':
                LOCAL_MARGIN + baselines.SIMILAR_RADIUS}
 CHANNELS = 3
+# The corrected mosaics, which take the scene's fit and fill as they are.
+_SCENE_FITTED = {'corrected_mosaic': baselines.corrected_mosaic,
+                 'local_corrected_mosaic': baselines.local_corrected_mosaic,
+                 'similar_pixel_corrected_mosaic':
+                     baselines.similar_pixel_mosaic}
 
 # A scene's fit: per context date and channel the gain and offset into the
 # target's light, (D-1, C) each; the (C,) mean of the target's clear pixels
@@ -122,15 +127,9 @@ def fill(series, method, indices, scene, area):
         np.concatenate([cube[..., :CHANNELS], rgb[d], rgb[-1]], axis=-1),
         masks[..., [0, d + 1, -1]], CHANNELS,
         fit=(scene.gain[d:d + 1], scene.offset[d:d + 1]))
-  elif method == 'corrected_mosaic':
-    values = baselines.corrected_mosaic(cube, masks, CHANNELS, fit=fit_all,
-                                        fill=scene.fill)
-  elif method == 'local_corrected_mosaic':
-    values = baselines.local_corrected_mosaic(
-        cube, masks, CHANNELS, fit=fit_all, fill=scene.fill)
-  elif method == 'similar_pixel_corrected_mosaic':
-    values = baselines.similar_pixel_mosaic(
-        cube, masks, CHANNELS, fit=fit_all, fill=scene.fill)
+  elif method in _SCENE_FITTED:
+    values = _SCENE_FITTED[method](cube, masks, CHANNELS, fit=fit_all,
+                                   fill=scene.fill)
   else:
     raise ValueError(f'Unknown method {method!r}; one of {METHODS}.')
   return values[inner], ~clear.any(axis=0)[inner]
