@@ -14,13 +14,13 @@ import pytest
 from bench import predict as bench_predict
 from datasets import transforms
 from evaluation import metrics
-from evaluation import baselines
 from jobs import classical
 from jobs import predict_workdir
 from jobs import selfcheck
 from rasters import geotiff
 from rasters import reader
 from rasters import tiling
+from tests import test_predict_classical
 from tools import synthetic_geotiff
 from utils.errors import DataError
 
@@ -308,13 +308,7 @@ def test_classical_rows_score_the_baselines_and_rank_without_a_model(
     report = selfcheck.selfcheck(series, None, str(tmp_path / 'out'),
                                  options)
   dates, rgb, cloudy = whole_scene(scene)
-  functions = {'mosaic': baselines.mosaic,
-               'least_cloudy': baselines.least_cloudy,
-               'corrected_least_cloudy': baselines.corrected_least_cloudy,
-               'corrected_mosaic': baselines.corrected_mosaic,
-               'local_corrected_mosaic': baselines.local_corrected_mosaic,
-               'similar_pixel_corrected_mosaic':
-                   baselines.similar_pixel_mosaic}
+  functions = test_predict_classical.FUNCTIONS
   for pair in report['pairs']:
     assert set(pair['scores']) == {*functions, 'cloudy_input'}
     target, mask = dates.index(pair['target']), dates.index(pair['mask_date'])
