@@ -163,6 +163,10 @@ def core_model_config(hidden_size, downsample_res, n_channels):
   enc.dropout = 0.0
   enc.posemb = 'learnable'
   enc.aggregation = 'conv'
+  # New: axial layers over each channel's map after the dates are
+  # aggregated, where z can compare dates across pixels (models/core.py,
+  # TimeSeriesEncoder); 0 as upstream.
+  enc.num_fused_layers = 0
 
   dec = model.decoder = ml_collections.ConfigDict()
   dec.n_channels = n_channels

@@ -83,6 +83,9 @@ def check_config(config):
     raise ValueError(
         f'config.model.decoder.cond_ln_sampling={dec.cond_ln_sampling!r} '
         f'must be one of {COND_LN_SAMPLING}.')
+  if enc.num_fused_layers < 0:
+    raise ValueError('config.model.encoder.num_fused_layers='
+                     f'{enc.num_fused_layers} must be 0 or more.')
   if enc.posemb != 'learnable':
     raise ValueError(f'config.model.encoder.posemb={enc.posemb!r}: only '
                      "'learnable' is implemented.")
@@ -102,6 +105,11 @@ class TimeSeriesEncoder(layers.Layer):
      `attention` = temporal self-attention layers (each with feed-forward and
      post layer norms) and a dense contraction of (T-1, D) to D; `sum` = sum
      over time.
+
+  4. With `num_fused_layers` (new; 0 upstream), an axial encoder stack
+     over each channel's aggregated map: only there does a pixel's z see
+     the other dates' values at other pixels (the per-slot stack of step 1
+     sees one date, the aggregation one pixel).
 
   Input `(B, h, w, T-1, C_out)` int32 symbols (offsets already added);
   output z `(B, h, w, C_out, D)` in the compute dtype.
@@ -136,6 +144,11 @@ class TimeSeriesEncoder(layers.Layer):
       self.contraction = self.add_weight(
           name='contraction', shape=(num_slots, hidden_size, hidden_size),
           initializer='glorot_uniform')
+    self.fused = None
+    if config.num_fused_layers:
+      self.fused = layers.AxialEncoder(
+          hidden_size, config.ff_size, config.num_heads,
+          config.num_fused_layers, resolution, config.dropout)
 
   def _time_mlp(self, series, training):
     """The `conv` aggregation of series `(B, h, w, C, S, D)`: `(B, h, w, C, D)`.
@@ -175,6 +188,15 @@ class TimeSeriesEncoder(layers.Layer):
         maps, fn_output_signature=self.compute_dtype)
 
   def call(self, symbols, training=False):
+    z = self._aggregate(symbols, training)
+    if self.fused is None:
+      return z
+    num_channels = z.shape[3]
+    return base.unfold_channels(
+        self.fused(base.fold_channels(z), training=training), num_channels)
+
+  def _aggregate(self, symbols, training):
+    """Steps 1-3: z `(B, h, w, C_out, D)` of the symbols."""
     height, width, num_slots, num_channels = symbols.shape[1:]
     # (B, h, w, S, C) -> (B·S·C, h, w): every slot-channel map is one image.
     maps = tf.reshape(tf.transpose(symbols, [0, 3, 4, 1, 2]),

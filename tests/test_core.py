@@ -114,6 +114,7 @@ TOGGLES = [
     {'encoder.aggregation': 'conv'},
     {'encoder.aggregation': 'attention'},
     {'encoder.aggregation': 'sum'},
+    {'encoder.num_fused_layers': 1},
     {'decoder.cond_ln': False},
     {'decoder.cond_ln_seq': 'cs', 'decoder.cond_ln_sp_ave': 'mean',
      'decoder.cond_ln_act': 'tanh'},
@@ -287,6 +288,7 @@ def test_sample_draws_are_seeded_and_compile(model, inputs):
     ('resolution', (4, 4), 'model.resolution'),
     ('decoder.num_heads', 3, 'decoder.num_heads'),
     ('encoder.aggregation', 'max', 'aggregation'),
+    ('encoder.num_fused_layers', -1, 'encoder.num_fused_layers'),
     ('stage', 'encoder', 'stage'),
     ('decoder.cond_att_act', 'gelu', 'decoder.cond_att_act'),
     ('decoder.cond_ln_sampling', 'pixel', 'decoder.cond_ln_sampling'),
@@ -308,6 +310,25 @@ def test_sum_aggregation_ignores_the_order_of_the_dates(inputs):
   np.testing.assert_allclose(model.encode(reversed_slots, offsets),
                              model.encode(slots, offsets), atol=1e-5)
   assert not any('temporal' in v.path for v in model.variables)
+
+
+def test_fused_layers_run_over_the_aggregated_maps(inputs):
+  """With num_fused_layers, z is the fused axial stack applied to each
+  channel's aggregated map: what a pixel's z holds of the other dates at
+  other pixels; training and inference encode alike."""
+  config = model_helpers.core_config(channels=3, timeline=4)
+  config.model.encoder.num_fused_layers = 1
+  model = models.build(config)
+  _, slots, offsets = model.split_inputs(inputs, training=False)
+  symbols = slots + offsets[:, None, None, None]
+  aggregated = model.encoder._aggregate(symbols, training=False)
+  fused = base.unfold_channels(
+      model.encoder.fused(base.fold_channels(aggregated)), 3)
+  z = model.encode(slots, offsets)
+  np.testing.assert_allclose(z, fused, atol=1e-6)
+  assert not np.allclose(z, aggregated, atol=1e-3)
+  np.testing.assert_allclose(model.encode(slots, offsets, training=True), z,
+                             atol=1e-4)
 
 
 def test_reference_sampler_refuses_row_norms(model, inputs):
