@@ -90,6 +90,9 @@ flags.DEFINE_bool('overwrite', False, 'Replace an output made with other '
                   'inputs, models or settings, with all its companion files; '
                   'without it such an output is refused.')
 flags.mark_flags_as_required(['out'])
+# Checked as parsed: bad draws are refused before the models load TensorFlow.
+cli.check_flags(['draws', 'seed'], predict_draws.check)
+cli.check_flags(['draws', 'only_parallel'], predict_draws.check_sampler)
 
 FLAGS = flags.FLAGS
 
@@ -114,7 +117,6 @@ def main(_):
   tile_size = timeline = predictor = identity = None
   if modelled:
     core_config, up_config = model_flags.configs(FLAGS)
-    predict_draws.check_sampler(FLAGS.draws, FLAGS.only_parallel)
     tile_size, timeline = up_config.resolution[0], core_config.timeline
   options = predict.Options(
       tile_size=tile_size, timeline=timeline, overlap=FLAGS.overlap,
