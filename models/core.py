@@ -107,9 +107,11 @@ class TimeSeriesEncoder(layers.Layer):
      over time.
 
   4. With `num_fused_layers` (new; 0 upstream), an axial encoder stack
-     over each channel's aggregated map: only there does a pixel's z see
-     the other dates' values at other pixels (the per-slot stack of step 1
-     sees one date, the aggregation one pixel).
+     over each channel's aggregated map, added to it through a dense layer
+     that starts at zero (so training starts from the upstream encoder):
+     only there does a pixel's z see the other dates' values at other
+     pixels (the per-slot stack of step 1 sees one date, the aggregation
+     one pixel).
 
   Input `(B, h, w, T-1, C_out)` int32 symbols (offsets already added);
   output z `(B, h, w, C_out, D)` in the compute dtype.
@@ -149,6 +151,8 @@ class TimeSeriesEncoder(layers.Layer):
       self.fused = layers.AxialEncoder(
           hidden_size, config.ff_size, config.num_heads,
           config.num_fused_layers, resolution, config.dropout)
+      self.fused_output = layers.dense(hidden_size, hidden_size,
+                                       kernel_initializer='zeros')
 
   def _time_mlp(self, series, training):
     """The `conv` aggregation of series `(B, h, w, C, S, D)`: `(B, h, w, C, D)`.
@@ -191,9 +195,8 @@ class TimeSeriesEncoder(layers.Layer):
     z = self._aggregate(symbols, training)
     if self.fused is None:
       return z
-    num_channels = z.shape[3]
-    return base.unfold_channels(
-        self.fused(base.fold_channels(z), training=training), num_channels)
+    fused = self.fused(base.fold_channels(z), training=training)
+    return z + base.unfold_channels(self.fused_output(fused), z.shape[3])
 
   def _aggregate(self, symbols, training):
     """Steps 1-3: z `(B, h, w, C_out, D)` of the symbols."""

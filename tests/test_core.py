@@ -114,7 +114,6 @@ TOGGLES = [
     {'encoder.aggregation': 'conv'},
     {'encoder.aggregation': 'attention'},
     {'encoder.aggregation': 'sum'},
-    {'encoder.num_fused_layers': 1},
     {'decoder.cond_ln': False},
     {'decoder.cond_ln_seq': 'cs', 'decoder.cond_ln_sp_ave': 'mean',
      'decoder.cond_ln_act': 'tanh'},
@@ -312,21 +311,34 @@ def test_sum_aggregation_ignores_the_order_of_the_dates(inputs):
   assert not any('temporal' in v.path for v in model.variables)
 
 
-def test_fused_layers_run_over_the_aggregated_maps(inputs):
-  """With num_fused_layers, z is the fused axial stack applied to each
-  channel's aggregated map: what a pixel's z holds of the other dates at
-  other pixels; training and inference encode alike."""
+def test_fused_layers_start_as_the_upstream_encoder_and_train(inputs):
+  """With num_fused_layers, z is the aggregated map plus a zero-initialised
+  dense of the fused axial stack over it: untrained, exactly the upstream
+  encoder's z; the dense gets a gradient at once, and once it is not zero
+  every fused variable does; training and inference encode alike."""
   config = model_helpers.core_config(channels=3, timeline=4)
   config.model.encoder.num_fused_layers = 1
   model = models.build(config)
+  encoder = model.encoder
   _, slots, offsets = model.split_inputs(inputs, training=False)
-  symbols = slots + offsets[:, None, None, None]
-  aggregated = model.encoder._aggregate(symbols, training=False)
-  fused = base.unfold_channels(
-      model.encoder.fused(base.fold_channels(aggregated)), 3)
+  aggregated = encoder._aggregate(slots + offsets[:, None, None, None],
+                                  training=False)
+  np.testing.assert_array_equal(model.encode(slots, offsets), aggregated)
+  fused = encoder.fused.trainable_variables
+  _, grads = model_helpers.gradients(model, inputs, training=True)
+  grads = {v.path: g for v, g in grads}
+  assert all(np.any(grads[v.path]) for v in
+             encoder.fused_output.trainable_variables)
+  assert not any(np.any(grads[v.path]) for v in fused)
+  encoder.fused_output.kernel.assign(tf.random.normal(
+      encoder.fused_output.kernel.shape, stddev=0.1, seed=1))
+  _, grads = model_helpers.gradients(model, inputs, training=True)
+  assert all(np.any(g) for v, g in grads if v.path in
+             {w.path for w in fused})
   z = model.encode(slots, offsets)
-  np.testing.assert_allclose(z, fused, atol=1e-6)
-  assert not np.allclose(z, aggregated, atol=1e-3)
+  expected = aggregated + base.unfold_channels(encoder.fused_output(
+      encoder.fused(base.fold_channels(aggregated))), 3)
+  np.testing.assert_allclose(z, expected, atol=1e-5)
   np.testing.assert_allclose(model.encode(slots, offsets, training=True), z,
                              atol=1e-4)
 
