@@ -192,7 +192,7 @@ def test_upsampler_reads_core_tfrecords(core_run, synthetic_data, tmp_path):
   gains = [float(r['gain']) for r in rows]
   for r, gain in zip(rows, gains):
     assert gain == pytest.approx(float(r['upsampled_psnr']) - float(
-        r['local_corrected_mosaic_psnr']), abs=2e-3)
+        r['similar-pixel_corrected_mosaic_psnr']), abs=2e-3)
   # Untrained models lose to the classical fill everywhere.
   assert max(gains) < 0
   for name, pick in (('most_gain.png', max), ('most_loss.png', min)):

@@ -6,8 +6,9 @@ r"""Contact sheets: one PNG per example showing the whole method at a glance.
 
 Top row: the cloudy input dates (slots 1..T-1); below each, its cloud mask
 (white = clear). Bottom row: the map of clear dates per pixel, the core's
-output, the upsampled output, a classical fill (`--classical`, the local
-corrected mosaic by default; from the inputs as they are) and the truth.
+output, the upsampled output, a classical fill (`--classical`, by default
+the similar-pixel corrected mosaic, the best classical fill of the
+benchmark's tables; from the inputs as they are) and the truth.
 Everything is shown at the full resolution (low-resolution images enlarged
 by nearest neighbour); the labels give each output's PSNR on the target's
 cloudy pixels.
@@ -93,7 +94,7 @@ def write_scores(out_dir, rows):
 
 
 def make_sheets(config, core_dir, upsampled_dir, out_dir, subset='valid',
-                count=None, classical='local corrected mosaic'):
+                count=None, classical=baselines.SIMILAR_FILL):
   """Writes `NNNNN_sheet.png` for the first outputs of both sample dirs, and
   `scores.csv`, `most_gain.png`, `most_loss.png` (module docstring).
 
@@ -171,7 +172,7 @@ def define_flags():
                     [s.name for s in subsets.EVALUATED.values()],
                     'Subset both jobs sampled.')
   flags.DEFINE_integer('count', None, 'At most this many sheets.')
-  flags.DEFINE_enum('classical', 'local corrected mosaic',
+  flags.DEFINE_enum('classical', baselines.SIMILAR_FILL,
                     list(baselines.FILLS), 'The classical fill shown and '
                     'scored beside the model.')
   flags.mark_flags_as_required(['core', 'upsampled', 'out'])
