@@ -49,7 +49,7 @@ $(VENV)/installed: requirements.txt
 	touch $@
 
 # The suite in TEST_WORKERS processes (pytest-xdist), a test file per
-# process at a time: 706-879 s with 2 on the 2-core VM (2026-12-07, quiet
+# process at a time: 706-977 s with 2 on the 2-core VM (2026-12-07, quiet
 # machine; 666 s on 2026-11-30 with fewer tests). TEST_WORKERS=0 runs it
 # in this process.
 TEST_WORKERS ?= 2
