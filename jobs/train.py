@@ -232,7 +232,7 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
           allow_config_change=False):
   """Trains until `config.max_train_steps`, resuming from `logdir`.
 
-  The data is checked before anything is written; the chief then holds
+  The config and the data are checked before anything is written; the chief then holds
   `<logdir>/train.lock` until training ends, so a second training on the
   same logdir is refused (runlock).
   """
@@ -240,6 +240,7 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
     if config[key] < 1:
       raise ValueError(f'config.{key}={config[key]} must be >= 1.')
   tf.keras.utils.set_random_seed(config.seed)
+  models.check_config(config)
   pipeline.check_config(config)
   chosen = selection.select(config, 'train')
   pipeline.export_targets(config, 'train')

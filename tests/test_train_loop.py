@@ -245,6 +245,15 @@ def test_pretrain_loads_weights_with_fresh_optimizer(trained, tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_a_bad_model_config_is_refused_before_the_logdir_is_made(
+    tiny_config, tmp_path):
+  config = tiny_config('cloudtran_core_train')
+  config.model.encoder.num_fused_layers = -1
+  with pytest.raises(ValueError, match='num_fused_layers=-1'):
+    train.train(config, str(tmp_path / 'new_run'), one_device())
+  assert not os.path.exists(tmp_path / 'new_run')
+
+
 def test_pretrain_dir_without_checkpoint_is_a_clear_error(tiny_config,
                                                           tmp_path):
   state = train.TrainState(tiny_config('cloudtran_core_train'),
