@@ -10,6 +10,7 @@ no package keeps a list of its modules by hand.
 """
 
 import ast
+import importlib
 import os
 import re
 
@@ -297,3 +298,19 @@ def test_downward_imports_and_commands_in_place_pass(tmp_path):
       'datasets/__init__.py': '"""The pipeline, and its keys."""\n',
       'datasets/keys.py': '', 'datasets/scan.py': ''})
   assert not violations(str(tmp_path))
+
+
+def test_the_slowest_first_order_names_test_files():
+  """tests/conftest.py's SLOWEST_FIRST names files that exist, once each."""
+  from conftest import SLOWEST_FIRST  # pylint: disable=g-import-not-at-top
+  assert len(set(SLOWEST_FIRST)) == len(SLOWEST_FIRST)
+  for name in SLOWEST_FIRST:
+    assert os.path.isfile(os.path.join(ROOT, 'tests', name)), name
+
+
+def test_every_tool_imports_beside_the_others():
+  """No two tools define a flag of one name when imported (tests import
+  several into one process; a clash fails whichever comes second)."""
+  for name in sorted(os.listdir(os.path.join(ROOT, 'tools'))):
+    if name.endswith('.py') and name != '__init__.py':
+      importlib.import_module(f'tools.{name[:-3]}')

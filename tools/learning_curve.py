@@ -41,22 +41,6 @@ CACHE = 'learning_curve_valid.json'
 # Legend of a scored method where its key alone would mislead.
 LABELS = {'output': 'output (fed the low-res truth)'}
 
-_CORE_CONFIG = config_flags.DEFINE_config_file(
-    'core_config', None, 'Test config of the core run (`:small` for the '
-    'recipe); overrides as --core_config.<key>=value.', lock_config=True)
-_UP_CONFIG = config_flags.DEFINE_config_file(
-    'upsampler_config', None, 'Test config of the upsampler run.',
-    lock_config=True)
-flags.DEFINE_string('core_logdir', None, 'The core training run.')
-flags.DEFINE_string('upsampler_logdir', None, 'The upsampler training run '
-                    '(optional).')
-flags.DEFINE_string('out', None, 'The figure (PNG).')
-flags.DEFINE_integer('num_examples', 48, 'Valid examples scored per '
-                     'checkpoint.', lower_bound=1)
-for _name in ('core_config', 'core_logdir', 'out'):
-  flags.mark_flag_as_required(_name)
-FLAGS = flags.FLAGS
-
 
 def scalars(event_dir, tag):
   """(steps, values) of scalar `tag` in every event file of `event_dir`,
@@ -184,11 +168,30 @@ def plot(runs, out):
   pyplot.close(figure)
 
 
+def define_flags():
+  """The command-line flags (defined only when run as a program, so that
+  importing this module never clashes with another tool's flags)."""
+  config_flags.DEFINE_config_file(
+      'core_config', None, 'Test config of the core run (`:small` for the '
+      'recipe); overrides as --core_config.<key>=value.', lock_config=True)
+  config_flags.DEFINE_config_file(
+      'upsampler_config', None, 'Test config of the upsampler run.',
+      lock_config=True)
+  flags.DEFINE_string('core_logdir', None, 'The core training run.')
+  flags.DEFINE_string('upsampler_logdir', None, 'The upsampler training run '
+                      '(optional).')
+  flags.DEFINE_string('out', None, 'The figure (PNG).')
+  flags.DEFINE_integer('num_examples', 48, 'Valid examples scored per '
+                       'checkpoint.', lower_bound=1)
+  flags.mark_flags_as_required(['core_config', 'core_logdir', 'out'])
+
+
 def main(argv):
   del argv
-  named = {'core': (_CORE_CONFIG.value, FLAGS.core_logdir)}
-  if FLAGS.upsampler_logdir:
-    named['upsampler'] = (_UP_CONFIG.value, FLAGS.upsampler_logdir)
+  f = flags.FLAGS
+  named = {'core': (f.core_config, f.core_logdir)}
+  if f.upsampler_logdir:
+    named['upsampler'] = (f.upsampler_config, f.upsampler_logdir)
   runs = {}
   for name, (config, logdir) in named.items():
     if config is None:
@@ -197,8 +200,8 @@ def main(argv):
     checkpoints.newest_checkpoint(logdir)    # a clear error if none
     steps, losses = scalars(os.path.join(logdir, 'train_summaries'), 'loss')
     scores = score_checkpoints(
-        logdir, model_scorer(config, FLAGS.num_examples))
-    classical = best_classical(config, FLAGS.num_examples,
+        logdir, model_scorer(config, f.num_examples))
+    classical = best_classical(config, f.num_examples,
                                config.downsample_res if name == 'core'
                                else config.resolution[0])
     runs[name] = (steps, losses, scores, classical)
@@ -207,9 +210,10 @@ def main(argv):
       print(f'{name} step {step}: ' + ', '.join(
           f'{m} {"n/a" if v is None else f"{v:.2f} dB"}'
           for m, v in values.items()))
-  plot(runs, FLAGS.out)
-  print(f'Learning curves in {FLAGS.out}.')
+  plot(runs, f.out)
+  print(f'Learning curves in {f.out}.')
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run(main)

@@ -3,7 +3,7 @@ r"""A residual CNN over the classical prior: the strongest simple learned fill.
   python -m tools.residual_cnn \
       --train_config configs/cloudtran_core_train.py:small \
       --valid_config configs/cloudtran_core_test.py:small \
-      --steps 1500 --out runs/exp/residual_cnn.json
+      --steps 1000 --out runs/exp/residual_cnn.json
 
 What a plain network learns over the classical fill the models start from
 (`config.prior_fill`, given as `config.classical_prior`), in a point
@@ -34,29 +34,7 @@ from evaluation import metrics
 from utils import cli
 from utils import progress
 
-_TRAIN = config_flags.DEFINE_config_file(
-    'train_config', None, 'Training config of the core (`:small` for the '
-    'recipe); overrides as --train_config.<key>=value.', lock_config=True)
-_VALID = config_flags.DEFINE_config_file(
-    'valid_config', None, 'Test config of the core: its valid subset is '
-    'scored.', lock_config=True)
-flags.DEFINE_integer('steps', 1500, 'Training steps.', lower_bound=1)
-flags.DEFINE_integer('eval_every', 250, 'Steps between valid scores.',
-                     lower_bound=1)
-flags.DEFINE_integer('batch_size', 16, 'Training batch size.', lower_bound=1)
-flags.DEFINE_integer('width', 64, 'Channels of every convolution.',
-                     lower_bound=1)
-flags.DEFINE_float('learning_rate', 1e-3, 'Adam\'s peak learning rate '
-                   '(cosine decay to 0 over --steps).', lower_bound=0.)
-flags.DEFINE_integer('num_examples', 48, 'Valid examples scored.',
-                     lower_bound=1)
-flags.DEFINE_integer('seed', 0, 'Seed of the weights.')
-flags.DEFINE_string('out', None, 'The curve (JSON).')
-for _name in ('train_config', 'valid_config', 'out'):
-  flags.mark_flag_as_required(_name)
-FLAGS = flags.FLAGS
-
-# Dilations of the residual blocks: a receptive field of 63 px.
+# Dilations of the residual blocks: a receptive field of 79 px.
 DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)
 # The correction is the network's output times this, in values / 255.
 SCALE = 0.1
@@ -177,26 +155,52 @@ def eta(step, steps, elapsed):
           f'{"n/a" if left is None else progress.format_duration(left)}')
 
 
+def define_flags():
+  """The command-line flags (defined only when run as a program, so that
+  importing this module never clashes with another tool's flags)."""
+  config_flags.DEFINE_config_file(
+      'train_config', None, 'Training config of the core (`:small` for the '
+      'recipe); overrides as --train_config.<key>=value.', lock_config=True)
+  config_flags.DEFINE_config_file(
+      'valid_config', None, 'Test config of the core: its valid subset is '
+      'scored.', lock_config=True)
+  flags.DEFINE_integer('steps', 1000, 'Training steps.', lower_bound=1)
+  flags.DEFINE_integer('eval_every', 250, 'Steps between valid scores.',
+                       lower_bound=1)
+  flags.DEFINE_integer('batch_size', 16, 'Training batch size.',
+                       lower_bound=1)
+  flags.DEFINE_integer('width', 64, 'Channels of every convolution.',
+                       lower_bound=1)
+  flags.DEFINE_float('learning_rate', 1e-3, 'Adam\'s peak learning rate '
+                     '(cosine decay to 0 over --steps).', lower_bound=0.)
+  flags.DEFINE_integer('num_examples', 48, 'Valid examples scored.',
+                       lower_bound=1)
+  flags.DEFINE_integer('seed', 0, 'Seed of the weights.')
+  flags.DEFINE_string('out', None, 'The curve (JSON).')
+  flags.mark_flags_as_required(['train_config', 'valid_config', 'out'])
+
+
 def main(argv):
   del argv
+  f = flags.FLAGS
   start, rows = time.time(), []
   for step, loss, network, fill in train(
-      _TRAIN.value, _VALID.value, FLAGS.steps, FLAGS.eval_every,
-      FLAGS.batch_size, FLAGS.width, FLAGS.learning_rate, FLAGS.num_examples,
-      FLAGS.seed):
+      f.train_config, f.valid_config, f.steps, f.eval_every, f.batch_size,
+      f.width, f.learning_rate, f.num_examples, f.seed):
     elapsed = time.time() - start
     rows.append(dict(step=step, train_loss=loss, network=network, fill=fill,
                      seconds=round(elapsed, 1)))
     loss_text = '' if loss is None else f'train loss {loss:.2f} (values²), '
     print(f'step {step}: {loss_text}valid cloudy pixels: network '
           f'{network:.2f} dB, fill {fill:.2f} dB ({network - fill:+.2f}); '
-          f'{eta(step, FLAGS.steps, elapsed)}', flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, 'w') as f:
-      json.dump(dict(steps=FLAGS.steps, width=FLAGS.width,
-                     batch_size=FLAGS.batch_size, rows=rows), f, indent=1)
-  print(f'Curve in {FLAGS.out}.')
+          f'{eta(step, f.steps, elapsed)}', flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(f.out)), exist_ok=True)
+    with open(f.out, 'w') as out:
+      json.dump(dict(steps=f.steps, width=f.width, batch_size=f.batch_size,
+                     rows=rows), out, indent=1)
+  print(f'Curve in {f.out}.')
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run(main)
