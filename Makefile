@@ -54,7 +54,8 @@ $(VENV)/installed: requirements.txt
 # in this process.
 TEST_WORKERS ?= 2
 test: $(VENV)/installed
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	  --no-loadscope-reorder --durations=15 tests
 
 demo: $(VENV)/installed
 	@start=$$(date +%s); \
