@@ -49,9 +49,10 @@ $(VENV)/installed: requirements.txt
 	touch $@
 
 # The suite in TEST_WORKERS processes (pytest-xdist), a test file per
-# process at a time: 706-977 s with 2 on the 2-core VM (2026-12-07, quiet
-# machine; 666 s on 2026-11-30 with fewer tests). TEST_WORKERS=0 runs it
-# in this process.
+# process at a time, the longest files first (tests/conftest.py): about
+# 700 s with 2 on the 2-core VM (2026-12-08, quiet machine; 800-977 s
+# before, when the longest files ran last). TEST_WORKERS=0 runs it in
+# this process.
 TEST_WORKERS ?= 2
 test: $(VENV)/installed
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
