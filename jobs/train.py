@@ -232,9 +232,9 @@ def train(config, logdir, strategy, pretrain_dir=None, steps_per_summaries=100,
           allow_config_change=False):
   """Trains until `config.max_train_steps`, resuming from `logdir`.
 
-  The config and the data are checked before anything is written; the chief then holds
-  `<logdir>/train.lock` until training ends, so a second training on the
-  same logdir is refused (runlock).
+  The config and the data are checked before anything is written; the
+  chief then holds `<logdir>/train.lock` until training ends, so a second
+  training on the same logdir is refused (runlock).
   """
   for key in ('max_train_steps', 'batch_size'):
     if config[key] < 1:

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from datasets import keys
 from datasets import pipeline
-from evaluation import metrics
+from tools import learning_curve
 from utils import cli
 from utils import progress
 
@@ -92,8 +92,9 @@ def check_config(config, flag):
 
 
 def cloudy_scores(model, batches, config):
-  """(network, fill) mean cloudy-pixel PSNR over the images of `batches`,
-  the outputs rounded to 8-bit values as written."""
+  """(network, fill) cloudy-pixel PSNR over the images of `batches`
+  (`learning_curve.cloudy_psnr`), the outputs rounded to 8-bit values as
+  written."""
   outputs, fills, truths, clears = [], [], [], []
   for batch in batches:
     features, fill = side_cubes(batch, config)
@@ -104,11 +105,8 @@ def cloudy_scores(model, batches, config):
     truths.append(truth.numpy() * 255.)
     clears.append(1. - cloudy.numpy()[..., 0])
   truth, clear = np.concatenate(truths), np.concatenate(clears)
-  cloudy_mask = metrics.split_masks(clear)[metrics.CLOUDY]
-  return tuple(
-      metrics.average(metrics.psnr01(metrics.to_unit(np.concatenate(v)),
-                                     metrics.to_unit(truth), cloudy_mask))
-      for v in (outputs, fills))
+  return tuple(learning_curve.cloudy_psnr(np.concatenate(v), truth, clear)
+               for v in (outputs, fills))
 
 
 def train(train_config, valid_config, steps, eval_every, batch_size, width,
@@ -148,13 +146,6 @@ def train(train_config, valid_config, steps, eval_every, batch_size, width,
       losses = []
 
 
-def eta(step, steps, elapsed):
-  """'<elapsed> in, ETA <left>' of a run `step`/`steps` done."""
-  left = elapsed / step * (steps - step) if step else None
-  return (f'{progress.format_duration(elapsed)} in, ETA '
-          f'{"n/a" if left is None else progress.format_duration(left)}')
-
-
 def define_flags():
   """The command-line flags (defined only when run as a program, so that
   importing this module never clashes with another tool's flags)."""
@@ -184,16 +175,19 @@ def main(argv):
   del argv
   f = flags.FLAGS
   start, rows = time.time(), []
+  run = progress.Progress(f.steps)
   for step, loss, network, fill in train(
       f.train_config, f.valid_config, f.steps, f.eval_every, f.batch_size,
       f.width, f.learning_rate, f.num_examples, f.seed):
     elapsed = time.time() - start
+    run.update(step)
+    left = 'n/a' if run.eta is None else progress.format_duration(run.eta)
     rows.append(dict(step=step, train_loss=loss, network=network, fill=fill,
                      seconds=round(elapsed, 1)))
     loss_text = '' if loss is None else f'train loss {loss:.2f} (values²), '
     print(f'step {step}: {loss_text}valid cloudy pixels: network '
           f'{network:.2f} dB, fill {fill:.2f} dB ({network - fill:+.2f}); '
-          f'{eta(step, f.steps, elapsed)}', flush=True)
+          f'{progress.format_duration(elapsed)} in, ETA {left}', flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(f.out)), exist_ok=True)
     with open(f.out, 'w') as out:
       json.dump(dict(steps=f.steps, width=f.width, batch_size=f.batch_size,
